@@ -1,0 +1,802 @@
+//! Bytes in, bytes out: the file header, event records and batch frames. No I/O here.
+//!
+//! The layout is specified byte by byte in `docs/format.md`. In short: a 32-byte file
+//! header (magic, format version, a random per-file salt, CRC), then batches. A batch
+//! is one append: a header, its records, a commit marker and a CRC over the whole batch
+//! seeded with the file's salt, so that a batch copied from another file (or found
+//! inside a payload) never checks out as one of this file's. Every record also carries
+//! its own CRC, so a read can verify just the record it returns.
+
+use uuid::Uuid;
+
+use crate::error::Error;
+use crate::types::{ProposedEventRef, RecordedEvent, MAX_EVENT_SIZE, RECORD_OVERHEAD};
+
+/// The first bytes of every store: magic, then the format version (u16 LE).
+pub const MAGIC: [u8; 6] = *b"EVSTOR";
+/// The only format version this library reads and writes.
+pub const FORMAT_VERSION: u16 = 1;
+/// Length of [`encode_header`]: magic and format version.
+pub const HEADER_LEN: usize = 8;
+/// Length of the whole file header area: magic, version, salt, reserved bytes, CRC.
+pub const FILE_HEADER_LEN: usize = 32;
+
+/// Marks the start of a batch.
+pub const BATCH_MAGIC: [u8; 4] = *b"EVBT";
+/// Marks the end of a batch's records: the append is whole up to here.
+pub const COMMIT_MAGIC: [u8; 4] = *b"EVCM";
+pub const BATCH_HEADER_LEN: usize = 44;
+pub const BATCH_TRAILER_LEN: usize = 8;
+/// Bytes a batch adds around its records.
+pub const BATCH_OVERHEAD: usize = BATCH_HEADER_LEN + BATCH_TRAILER_LEN;
+
+/// Fixed fields of a record before its event type.
+const RECORD_FIXED_LEN: usize = 72;
+
+/// The magic and format version that open every store file.
+pub fn encode_header() -> [u8; HEADER_LEN] {
+    let mut h = [0u8; HEADER_LEN];
+    h[..6].copy_from_slice(&MAGIC);
+    h[6..8].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    h
+}
+
+/// Checks the magic and format version at the start of `bytes`; returns the version.
+pub fn decode_header(bytes: &[u8]) -> Result<u16, Error> {
+    if bytes.len() < HEADER_LEN || bytes[..6] != MAGIC {
+        return Err(Error::InvalidHeader);
+    }
+    let version = u16::from_le_bytes([bytes[6], bytes[7]]);
+    if version != FORMAT_VERSION {
+        tracing::warn!(
+            version,
+            supported = FORMAT_VERSION,
+            "unsupported format version"
+        );
+        return Err(Error::InvalidHeader);
+    }
+    Ok(version)
+}
+
+/// The whole file header area of a new store with this salt.
+pub fn encode_file_header(salt: u64) -> [u8; FILE_HEADER_LEN] {
+    let mut h = [0u8; FILE_HEADER_LEN];
+    h[..HEADER_LEN].copy_from_slice(&encode_header());
+    h[8..16].copy_from_slice(&salt.to_le_bytes());
+    let crc = crc32fast::hash(&h[..28]);
+    h[28..32].copy_from_slice(&crc.to_le_bytes());
+    h
+}
+
+/// Validates a file header area and returns the file's salt.
+pub fn decode_file_header(bytes: &[u8]) -> Result<u64, Error> {
+    decode_header(bytes)?;
+    if bytes.len() < FILE_HEADER_LEN || crc32fast::hash(&bytes[..28]) != le_u32(bytes, 28) {
+        return Err(Error::InvalidHeader);
+    }
+    Ok(le_u64(bytes, 8))
+}
+
+/// Whether a file that holds only `bytes` can be what a crash while creating a store
+/// left behind: no longer than a header, and either zeros (the size reached the disk,
+/// the data did not) or the start of a header.
+pub fn is_interrupted_creation(bytes: &[u8]) -> bool {
+    if bytes.len() > FILE_HEADER_LEN {
+        return false;
+    }
+    let header = encode_header();
+    let n = bytes.len().min(HEADER_LEN);
+    bytes.iter().all(|&b| b == 0) || bytes[..n] == header[..n]
+}
+
+fn crc_with_salt(salt: u64, bytes: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&salt.to_le_bytes());
+    h.update(bytes);
+    h.finalize()
+}
+
+fn le_u16(b: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([b[at], b[at + 1]])
+}
+
+fn le_u32(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"))
+}
+
+fn le_u64(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+}
+
+fn uuid_at(b: &[u8], at: usize) -> Uuid {
+    Uuid::from_bytes(b[at..at + 16].try_into().expect("16 bytes"))
+}
+
+fn put_u32(b: &mut [u8], at: usize, v: u32) {
+    b[at..at + 4].copy_from_slice(&v.to_le_bytes());
+}
+
+fn put_u64(b: &mut [u8], at: usize, v: u64) {
+    b[at..at + 8].copy_from_slice(&v.to_le_bytes());
+}
+
+// ---------------------------------------------------------------------------------
+// Records
+
+/// Fields of a record that are fixed only when the record is committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordPlacement {
+    pub global_position: u64,
+    pub stream_version: u64,
+    pub recorded_at: u64,
+}
+
+/// Appends the record of `event` to `out`. The caller has checked the limits.
+fn put_record(
+    out: &mut Vec<u8>,
+    stream_id: &Uuid,
+    event: &ProposedEventRef<'_>,
+    at: RecordPlacement,
+) {
+    let start = out.len();
+    let len = event.encoded_len();
+    out.extend_from_slice(&(len as u32).to_le_bytes());
+    out.extend_from_slice(&at.global_position.to_le_bytes());
+    out.extend_from_slice(&at.stream_version.to_le_bytes());
+    out.extend_from_slice(&at.recorded_at.to_le_bytes());
+    out.extend_from_slice(stream_id.as_bytes());
+    out.extend_from_slice(event.event_id.as_bytes());
+    out.extend_from_slice(&(event.event_type.len() as u16).to_le_bytes());
+    out.extend_from_slice(&0u16.to_le_bytes());
+    out.extend_from_slice(&(event.metadata.len() as u32).to_le_bytes());
+    out.extend_from_slice(&(event.payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(event.event_type.as_bytes());
+    out.push(0);
+    out.extend_from_slice(event.metadata);
+    out.extend_from_slice(event.payload);
+    let crc = crc32fast::hash(&out[start..]);
+    out.extend_from_slice(&crc.to_le_bytes());
+    debug_assert_eq!(out.len() - start, len);
+}
+
+/// Checks an event against the limits of the format.
+pub fn check_event(event: &ProposedEventRef<'_>) -> Result<(), Error> {
+    let type_len = event.event_type.len();
+    if type_len == 0 {
+        return Err(Error::InvalidArgument("event type is empty".into()));
+    }
+    if type_len > crate::types::MAX_EVENT_TYPE_LEN {
+        return Err(Error::InvalidArgument(format!(
+            "event type is {type_len} bytes, the limit is {}",
+            crate::types::MAX_EVENT_TYPE_LEN
+        )));
+    }
+    let size = event.encoded_len();
+    if size > MAX_EVENT_SIZE {
+        return Err(Error::EventTooLarge {
+            size,
+            max: MAX_EVENT_SIZE,
+        });
+    }
+    Ok(())
+}
+
+/// Encodes one recorded event as a standalone record (the unit inside a batch).
+pub fn encode_record(event: &RecordedEvent) -> Result<Vec<u8>, Error> {
+    let proposed = ProposedEventRef {
+        event_id: event.event_id,
+        event_type: &event.event_type,
+        metadata: &event.metadata,
+        payload: &event.payload,
+    };
+    check_event(&proposed)?;
+    let mut out = Vec::with_capacity(proposed.encoded_len());
+    put_record(
+        &mut out,
+        &event.stream_id,
+        &proposed,
+        RecordPlacement {
+            global_position: event.global_position,
+            stream_version: event.stream_version,
+            recorded_at: event.recorded_at,
+        },
+    );
+    Ok(out)
+}
+
+/// The result of decoding from a buffer that may hold only part of the data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DecodeOutcome<T> {
+    /// A whole, valid item that took `len` bytes.
+    Complete { value: T, len: usize },
+    /// The buffer ends before the item does; `needed` bytes would hold it.
+    Incomplete { needed: usize },
+}
+
+/// A record decoded in place: its fields borrow from the buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordView<'a> {
+    pub global_position: u64,
+    pub stream_version: u64,
+    pub recorded_at: u64,
+    pub stream_id: Uuid,
+    pub event_id: Uuid,
+    pub event_type: &'a str,
+    /// The event type followed by its NUL terminator.
+    pub event_type_with_nul: &'a [u8],
+    pub metadata: &'a [u8],
+    pub payload: &'a [u8],
+}
+
+impl RecordView<'_> {
+    pub fn to_recorded(&self) -> RecordedEvent {
+        RecordedEvent {
+            event_id: self.event_id,
+            stream_id: self.stream_id,
+            stream_version: self.stream_version,
+            global_position: self.global_position,
+            recorded_at: self.recorded_at,
+            event_type: self.event_type.to_string(),
+            metadata: self.metadata.to_vec(),
+            payload: self.payload.to_vec(),
+        }
+    }
+}
+
+/// Why a record or batch failed to decode; the caller adds where it was.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Damage(pub String);
+
+/// Lengths of a record's parts, read from its fixed fields.
+struct RecordShape {
+    len: usize,
+    type_len: usize,
+    metadata_len: usize,
+    payload_len: usize,
+}
+
+fn record_shape(bytes: &[u8]) -> Result<DecodeOutcome<RecordShape>, Damage> {
+    if bytes.len() < RECORD_FIXED_LEN {
+        let needed = if bytes.len() >= 4 {
+            (le_u32(bytes, 0) as usize).max(RECORD_FIXED_LEN)
+        } else {
+            RECORD_FIXED_LEN
+        };
+        return Ok(DecodeOutcome::Incomplete { needed });
+    }
+    let len = le_u32(bytes, 0) as usize;
+    if !(RECORD_OVERHEAD..=MAX_EVENT_SIZE).contains(&len) {
+        return Err(Damage(format!("record length {len} is out of range")));
+    }
+    let type_len = le_u16(bytes, 60) as usize;
+    let metadata_len = le_u32(bytes, 64) as usize;
+    let payload_len = le_u32(bytes, 68) as usize;
+    let parts = RECORD_OVERHEAD as u64 + type_len as u64 + metadata_len as u64 + payload_len as u64;
+    if parts != len as u64 {
+        return Err(Damage(format!(
+            "record length {len} disagrees with its parts ({parts} bytes)"
+        )));
+    }
+    if type_len == 0 || type_len > crate::types::MAX_EVENT_TYPE_LEN {
+        return Err(Damage(format!(
+            "event type length {type_len} is out of range"
+        )));
+    }
+    if bytes.len() < len {
+        return Ok(DecodeOutcome::Incomplete { needed: len });
+    }
+    Ok(DecodeOutcome::Complete {
+        value: RecordShape {
+            len,
+            type_len,
+            metadata_len,
+            payload_len,
+        },
+        len,
+    })
+}
+
+/// Decodes and verifies (CRC, lengths, UTF-8 type) the record at the start of `bytes`.
+pub fn parse_record(bytes: &[u8]) -> Result<DecodeOutcome<RecordView<'_>>, Damage> {
+    parse_record_checked(bytes, true)
+}
+
+/// [`parse_record`] without the CRC check, for bytes that were verified before.
+pub fn parse_verified_record(bytes: &[u8]) -> Result<DecodeOutcome<RecordView<'_>>, Damage> {
+    parse_record_checked(bytes, false)
+}
+
+fn parse_record_checked(
+    bytes: &[u8],
+    check_crc: bool,
+) -> Result<DecodeOutcome<RecordView<'_>>, Damage> {
+    let shape = match record_shape(bytes)? {
+        DecodeOutcome::Complete { value, .. } => value,
+        DecodeOutcome::Incomplete { needed } => return Ok(DecodeOutcome::Incomplete { needed }),
+    };
+    let rec = &bytes[..shape.len];
+    let stored_crc = le_u32(rec, shape.len - 4);
+    if check_crc && crc32fast::hash(&rec[..shape.len - 4]) != stored_crc {
+        return Err(Damage("record checksum mismatch".into()));
+    }
+    let type_start = RECORD_FIXED_LEN;
+    let type_end = type_start + shape.type_len;
+    if rec[type_end] != 0 {
+        return Err(Damage("event type is not NUL-terminated".into()));
+    }
+    let event_type = std::str::from_utf8(&rec[type_start..type_end])
+        .map_err(|e| Damage(format!("event type is not UTF-8: {e}")))?;
+    let meta_start = type_end + 1;
+    let payload_start = meta_start + shape.metadata_len;
+    Ok(DecodeOutcome::Complete {
+        value: RecordView {
+            global_position: le_u64(rec, 4),
+            stream_version: le_u64(rec, 12),
+            recorded_at: le_u64(rec, 20),
+            stream_id: uuid_at(rec, 28),
+            event_id: uuid_at(rec, 44),
+            event_type,
+            event_type_with_nul: &rec[type_start..=type_end],
+            metadata: &rec[meta_start..payload_start],
+            payload: &rec[payload_start..payload_start + shape.payload_len],
+        },
+        len: shape.len,
+    })
+}
+
+/// Decodes the standalone record at the start of `bytes` (see [`encode_record`]).
+/// A damaged record is `Error::CorruptRecord` with offset 0 (relative to `bytes`).
+pub fn decode_record(bytes: &[u8]) -> Result<DecodeOutcome<RecordedEvent>, Error> {
+    match parse_record(bytes) {
+        Ok(DecodeOutcome::Complete { value, len }) => Ok(DecodeOutcome::Complete {
+            value: value.to_recorded(),
+            len,
+        }),
+        Ok(DecodeOutcome::Incomplete { needed }) => Ok(DecodeOutcome::Incomplete { needed }),
+        Err(Damage(detail)) => Err(Error::CorruptRecord {
+            position: if bytes.len() >= 12 {
+                le_u64(bytes, 4)
+            } else {
+                0
+            },
+            offset: 0,
+            detail,
+        }),
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Batches
+
+/// The fields of a batch header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchHeader {
+    /// Whole batch, header and trailer included.
+    pub batch_len: u32,
+    pub first_position: u64,
+    pub count: u32,
+    pub recorded_at: u64,
+    /// File offset where the write that carried this batch began. Batches written by
+    /// one group commit share it; recovery uses it to tell a torn last write (whose
+    /// blocks may reach the disk in any order) from damage to older data.
+    pub group_start: u64,
+}
+
+/// An encoded batch whose placement (positions, versions, time, group) is not yet
+/// known. Encoding happens on the caller's thread; [`UnsealedBatch::seal`] runs in the
+/// committing thread once the batch's place in the log is decided.
+#[derive(Debug)]
+pub struct UnsealedBatch {
+    bytes: Vec<u8>,
+    count: u32,
+}
+
+impl UnsealedBatch {
+    /// Encodes `events` of one stream. Events must have passed [`check_event`]; a nil
+    /// event id must already have been replaced.
+    pub fn encode(stream_id: &Uuid, events: &[ProposedEventRef<'_>]) -> Result<Self, Error> {
+        let records: usize = events.iter().map(|e| e.encoded_len()).sum();
+        let total = BATCH_OVERHEAD + records;
+        if total > u32::MAX as usize || events.len() > u32::MAX as usize {
+            return Err(Error::InvalidArgument(format!(
+                "batch of {} events takes {total} bytes, the limit is {} bytes",
+                events.len(),
+                u32::MAX
+            )));
+        }
+        let mut bytes = Vec::with_capacity(total);
+        bytes.extend_from_slice(&BATCH_MAGIC);
+        bytes.extend_from_slice(&(total as u32).to_le_bytes());
+        bytes.resize(BATCH_HEADER_LEN, 0);
+        put_u32(&mut bytes, 16, events.len() as u32);
+        let unplaced = RecordPlacement {
+            global_position: 0,
+            stream_version: 0,
+            recorded_at: 0,
+        };
+        for e in events {
+            put_record(&mut bytes, stream_id, e, unplaced);
+        }
+        bytes.extend_from_slice(&COMMIT_MAGIC);
+        bytes.extend_from_slice(&[0; 4]);
+        debug_assert_eq!(bytes.len(), total);
+        Ok(UnsealedBatch {
+            bytes,
+            count: events.len() as u32,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    pub fn count(&self) -> u32 {
+        self.count
+    }
+
+    /// Fixes the batch's placement and checksums, appending the final bytes to `out`.
+    /// Calls `on_record(offset_in_out, record_len)` for every record.
+    pub fn seal_into(
+        &self,
+        out: &mut Vec<u8>,
+        salt: u64,
+        header: BatchHeader,
+        first_version: u64,
+        mut on_record: impl FnMut(usize, usize),
+    ) {
+        let base = out.len();
+        out.extend_from_slice(&self.bytes);
+        let b = &mut out[base..];
+        put_u64(b, 8, header.first_position);
+        put_u64(b, 24, header.recorded_at);
+        put_u64(b, 32, header.group_start);
+        let header_crc = crc_with_salt(salt, &b[..40]);
+        put_u32(b, 40, header_crc);
+        let mut at = BATCH_HEADER_LEN;
+        for i in 0..u64::from(self.count) {
+            let len = le_u32(b, at) as usize;
+            let rec = &mut b[at..at + len];
+            put_u64(rec, 4, header.first_position + i);
+            put_u64(rec, 12, first_version + i);
+            put_u64(rec, 20, header.recorded_at);
+            let crc = crc32fast::hash(&rec[..len - 4]);
+            put_u32(rec, len - 4, crc);
+            on_record(base + at, len);
+            at += len;
+        }
+        let end = b.len();
+        let batch_crc = crc_with_salt(salt, &b[..end - 4]);
+        put_u32(b, end - 4, batch_crc);
+    }
+}
+
+/// A batch that checked out: its header, and where its records are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchInfo {
+    pub header: BatchHeader,
+    pub stream_id: Uuid,
+    pub first_version: u64,
+    /// `(offset within the batch, length)` of every record.
+    pub records: Vec<(u32, u32)>,
+}
+
+/// Reads and checks a batch header (magic, header CRC, sane lengths).
+pub fn parse_batch_header(bytes: &[u8], salt: u64) -> Result<DecodeOutcome<BatchHeader>, Damage> {
+    if bytes.len() < BATCH_HEADER_LEN {
+        return Ok(DecodeOutcome::Incomplete {
+            needed: BATCH_HEADER_LEN,
+        });
+    }
+    if bytes[..4] != BATCH_MAGIC {
+        return Err(Damage("no batch header here".into()));
+    }
+    if crc_with_salt(salt, &bytes[..40]) != le_u32(bytes, 40) {
+        return Err(Damage("batch header checksum mismatch".into()));
+    }
+    let header = BatchHeader {
+        batch_len: le_u32(bytes, 4),
+        first_position: le_u64(bytes, 8),
+        count: le_u32(bytes, 16),
+        recorded_at: le_u64(bytes, 24),
+        group_start: le_u64(bytes, 32),
+    };
+    let min_len = BATCH_OVERHEAD as u64 + u64::from(header.count) * RECORD_OVERHEAD as u64;
+    let max_len = BATCH_OVERHEAD as u64 + u64::from(header.count) * MAX_EVENT_SIZE as u64;
+    let len = u64::from(header.batch_len);
+    if header.count == 0 || len < min_len || len > max_len {
+        return Err(Damage(format!(
+            "batch of {} events cannot take {len} bytes",
+            header.count
+        )));
+    }
+    Ok(DecodeOutcome::Complete {
+        value: header,
+        len: BATCH_HEADER_LEN,
+    })
+}
+
+/// Decodes and verifies the batch at the start of `bytes`: header, batch checksum
+/// (seeded with `salt`), and the structure of every record (one stream, contiguous
+/// positions and versions, one commit time). Record checksums are not re-checked:
+/// the batch checksum covers them.
+pub fn parse_batch(bytes: &[u8], salt: u64) -> Result<DecodeOutcome<BatchInfo>, Damage> {
+    let header = match parse_batch_header(bytes, salt)? {
+        DecodeOutcome::Complete { value, .. } => value,
+        DecodeOutcome::Incomplete { needed } => return Ok(DecodeOutcome::Incomplete { needed }),
+    };
+    let len = header.batch_len as usize;
+    if bytes.len() < len {
+        return Ok(DecodeOutcome::Incomplete { needed: len });
+    }
+    let b = &bytes[..len];
+    if b[len - 8..len - 4] != COMMIT_MAGIC {
+        return Err(Damage("batch has no commit marker".into()));
+    }
+    if crc_with_salt(salt, &b[..len - 4]) != le_u32(b, len - 4) {
+        return Err(Damage("batch checksum mismatch".into()));
+    }
+    let records_end = len - BATCH_TRAILER_LEN;
+    let mut records = Vec::with_capacity(header.count as usize);
+    let mut at = BATCH_HEADER_LEN;
+    let mut stream_id = Uuid::nil();
+    let mut first_version = 0;
+    for i in 0..u64::from(header.count) {
+        let shape = match record_shape(&b[at..records_end])? {
+            DecodeOutcome::Complete { value, .. } => value,
+            DecodeOutcome::Incomplete { .. } => {
+                return Err(Damage(format!("record {i} runs past its batch")))
+            }
+        };
+        let rec = &b[at..at + shape.len];
+        let (position, version, recorded_at) = (le_u64(rec, 4), le_u64(rec, 12), le_u64(rec, 20));
+        if i == 0 {
+            stream_id = uuid_at(rec, 28);
+            first_version = version;
+        } else if uuid_at(rec, 28) != stream_id {
+            return Err(Damage(format!("record {i} belongs to another stream")));
+        }
+        if position != header.first_position + i
+            || Some(version) != first_version.checked_add(i)
+            || recorded_at != header.recorded_at
+        {
+            return Err(Damage(format!("record {i} is out of sequence")));
+        }
+        records.push((at as u32, shape.len as u32));
+        at += shape.len;
+    }
+    if at != records_end {
+        return Err(Damage("batch length disagrees with its records".into()));
+    }
+    Ok(DecodeOutcome::Complete {
+        value: BatchInfo {
+            header,
+            stream_id,
+            first_version,
+            records,
+        },
+        len,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev<'a>(ty: &'a str, payload: &'a [u8]) -> ProposedEventRef<'a> {
+        ProposedEventRef {
+            event_id: Uuid::from_u128(0xabc),
+            event_type: ty,
+            metadata: b"meta",
+            payload,
+        }
+    }
+
+    fn sealed(
+        salt: u64,
+        events: &[ProposedEventRef<'_>],
+        first: u64,
+    ) -> (Vec<u8>, Vec<(usize, usize)>) {
+        let stream = Uuid::from_u128(1);
+        let batch = UnsealedBatch::encode(&stream, events).unwrap();
+        let mut out = Vec::new();
+        let mut recs = Vec::new();
+        let header = BatchHeader {
+            batch_len: batch.len() as u32,
+            first_position: first,
+            count: batch.count(),
+            recorded_at: 42,
+            group_start: 32,
+        };
+        batch.seal_into(&mut out, salt, header, 7, |o, l| recs.push((o, l)));
+        (out, recs)
+    }
+
+    #[test]
+    fn header_round_trips_and_rejects_other_magic_or_version() {
+        let h = encode_file_header(0x1122_3344_5566_7788);
+        assert_eq!(&h[..8], &encode_header());
+        assert_eq!(decode_file_header(&h).unwrap(), 0x1122_3344_5566_7788);
+        let mut wrong_version = h;
+        wrong_version[6] = 2;
+        assert!(matches!(
+            decode_header(&wrong_version),
+            Err(Error::InvalidHeader)
+        ));
+        let mut wrong_magic = h;
+        wrong_magic[0] = b'X';
+        assert!(matches!(
+            decode_file_header(&wrong_magic),
+            Err(Error::InvalidHeader)
+        ));
+        let mut wrong_salt = h;
+        wrong_salt[9] ^= 1;
+        assert!(matches!(
+            decode_file_header(&wrong_salt),
+            Err(Error::InvalidHeader)
+        ));
+    }
+
+    #[test]
+    fn interrupted_creation_is_only_a_short_prefix_or_zeros() {
+        let h = encode_file_header(5);
+        assert!(is_interrupted_creation(&[]));
+        assert!(is_interrupted_creation(&h[..3]));
+        assert!(is_interrupted_creation(&h[..20]));
+        assert!(is_interrupted_creation(&[0; 32]));
+        assert!(!is_interrupted_creation(b"hello"));
+        assert!(!is_interrupted_creation(&[0; 33]));
+    }
+
+    #[test]
+    fn record_round_trips_and_detects_every_flipped_byte() {
+        let e = RecordedEvent {
+            event_id: Uuid::from_u128(9),
+            stream_id: Uuid::from_u128(8),
+            stream_version: 3,
+            global_position: 11,
+            recorded_at: 1_700_000_000_000_000,
+            event_type: "Deposited".into(),
+            metadata: b"{}".to_vec(),
+            payload: b"payload bytes".to_vec(),
+        };
+        let bytes = encode_record(&e).unwrap();
+        assert_eq!(bytes.len(), RECORD_OVERHEAD + 9 + 2 + 13);
+        match decode_record(&bytes).unwrap() {
+            DecodeOutcome::Complete { value, len } => {
+                assert_eq!(value, e);
+                assert_eq!(len, bytes.len());
+            }
+            other => panic!("{other:?}"),
+        }
+        for cut in 0..bytes.len() {
+            assert!(matches!(
+                decode_record(&bytes[..cut]),
+                Ok(DecodeOutcome::Incomplete { .. })
+            ));
+        }
+        for i in 0..bytes.len() {
+            let mut bad = bytes.clone();
+            bad[i] ^= 0x40;
+            match decode_record(&bad) {
+                Ok(DecodeOutcome::Complete { value, .. }) => {
+                    panic!("flip at {i} decoded as {value:?}")
+                }
+                Ok(DecodeOutcome::Incomplete { .. }) | Err(Error::CorruptRecord { .. }) => {}
+                Err(other) => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn record_with_invalid_utf8_type_is_corrupt() {
+        let mut bytes = encode_record(&RecordedEvent {
+            event_id: Uuid::from_u128(1),
+            stream_id: Uuid::from_u128(2),
+            stream_version: 0,
+            global_position: 0,
+            recorded_at: 0,
+            event_type: "ab".into(),
+            metadata: vec![],
+            payload: vec![],
+        })
+        .unwrap();
+        bytes[RECORD_FIXED_LEN] = 0xff;
+        let n = bytes.len();
+        let crc = crc32fast::hash(&bytes[..n - 4]);
+        bytes[n - 4..].copy_from_slice(&crc.to_le_bytes());
+        match decode_record(&bytes) {
+            Err(Error::CorruptRecord { detail, .. }) => assert!(detail.contains("UTF-8")),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn batch_round_trips_with_placement() {
+        let events = [ev("A", b"one"), ev("BB", b""), ev("CCC", &[7; 100])];
+        let (bytes, recs) = sealed(99, &events, 1000);
+        let info = match parse_batch(&bytes, 99).unwrap() {
+            DecodeOutcome::Complete { value, len } => {
+                assert_eq!(len, bytes.len());
+                value
+            }
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(info.header.first_position, 1000);
+        assert_eq!(info.header.count, 3);
+        assert_eq!(info.header.group_start, 32);
+        assert_eq!(info.first_version, 7);
+        assert_eq!(info.stream_id, Uuid::from_u128(1));
+        let offsets: Vec<(usize, usize)> = info
+            .records
+            .iter()
+            .map(|&(o, l)| (o as usize, l as usize))
+            .collect();
+        assert_eq!(offsets, recs);
+        for (i, &(o, l)) in recs.iter().enumerate() {
+            let view = match parse_record(&bytes[o..o + l]).unwrap() {
+                DecodeOutcome::Complete { value, .. } => value,
+                other => panic!("{other:?}"),
+            };
+            assert_eq!(view.global_position, 1000 + i as u64);
+            assert_eq!(view.stream_version, 7 + i as u64);
+            assert_eq!(view.recorded_at, 42);
+            assert_eq!(view.event_type, events[i].event_type);
+            assert_eq!(view.payload, events[i].payload);
+            assert_eq!(view.metadata, b"meta");
+            assert_eq!(*view.event_type_with_nul.last().unwrap(), 0);
+        }
+    }
+
+    #[test]
+    fn batch_is_bound_to_its_salt_and_rejects_every_flip_and_cut() {
+        let events = [ev("A", b"one"), ev("B", b"two")];
+        let (bytes, _) = sealed(1, &events, 0);
+        assert!(
+            parse_batch(&bytes, 2).is_err(),
+            "another file's salt must not check out"
+        );
+        for cut in 0..bytes.len() {
+            assert!(matches!(
+                parse_batch(&bytes[..cut], 1),
+                Ok(DecodeOutcome::Incomplete { .. }) | Err(_)
+            ));
+        }
+        for i in 0..bytes.len() {
+            let mut bad = bytes.clone();
+            bad[i] ^= 0x01;
+            assert!(
+                !matches!(parse_batch(&bad, 1), Ok(DecodeOutcome::Complete { .. })),
+                "flip at byte {i} went unnoticed"
+            );
+        }
+    }
+
+    #[test]
+    fn check_event_enforces_limits() {
+        let long_type = "x".repeat(crate::types::MAX_EVENT_TYPE_LEN + 1);
+        assert!(matches!(
+            check_event(&ev("", b"")),
+            Err(Error::InvalidArgument(_))
+        ));
+        assert!(matches!(
+            check_event(&ev(&long_type, b"")),
+            Err(Error::InvalidArgument(_))
+        ));
+        let max_type = "y".repeat(crate::types::MAX_EVENT_TYPE_LEN);
+        assert!(check_event(&ev(&max_type, b"")).is_ok());
+        let fits = vec![0u8; MAX_EVENT_SIZE - RECORD_OVERHEAD - 1 - 4];
+        assert!(check_event(&ev("A", &fits)).is_ok());
+        let over = vec![0u8; MAX_EVENT_SIZE - RECORD_OVERHEAD - 4];
+        match check_event(&ev("A", &over)) {
+            Err(Error::EventTooLarge { size, max }) => {
+                assert_eq!(size, MAX_EVENT_SIZE + 1);
+                assert_eq!(max, MAX_EVENT_SIZE);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! The file seam: every byte the store reads or writes, and every sync, goes through
+//! [`StorageFile`]. Production uses `std::fs::File`; tests wrap it to inject faults
+//! (a failed Nth write or fsync, a short write) or to record unsynced writes and build
+//! crash images from them.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+
+/// Positioned I/O on the store's file. Implementations must be usable from many
+/// threads at once: reads happen concurrently with one writer.
+pub trait StorageFile: Send + Sync {
+    /// Reads up to `buf.len()` bytes at `offset`; may return fewer (0 at end of file).
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
+    /// Writes up to `buf.len()` bytes at `offset`; may write fewer.
+    fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<usize>;
+    /// `fdatasync`: data, and the file size when it changed, reach stable storage.
+    fn sync_data(&self) -> io::Result<()>;
+    /// `fsync`: data and all metadata reach stable storage.
+    fn sync_all(&self) -> io::Result<()>;
+    /// `ftruncate`: sets the file's length, dropping or zero-extending.
+    fn set_len(&self, len: u64) -> io::Result<()>;
+    /// The file's current length.
+    fn file_len(&self) -> io::Result<u64>;
+}
+
+impl StorageFile for File {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        FileExt::read_at(self, buf, offset)
+    }
+    fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<usize> {
+        FileExt::write_at(self, buf, offset)
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        File::sync_data(self)
+    }
+    fn sync_all(&self) -> io::Result<()> {
+        File::sync_all(self)
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        File::set_len(self, len)
+    }
+    fn file_len(&self) -> io::Result<u64> {
+        Ok(self.metadata()?.len())
+    }
+}
+
+/// Fills `buf` from `offset`, retrying short reads; end of file first is an error.
+pub fn read_exact_at(
+    file: &dyn StorageFile,
+    mut buf: &mut [u8],
+    mut offset: u64,
+) -> io::Result<()> {
+    while !buf.is_empty() {
+        match file.read_at(buf, offset) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("file ends before byte offset {}", offset + buf.len() as u64),
+                ))
+            }
+            Ok(n) => {
+                buf = &mut buf[n..];
+                offset += n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Writes all of `buf` at `offset`, retrying short writes; a write of 0 bytes is an error.
+pub fn write_all_at(file: &dyn StorageFile, mut buf: &[u8], mut offset: u64) -> io::Result<()> {
+    while !buf.is_empty() {
+        match file.write_at(buf, offset) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    "write returned 0 bytes",
+                ))
+            }
+            Ok(n) => {
+                buf = &buf[n..];
+                offset += n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Makes a directory entry durable: after creating a file, its name survives a crash
+/// only once the directory itself is synced.
+pub fn sync_dir(dir: &std::path::Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}

@@ -1,0 +1,410 @@
+//! `Store`: one append-only file, opened with recovery, written by group commit, read
+//! through an index of file offsets.
+//!
+//! Threads: a `Store` is `Send + Sync`. Appends from many threads are committed in
+//! groups (see [`writer`]); reads run concurrently with appends and never wait for an
+//! fsync.
+
+pub mod index;
+pub mod io;
+mod read;
+mod recovery;
+mod writer;
+
+use std::fs::{File, OpenOptions as FsOpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use uuid::Uuid;
+
+use crate::codec::{self, UnsealedBatch, FILE_HEADER_LEN};
+use crate::error::Error;
+use crate::types::{AppendResult, ExpectedVersion, ProposedEvent, ProposedEventRef, RecordedEvent};
+
+use self::index::Index;
+pub use self::index::IndexStats;
+use self::io::StorageFile;
+pub use self::read::{EventBatch, EventBatchIter};
+use self::writer::{Request, Writer};
+
+/// Wraps the opened file in another [`StorageFile`] (for tests and instrumentation).
+pub type StorageWrapper = Box<dyn FnOnce(File) -> Box<dyn StorageFile> + Send>;
+
+/// How to open a store. `Store::open(path)` uses the defaults.
+pub struct OpenOptions {
+    preallocate: bool,
+    wrapper: Option<StorageWrapper>,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        OpenOptions {
+            preallocate: true,
+            wrapper: None,
+        }
+    }
+}
+
+impl OpenOptions {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Whether appends grow the file in large zero-filled steps, so that each commit's
+    /// `fdatasync` has no size change to journal (default: true). The extra space is
+    /// cut off again by `close`, and by recovery after a crash.
+    pub fn preallocate(mut self, on: bool) -> Self {
+        self.preallocate = on;
+        self
+    }
+
+    /// Routes all file I/O after the lock is taken through `wrap(file)`.
+    pub fn storage(
+        mut self,
+        wrap: impl FnOnce(File) -> Box<dyn StorageFile> + Send + 'static,
+    ) -> Self {
+        self.wrapper = Some(Box::new(wrap));
+        self
+    }
+}
+
+/// An open event store. Dropping it closes it (see [`Store::close`]).
+pub struct Store {
+    path: PathBuf,
+    file: Box<dyn StorageFile>,
+    /// Holds the exclusive `flock` for as long as the store is open.
+    _lock: File,
+    salt: u64,
+    index: RwLock<Index>,
+    writer: Mutex<Writer>,
+    queue: Mutex<Vec<Request>>,
+    closed: bool,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.path)
+            .field("events", &self.global_position())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens the store at `path`, creating it if it does not exist, and recovers it:
+    /// a torn tail left by a crash is cut off; damage followed by valid data fails with
+    /// `Error::CorruptRecord` and leaves the file untouched. Takes an exclusive lock:
+    /// a second open of the same file fails with `Error::Locked` until this one closes.
+    pub fn open(path: &Path) -> Result<Store, Error> {
+        Self::open_with(path, OpenOptions::default())
+    }
+
+    /// [`Store::open`] with options.
+    pub fn open_with(path: &Path, options: OpenOptions) -> Result<Store, Error> {
+        let shown = path.display().to_string();
+        let lock = FsOpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(|e| Error::io(format!("open {shown}"), e))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(Error::Locked {
+                    path: path.to_path_buf(),
+                })
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(Error::io(format!("lock {shown}"), e))
+            }
+        }
+        let handle = lock
+            .try_clone()
+            .map_err(|e| Error::io(format!("duplicate the handle of {shown}"), e))?;
+        let file: Box<dyn StorageFile> = match options.wrapper {
+            Some(wrap) => wrap(handle),
+            None => Box::new(handle),
+        };
+        let file_len = file
+            .file_len()
+            .map_err(|e| Error::io(format!("stat {shown}"), e))?;
+
+        let mut head = vec![0u8; FILE_HEADER_LEN.min(file_len as usize)];
+        io::read_exact_at(file.as_ref(), &mut head, 0)
+            .map_err(|e| Error::io(format!("read the header of {shown}"), e))?;
+        let (salt, scan) = match codec::decode_file_header(&head) {
+            Ok(salt) => {
+                let scan = recovery::scan(file.as_ref(), file_len, salt)?;
+                (salt, scan)
+            }
+            Err(_) if codec::is_interrupted_creation(&head) => {
+                let salt = initialise(file.as_ref(), path)?;
+                let scan = recovery::Scan {
+                    index: Index::default(),
+                    end: FILE_HEADER_LEN as u64,
+                    torn_tail: None,
+                };
+                (salt, scan)
+            }
+            Err(e) => return Err(e),
+        };
+        let file_len = file_len.max(FILE_HEADER_LEN as u64);
+        if scan.end < file_len {
+            if let Some(why) = &scan.torn_tail {
+                tracing::warn!(
+                    path = %shown,
+                    offset = scan.end,
+                    dropped_bytes = file_len - scan.end,
+                    reason = %why,
+                    "cutting off a torn tail"
+                );
+            }
+            file.set_len(scan.end)
+                .and_then(|()| file.sync_all())
+                .map_err(|e| Error::io(format!("truncate {shown} to {} bytes", scan.end), e))?;
+        }
+        Ok(Store {
+            writer: Mutex::new(Writer::new(scan.end, scan.end, options.preallocate, shown)),
+            path: path.to_path_buf(),
+            file,
+            _lock: lock,
+            salt,
+            index: RwLock::new(scan.index),
+            queue: Mutex::new(Vec::new()),
+            closed: false,
+        })
+    }
+
+    /// The path the store was opened with.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends `proposed_events` to a stream as one atomic batch, if the stream's state
+    /// satisfies `expected_version`, and returns them as recorded. When it returns `Ok`
+    /// the batch is on stable storage. Nil event ids are replaced with fresh v4 UUIDs.
+    pub fn append(
+        &self,
+        stream_id: Uuid,
+        expected_version: ExpectedVersion,
+        proposed_events: Vec<ProposedEvent>,
+    ) -> Result<Vec<RecordedEvent>, Error> {
+        let mut events = proposed_events;
+        for e in &mut events {
+            if e.event_id.is_nil() {
+                e.event_id = Uuid::new_v4();
+            }
+        }
+        let refs: Vec<ProposedEventRef<'_>> = events.iter().map(ProposedEvent::as_ref).collect();
+        let result = self.append_refs(stream_id, expected_version, &refs)?;
+        drop(refs);
+        Ok(events
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| RecordedEvent {
+                event_id: e.event_id,
+                stream_id,
+                stream_version: result.first_stream_version + i as u64,
+                global_position: result.first_global_position + i as u64,
+                recorded_at: result.recorded_at,
+                event_type: e.event_type,
+                metadata: e.metadata,
+                payload: e.payload,
+            })
+            .collect())
+    }
+
+    /// [`Store::append`] for borrowed events: no copy of the events is made besides
+    /// their encoding, and only the placement of the batch is returned.
+    pub fn append_refs(
+        &self,
+        stream_id: Uuid,
+        expected_version: ExpectedVersion,
+        events: &[ProposedEventRef<'_>],
+    ) -> Result<AppendResult, Error> {
+        if events.is_empty() {
+            return Err(Error::InvalidArgument(
+                "an append needs at least one event".into(),
+            ));
+        }
+        for e in events {
+            codec::check_event(e)?;
+        }
+        let batch = if events.iter().any(|e| e.event_id.is_nil()) {
+            let with_ids: Vec<ProposedEventRef<'_>> = events
+                .iter()
+                .map(|e| ProposedEventRef {
+                    event_id: if e.event_id.is_nil() {
+                        Uuid::new_v4()
+                    } else {
+                        e.event_id
+                    },
+                    ..*e
+                })
+                .collect();
+            UnsealedBatch::encode(&stream_id, &with_ids)?
+        } else {
+            UnsealedBatch::encode(&stream_id, events)?
+        };
+        self.commit(Request {
+            stream_id,
+            expected: expected_version,
+            batch,
+            answer: Arc::default(),
+        })
+    }
+
+    fn commit(&self, request: Request) -> Result<AppendResult, Error> {
+        let answer = Arc::clone(&request.answer);
+        lock(&self.queue).push(request);
+        let mut writer = match self.writer.lock() {
+            Ok(w) => w,
+            Err(_) => {
+                return Err(Error::Poisoned {
+                    cause: "an earlier append panicked".into(),
+                })
+            }
+        };
+        if let Some(result) = writer::take_answer(&answer) {
+            return result;
+        }
+        let group = std::mem::take(&mut *lock(&self.queue));
+        writer.commit_group(self.file.as_ref(), self.salt, &self.index, group);
+        drop(writer);
+        writer::take_answer(&answer).unwrap_or_else(|| {
+            Err(Error::Poisoned {
+                cause: "an append was lost by the group commit (a bug)".into(),
+            })
+        })
+    }
+
+    /// Events of a stream from `from_version`, at most `max_count` of them, in version
+    /// order. A stream with no events is `Error::StreamNotFound`; a start past its end
+    /// gives an empty result.
+    pub fn read_stream(
+        &self,
+        stream_id: Uuid,
+        from_version: u64,
+        max_count: u64,
+    ) -> Result<Vec<RecordedEvent>, Error> {
+        Ok(self
+            .read_stream_batch(stream_id, from_version, max_count)?
+            .to_recorded())
+    }
+
+    /// Events of the whole log from `from_position`, at most `max_count`, in order.
+    pub fn read_all(
+        &self,
+        from_position: u64,
+        max_count: u64,
+    ) -> Result<Vec<RecordedEvent>, Error> {
+        Ok(self.read_all_batch(from_position, max_count)?.to_recorded())
+    }
+
+    /// [`Store::read_stream`] into one buffer, without an allocation per event.
+    pub fn read_stream_batch(
+        &self,
+        stream_id: Uuid,
+        from_version: u64,
+        max_count: u64,
+    ) -> Result<EventBatch, Error> {
+        let located = read_lock(&self.index)
+            .locate_stream(&stream_id, from_version, max_count)
+            .ok_or(Error::StreamNotFound { stream_id })?;
+        read::read_located(self.file.as_ref(), &self.path, &located)
+    }
+
+    /// [`Store::read_all`] into one buffer, without an allocation per event.
+    pub fn read_all_batch(&self, from_position: u64, max_count: u64) -> Result<EventBatch, Error> {
+        let (first, locations) = read_lock(&self.index).locate_range(from_position, max_count);
+        let located: Vec<_> = (first..).zip(locations).collect();
+        read::read_located(self.file.as_ref(), &self.path, &located)
+    }
+
+    /// The last version (0-based) of a stream; `None` when it has no events.
+    pub fn stream_version(&self, stream_id: &Uuid) -> Option<u64> {
+        read_lock(&self.index).stream_version(stream_id)
+    }
+
+    /// The number of events in the log, which is the next global position.
+    pub fn global_position(&self) -> u64 {
+        read_lock(&self.index).event_count()
+    }
+
+    /// How large the in-memory index is.
+    pub fn index_stats(&self) -> IndexStats {
+        read_lock(&self.index).stats()
+    }
+
+    /// Whether an earlier failure has made the store refuse appends.
+    pub fn is_poisoned(&self) -> bool {
+        match self.writer.lock() {
+            Ok(w) => w.poisoned.is_some(),
+            Err(_) => true,
+        }
+    }
+
+    /// Closes the store: cuts the file back to its committed data (dropping
+    /// preallocated space), syncs, and releases the lock. Dropping a store does the
+    /// same but cannot report a failure.
+    pub fn close(mut self) -> Result<(), Error> {
+        self.shut_down()
+    }
+
+    fn shut_down(&mut self) -> Result<(), Error> {
+        if self.closed {
+            return Ok(());
+        }
+        self.closed = true;
+        let writer = self.writer.get_mut().unwrap_or_else(|p| p.into_inner());
+        let (end, file_len) = (writer.end, writer.file_len);
+        let current = self.file.file_len().unwrap_or(file_len);
+        if current > end {
+            self.file
+                .set_len(end)
+                .and_then(|()| self.file.sync_all())
+                .map_err(|e| {
+                    Error::io(
+                        format!("truncate {} to {end} bytes on close", self.path.display()),
+                        e,
+                    )
+                })?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        if let Err(e) = self.shut_down() {
+            tracing::error!(error = %e, "closing the store failed; the next open recovers");
+        }
+    }
+}
+
+/// Writes the header of a new store and makes the file and its name durable.
+fn initialise(file: &dyn StorageFile, path: &Path) -> Result<u64, Error> {
+    let shown = path.display();
+    let salt = u64::from_le_bytes(Uuid::new_v4().as_bytes()[..8].try_into().expect("8 bytes"));
+    let header = codec::encode_file_header(salt);
+    file.set_len(0)
+        .and_then(|()| io::write_all_at(file, &header, 0))
+        .and_then(|()| file.sync_all())
+        .map_err(|e| Error::io(format!("write the header of {shown}"), e))?;
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    io::sync_dir(dir).map_err(|e| Error::io(format!("fsync directory {}", dir.display()), e))?;
+    Ok(salt)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn read_lock(l: &RwLock<Index>) -> std::sync::RwLockReadGuard<'_, Index> {
+    l.read().unwrap_or_else(|p| p.into_inner())
+}
