@@ -15,10 +15,12 @@ fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=EVENTSTORE_HEADER_OUT");
 
-    // The SONAME: programs linked against libeventstore.so record libeventstore.so.0,
-    // which the install step links to the versioned file.
+    // The SONAME: programs linked against libeventstore.so record
+    // libeventstore.so.MAJOR (libeventstore.so.0), which the install step links to the
+    // versioned file.
     if env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") {
-        println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libeventstore.so.0");
+        let major = env::var("CARGO_PKG_VERSION_MAJOR").expect("CARGO_PKG_VERSION_MAJOR");
+        println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libeventstore.so.{major}");
     }
 
     let out = env::var_os("EVENTSTORE_HEADER_OUT")
