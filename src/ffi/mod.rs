@@ -18,6 +18,8 @@
 // are not marked `unsafe`, which only Rust callers would see. Each dereference has its
 // `// SAFETY:` note.
 #![allow(clippy::not_unsafe_ptr_arg_deref)]
+// Every `unsafe` block says why it is sound (enforced here).
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 // Kept apart so that rustfmt keeps this order, which is the header's order.
 pub mod types;

@@ -5,13 +5,15 @@
  * flipped byte in a batch with a valid batch after it), ES_ERR_LOCKED (a second open
  * from this process, by another path, and from a child process), ES_ERR_POISONED
  * (appends after a failed write), plus recovery of a torn tail and of an interrupted
- * creation. Each failure must leave the file as it was and set es_last_error().
+ * creation; and reads that meet damage done underneath an open handle (ES_ERR_CORRUPT_RECORD,
+ * ES_ERR_IO). Each failure must leave the file as it was and set es_last_error().
  *
  * Usage: test_errors DIR
  */
 #define _POSIX_C_SOURCE 200809L
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -169,6 +171,59 @@ static void test_corrupt_record(void) {
     free(data);
 }
 
+/* Damage done underneath an open handle (by another writer of the file) is found by
+ * reads: a flipped byte is ES_ERR_CORRUPT_RECORD, a file cut short is ES_ERR_IO. */
+static void test_damage_while_open(void) {
+    char path[4096];
+    unsigned char *data;
+    size_t len, i, at = 0;
+    es_store *store = NULL;
+    es_uuid s = make_uuid(0x11, 1);
+    es_events got;
+    int fd;
+    unsigned char flipped;
+    join_path(path, sizeof path, dir, "damaged-while-open.store");
+    remove(path);
+    append_one(path, "READ-SIDE-MARK");
+    data = slurp(path, &len);
+    for (i = 0; i + 14 <= len; i++) {
+        if (memcmp(data + i, "READ-SIDE-MARK", 14) == 0) {
+            at = i;
+            break;
+        }
+    }
+    CHECK(at != 0);
+    flipped = data[at] ^ 0x01;
+    free(data);
+
+    OK(es_open(path, &store));
+    OK(es_read_stream(store, &s, 0, 10, &got));
+    CHECK(got.len == 1);
+    es_free(&got);
+    fd = open(path, O_WRONLY);
+    CHECK(fd >= 0);
+    CHECK(pwrite(fd, &flipped, 1, (off_t)at) == 1);
+
+    got.items = (const es_event *)(uintptr_t)1;
+    got.len = 3;
+    EXPECT(ES_ERR_CORRUPT_RECORD, es_read_stream(store, &s, 0, 10, &got));
+    CHECK(got.items == NULL && got.len == 0 && got.owner == NULL);
+    LAST_ERROR_HAS("es_read_stream: corrupt record at byte offset");
+    EXPECT(ES_ERR_CORRUPT_RECORD, es_read_all(store, 0, 10, &got));
+    CHECK(got.items == NULL && got.len == 0 && got.owner == NULL);
+    LAST_ERROR_HAS("es_read_all");
+
+    CHECK(ftruncate(fd, 16) == 0); /* shorter than the header, let alone the data */
+    EXPECT(ES_ERR_IO, es_read_all(store, 0, 10, &got));
+    CHECK(got.items == NULL && got.len == 0 && got.owner == NULL);
+    LAST_ERROR_HAS("es_read_all: I/O error");
+    LAST_ERROR_HAS(path);
+    EXPECT(ES_ERR_IO, es_read_stream(store, &s, 0, 10, &got));
+    CHECK(close(fd) == 0);
+    es_close(store);
+    remove(path);
+}
+
 /* A torn tail (the last batch cut short, nothing valid after it) is cut off. */
 static void test_torn_tail(void) {
     char path[4096];
@@ -311,6 +366,7 @@ int main(int argc, char **argv) {
     test_interrupted_creation();
     test_corrupt_record();
     test_torn_tail();
+    test_damage_while_open();
     test_locked();
     test_poisoned();
     report_passed("test_errors");
