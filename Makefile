@@ -1,7 +1,8 @@
 # libeventstore: build the library, run the C example, test, install.
 #
 #   make example                 build the library and run examples/harness.c
-#   make test                    cargo test (C tests under valgrind and ASan included)
+#   make test                    cargo test (C tests under valgrind and ASan included),
+#                                then the Python binding's tests
 #   make install PREFIX=/opt/es  lib/, include/ and lib/pkgconfig/ under PREFIX
 
 CARGO ?= cargo
@@ -18,8 +19,11 @@ SOMAJOR := $(firstword $(subst ., ,$(VERSION)))
 # (`rustc --print native-static-libs`).
 LIBS_PRIVATE := -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
 CSTRICT := -std=c99 -Wall -Wextra -Werror -pedantic
+PYTHON ?= python3
+# A virtualenv for the Python binding's tests; the binding is pip-installed into it.
+PYENV := target/pyenv
 
-.PHONY: all lib example test install install-files
+.PHONY: all lib example test test-python install install-files
 
 all: lib
 
@@ -34,6 +38,15 @@ example: lib
 
 test:
 	$(CARGO) test
+	$(MAKE) --no-print-directory test-python
+
+# Runs against the library `cargo test` built (target/debug), through `pip install`.
+test-python:
+	$(CARGO) build --quiet
+	test -x $(PYENV)/bin/python || $(PYTHON) -m venv $(PYENV)
+	$(PYENV)/bin/pip install -q --disable-pip-version-check pytest ./bindings/python
+	EVENTSTORE_LIBRARY=$(CURDIR)/target/debug/libeventstore.so \
+		$(PYENV)/bin/python -m pytest -q -p no:cacheprovider bindings/python/tests
 
 install: lib install-files
 
