@@ -267,7 +267,8 @@ typedef struct es_event {
      */
     size_t event_type_len;
     /**
-     * Metadata bytes; not NULL (points to the end of the type when empty).
+     * Metadata bytes; never NULL, even when `metadata_len` is 0 (then it must not be
+     * dereferenced).
      */
     const uint8_t *metadata;
     /**
@@ -275,7 +276,8 @@ typedef struct es_event {
      */
     size_t metadata_len;
     /**
-     * Payload bytes; not NULL (points after the metadata when empty).
+     * Payload bytes; never NULL, even when `payload_len` is 0 (then it must not be
+     * dereferenced).
      */
     const uint8_t *payload;
     /**

@@ -100,6 +100,12 @@ pub struct es_store {
     pub(crate) store: crate::Store,
 }
 
+// One handle is shared by many C threads: the store must be `Send + Sync`.
+const _: fn() = || {
+    fn shared_by_threads<T: Send + Sync>() {}
+    shared_by_threads::<es_store>();
+};
+
 /// A UUID as 16 bytes in RFC 4122 (big-endian, "network") order, as printed:
 /// `bytes[0]` is the first two hex digits of the text form.
 #[repr(C)]
@@ -152,11 +158,13 @@ pub struct es_event {
     pub event_type: *const c_char,
     /// Length of `event_type` in bytes, without the terminating NUL.
     pub event_type_len: usize,
-    /// Metadata bytes; not NULL (points to the end of the type when empty).
+    /// Metadata bytes; never NULL, even when `metadata_len` is 0 (then it must not be
+    /// dereferenced).
     pub metadata: *const u8,
     /// Length of `metadata` in bytes.
     pub metadata_len: usize,
-    /// Payload bytes; not NULL (points after the metadata when empty).
+    /// Payload bytes; never NULL, even when `payload_len` is 0 (then it must not be
+    /// dereferenced).
     pub payload: *const u8,
     /// Length of `payload` in bytes.
     pub payload_len: usize,
