@@ -139,7 +139,12 @@ impl Store {
                 let scan = recovery::scan(file.as_ref(), file_len, salt)?;
                 (salt, scan)
             }
-            Err(_) if codec::is_interrupted_creation(&head) => {
+            // Only a file no longer than a header can be an interrupted creation: `head`
+            // is just the first bytes of a longer file, whose damaged header (salt or
+            // CRC) must fail the open rather than have the store re-initialised over it.
+            Err(_)
+                if file_len <= FILE_HEADER_LEN as u64 && codec::is_interrupted_creation(&head) =>
+            {
                 let salt = initialise(file.as_ref(), path)?;
                 let scan = recovery::Scan {
                     index: Index::default(),
