@@ -187,7 +187,11 @@ impl Judge<'_> {
         match outcome {
             Ok(v) => {
                 self.figures.inflight_present += v.inflight_present.len();
-                if self.figures.distinct_opened % self.continue_every == 0 {
+                if self
+                    .figures
+                    .distinct_opened
+                    .is_multiple_of(self.continue_every)
+                {
                     if let Some(b) = image {
                         self.continue_on(b, acked, inflight);
                     }

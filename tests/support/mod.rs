@@ -146,11 +146,11 @@ pub fn event_id(key: u64, index: usize) -> Uuid {
 
 fn key_of(id: Uuid) -> Option<(u64, usize)> {
     let v = id.as_u128();
-    (v >> 120 == 0xE5).then(|| (((v >> 32) & 0xffff_ffff_ffff) as u64, (v as u32) as usize))
+    (v >> 120 == 0xE5).then_some((((v >> 32) & 0xffff_ffff_ffff) as u64, (v as u32) as usize))
 }
 
 pub fn stream_id(n: u64) -> Uuid {
-    Uuid::from_u128(0x5742_0000_0000_0000_0000_0000_0000_0000 | u128::from(n) + 1)
+    Uuid::from_u128(0x5742_0000_0000_0000_0000_0000_0000_0000 | (u128::from(n) + 1))
 }
 
 /// The batch with this key. `count` 0 picks one of [`BATCH_SIZES`] by the key.
