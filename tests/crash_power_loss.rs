@@ -151,7 +151,10 @@ type Opened = Result<Vec<RecordedEvent>, String>;
 
 struct Judge<'a> {
     dir: &'a Path,
-    cache: HashMap<(u64, usize), Opened>,
+    /// Verdicts (in-flight batches present, or the failure) of the images already
+    /// judged at the current crash point, by image hash: the same bytes often arise
+    /// from several variants. Only verdicts are kept, never the events read back.
+    cache: HashMap<(u64, usize), Result<usize, String>>,
     figures: Figures,
     continue_every: usize,
     extra_key: u64,
@@ -175,28 +178,30 @@ impl Judge<'_> {
             }
             None => (0, usize::MAX),
         };
-        if !self.cache.contains_key(&key) {
-            self.figures.distinct_opened += 1;
-            let opened = self.open(image);
-            self.cache.insert(key, opened);
-        }
-        let outcome = match &self.cache[&key] {
-            Ok(events) => check_events(events, acked, inflight),
-            Err(e) => Err(e.clone()),
-        };
-        match outcome {
-            Ok(v) => {
-                self.figures.inflight_present += v.inflight_present.len();
-                if self
-                    .figures
-                    .distinct_opened
-                    .is_multiple_of(self.continue_every)
+        let verdict = match self.cache.get(&key) {
+            Some(v) => v.clone(),
+            None => {
+                self.figures.distinct_opened += 1;
+                let v = self
+                    .open(image)
+                    .and_then(|events| check_events(&events, acked, inflight))
+                    .map(|v| v.inflight_present.len());
+                if v.is_ok()
+                    && self
+                        .figures
+                        .distinct_opened
+                        .is_multiple_of(self.continue_every)
                 {
                     if let Some(b) = image {
                         self.continue_on(b, acked, inflight);
                     }
                 }
+                self.cache.insert(key, v.clone());
+                v
             }
+        };
+        match verdict {
+            Ok(present) => self.figures.inflight_present += present,
             Err(e) => self.figures.failures.push(format!("{what}: {e}")),
         }
     }
@@ -311,6 +316,7 @@ fn crash_images(dir: &Path, ops: &[Op], honour_syncs: bool, seed: u64) -> Figure
             }
         }
         judge.figures.crash_points += 1;
+        judge.cache.clear();
         let inflight: Vec<PlannedBatch> = started.values().cloned().collect();
         let at = |what: &str| format!("crash point {p}/{}: {what}", ops.len());
         if acked.is_empty() {
