@@ -195,6 +195,7 @@ fn run(
 
 #[test]
 fn every_nth_io_call_fails() {
+    let _serial = serial();
     let dir = scratch();
     let batches: Vec<_> = (0..env_usize("ES_FAULT_BATCHES", 10) as u64)
         .map(|k| planned(50_000 + k, PROFILE, 0))
@@ -355,10 +356,12 @@ fn fill_to_enospc(fs: &str) {
 
 #[test]
 fn real_enospc_on_a_small_tmpfs() {
+    let _serial = serial();
     fill_to_enospc("tmpfs");
 }
 
 #[test]
 fn real_enospc_on_a_small_loop_mounted_ext4() {
+    let _serial = serial();
     fill_to_enospc("ext4");
 }

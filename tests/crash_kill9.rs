@@ -193,6 +193,7 @@ fn in_flight(round: u64, threads: u64, acks: &[Acked]) -> Vec<PlannedBatch> {
 
 #[test]
 fn kill9_at_random_moments_loses_nothing_acknowledged() {
+    let _serial = serial();
     let dir = scratch();
     let path = dir.path().join("kill9.store");
     let copy = dir.path().join("check.store");
@@ -280,6 +281,7 @@ fn kill9_at_random_moments_loses_nothing_acknowledged() {
 
 #[test]
 fn a_second_process_gets_locked() {
+    let _serial = serial();
     let dir = scratch();
     let path = dir.path().join("locked.store");
     let store = Store::open(&path).unwrap();
@@ -303,6 +305,7 @@ fn a_second_process_gets_locked() {
 
 #[test]
 fn a_holder_killed_with_sigkill_frees_the_lock() {
+    let _serial = serial();
     let dir = scratch();
     let path = dir.path().join("held.store");
     let mut child = spawn("hold", &path, &[]);
@@ -322,6 +325,7 @@ fn a_holder_killed_with_sigkill_frees_the_lock() {
 #[test]
 #[ignore = "needs strace; run by scripts/soak.sh"]
 fn strace_injected_syscall_failures() {
+    let _serial = serial();
     let max_n = env_usize("ES_STRACE_MAX_N", 30);
     let dir = scratch();
     let (mut runs, mut fired, mut acks_total) = (0, 0, 0);

@@ -462,3 +462,12 @@ pub fn kill9(pid: u32) {
         libc::kill(pid as libc::pid_t, libc::SIGKILL);
     }
 }
+
+/// Serialises the tests of one binary that fork processes with those that close and
+/// reopen stores. A forked child shares the parent's open file descriptions, and with
+/// them every `flock` the parent holds, until it calls `exec` (which closes them,
+/// `O_CLOEXEC`); a store closed and reopened in that window is briefly `Locked`.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
