@@ -13,22 +13,10 @@ mod support;
 
 use std::path::Path;
 
-use eventstore::{Store, RECORD_OVERHEAD};
+use eventstore::{Store, MAX_EVENT_SIZE};
 use support::*;
 
 const FILE_HEADER_LEN: u64 = 32;
-const BATCH_OVERHEAD: u64 = 52;
-
-fn batch_bytes(b: &PlannedBatch) -> u64 {
-    BATCH_OVERHEAD
-        + b.events
-            .iter()
-            .map(|e| {
-                (RECORD_OVERHEAD + e.event_type.len() + e.metadata.len() + e.payload.len()) as u64
-            })
-            .sum::<u64>()
-}
-
 /// Builds a closed store of `batches` one append at a time; returns its bytes, the
 /// model, and the file offset where each batch ends.
 fn build(dir: &Path, batches: &[PlannedBatch]) -> (Vec<u8>, Vec<Acked>, Vec<u64>) {
@@ -40,7 +28,7 @@ fn build(dir: &Path, batches: &[PlannedBatch]) -> (Vec<u8>, Vec<Acked>, Vec<u64>
     let mut ends = Vec::new();
     let mut at = FILE_HEADER_LEN;
     for b in batches {
-        at += batch_bytes(b);
+        at += batch_len(b);
         ends.push(at);
     }
     assert_eq!(
@@ -133,10 +121,7 @@ fn sampled_cut_points_of_a_store_with_maximum_size_events() {
     let max = batches
         .iter()
         .flat_map(|b| &b.events)
-        .filter(|e| {
-            RECORD_OVERHEAD + e.event_type.len() + e.metadata.len() + e.payload.len()
-                == eventstore::MAX_EVENT_SIZE
-        })
+        .filter(|e| e.as_ref().encoded_len() == MAX_EVENT_SIZE)
         .count();
     let empty = batches
         .iter()

@@ -26,15 +26,7 @@ fn every_flipped_byte() {
     let acked = append_all(&store, &batches);
     store.close().unwrap();
     let bytes = std::fs::read(&original).unwrap();
-    let last_start = bytes.len()
-        - (52
-            + batches
-                .last()
-                .unwrap()
-                .events
-                .iter()
-                .map(|e| 77 + e.event_type.len() + e.metadata.len() + e.payload.len())
-                .sum::<usize>());
+    let last_start = bytes.len() - batch_len(batches.last().unwrap()) as usize;
     let masks: Vec<u8> = std::env::var("ES_FLIP_MASKS")
         .unwrap_or_else(|_| "ff".into())
         .split(',')

@@ -153,6 +153,16 @@ pub fn stream_id(n: u64) -> Uuid {
     Uuid::from_u128(0x5742_0000_0000_0000_0000_0000_0000_0000 | (u128::from(n) + 1))
 }
 
+/// Bytes a batch takes in the file: its frame (44-byte header, 8-byte trailer) and
+/// its records (see `docs/format.md`).
+pub fn batch_len(b: &PlannedBatch) -> u64 {
+    52 + b
+        .events
+        .iter()
+        .map(|e| e.as_ref().encoded_len() as u64)
+        .sum::<u64>()
+}
+
 /// The batch with this key. `count` 0 picks one of [`BATCH_SIZES`] by the key.
 pub fn planned(key: u64, profile: Profile, count: usize) -> PlannedBatch {
     let mut rng = Rng::new(key.wrapping_mul(0x2545_f491_4f6c_dd1d) ^ 0xba7c);
@@ -416,9 +426,7 @@ pub fn check_recovers_and_continues(
 ) -> Result<Verdict, String> {
     let store = Store::open(path).map_err(|e| format!("open failed: {e}"))?;
     let verdict = check_store(&store, acked, inflight)?;
-    let mut model: Vec<Acked> = acked.to_vec();
-    model.extend(verdict.inflight_present.iter().cloned());
-    model.sort_by_key(|a| a.first_position);
+    let mut model = merged(acked, &verdict);
     let extra = planned(extra_key, Profile::SMALL, 2);
     model.push(append(&store, &extra).map_err(|e| format!("append after recovery: {e}"))?);
     store.close().map_err(|e| format!("close failed: {e}"))?;
