@@ -86,9 +86,14 @@ impl Error {
     /// (`io::Error` itself is not `Clone`).
     pub(crate) fn duplicate(&self) -> Error {
         match self {
+            // Keep the OS error number (ENOSPC, EIO) when there is one: callers and the
+            // C ABI tell a full disk from a failing one by it.
             Error::Io { context, source } => Error::Io {
                 context: context.clone(),
-                source: io::Error::new(source.kind(), source.to_string()),
+                source: match source.raw_os_error() {
+                    Some(errno) => io::Error::from_raw_os_error(errno),
+                    None => io::Error::new(source.kind(), source.to_string()),
+                },
             },
             Error::WrongExpectedVersion {
                 stream_id,
@@ -155,7 +160,10 @@ mod tests {
         let d = e.duplicate();
         assert_eq!(e.to_string(), d.to_string());
         match d {
-            Error::Io { source, .. } => assert_eq!(source.kind(), io::ErrorKind::StorageFull),
+            Error::Io { source, .. } => {
+                assert_eq!(source.kind(), io::ErrorKind::StorageFull);
+                assert_eq!(source.raw_os_error(), Some(libc::ENOSPC));
+            }
             other => panic!("unexpected {other:?}"),
         }
     }

@@ -139,7 +139,9 @@ impl Store {
                 let scan = recovery::scan(file.as_ref(), file_len, salt)?;
                 (salt, scan)
             }
-            // `head` holds the whole file only when the file is no longer than a header.
+            // Only a file no longer than a header can be an interrupted creation: `head`
+            // is just the first bytes of a longer file, whose damaged header (salt or
+            // CRC) must fail the open rather than have the store re-initialised over it.
             Err(_)
                 if file_len <= FILE_HEADER_LEN as u64 && codec::is_interrupted_creation(&head) =>
             {
