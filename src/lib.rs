@@ -37,3 +37,8 @@ pub use types::{
     MAX_EVENT_TYPE_LEN, RECORD_OVERHEAD,
 };
 pub use uuid::Uuid;
+
+/// The README's examples, compiled as doctests so that they stay true.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -139,7 +139,10 @@ impl Store {
                 let scan = recovery::scan(file.as_ref(), file_len, salt)?;
                 (salt, scan)
             }
-            Err(_) if codec::is_interrupted_creation(&head) => {
+            // `head` holds the whole file only when the file is no longer than a header.
+            Err(_)
+                if file_len <= FILE_HEADER_LEN as u64 && codec::is_interrupted_creation(&head) =>
+            {
                 let salt = initialise(file.as_ref(), path)?;
                 let scan = recovery::Scan {
                     index: Index::default(),
