@@ -90,6 +90,13 @@ fn parse_args() -> Config {
                 mem_child(Path::new(&path));
                 std::process::exit(0);
             }
+            "--make-store" => {
+                // Tooling: writes a 200-byte-payload read store of N events at PATH.
+                let path = PathBuf::from(args.next().expect("PATH"));
+                let n: usize = args.next().and_then(|v| v.parse().ok()).expect("N");
+                write_store_file(&path, &Data::new(200), n);
+                std::process::exit(0);
+            }
             "--bench" => {} // cargo bench passes it
             other => {
                 eprintln!("unknown argument {other}; see the top of examples/bench.rs");
@@ -691,19 +698,10 @@ fn sqlite_appends(
 // ---------------------------------------------------------------------------------
 // Read stores: built in bulk (no fsync per event), same events in the same order.
 
-struct ReadStores {
-    es: PathBuf,
-    sqlite: PathBuf,
-    events: usize,
-}
-
-/// Writes a store file holding `events` single-event appends, round-robin over the
-/// streams (the worst layout for reading one stream), exactly as `append` would have
-/// written them one by one; and the SQLite database with the same rows.
-fn build_read_stores(dir: &Dir, data: &Data, events: usize, sqlite: bool) -> ReadStores {
-    let es = dir.file("read.store");
+/// Writes a store file of `events` single-event appends, round-robin over the streams.
+fn write_store_file(path: &Path, data: &Data, events: usize) {
     {
-        let file = File::create(&es).unwrap();
+        let file = File::create(path).unwrap();
         let mut w = std::io::BufWriter::with_capacity(8 << 20, file);
         let salt = 0x0123_4567_89ab_cdef;
         w.write_all(&codec::encode_file_header(salt)).unwrap();
@@ -726,6 +724,20 @@ fn build_read_stores(dir: &Dir, data: &Data, events: usize, sqlite: bool) -> Rea
         }
         w.into_inner().unwrap().sync_all().unwrap();
     }
+}
+
+struct ReadStores {
+    es: PathBuf,
+    sqlite: PathBuf,
+    events: usize,
+}
+
+/// Writes a store file holding `events` single-event appends, round-robin over the
+/// streams (the worst layout for reading one stream), exactly as `append` would have
+/// written them one by one; and the SQLite database with the same rows.
+fn build_read_stores(dir: &Dir, data: &Data, events: usize, sqlite: bool) -> ReadStores {
+    let es = dir.file("read.store");
+    write_store_file(&es, data, events);
     let db = dir.file("read.db");
     if sqlite {
         let conn = sqlite_open(&db);

@@ -344,6 +344,32 @@ fn parse_record_checked(
     })
 }
 
+/// The view of a record that [`parse_record`] accepted before, without checking it
+/// again: its lengths are taken as they stand.
+///
+/// # Panics
+/// When `rec` is not such a record (its lengths run past it, or its type is not UTF-8).
+pub fn view_verified_record(rec: &[u8]) -> RecordView<'_> {
+    let type_len = le_u16(rec, 60) as usize;
+    let metadata_len = le_u32(rec, 64) as usize;
+    let payload_len = le_u32(rec, 68) as usize;
+    let type_end = RECORD_FIXED_LEN + type_len;
+    let meta_start = type_end + 1;
+    let payload_start = meta_start + metadata_len;
+    RecordView {
+        global_position: le_u64(rec, 4),
+        stream_version: le_u64(rec, 12),
+        recorded_at: le_u64(rec, 20),
+        stream_id: uuid_at(rec, 28),
+        event_id: uuid_at(rec, 44),
+        event_type: std::str::from_utf8(&rec[RECORD_FIXED_LEN..type_end])
+            .expect("the record was verified"),
+        event_type_with_nul: &rec[RECORD_FIXED_LEN..=type_end],
+        metadata: &rec[meta_start..payload_start],
+        payload: &rec[payload_start..payload_start + payload_len],
+    }
+}
+
 /// Decodes the standalone record at the start of `bytes` (see [`encode_record`]).
 /// A damaged record is `Error::CorruptRecord` with offset 0 (relative to `bytes`).
 pub fn decode_record(bytes: &[u8]) -> Result<DecodeOutcome<RecordedEvent>, Error> {

@@ -322,8 +322,7 @@ impl Store {
     /// [`Store::read_all`] into one buffer, without an allocation per event.
     pub fn read_all_batch(&self, from_position: u64, max_count: u64) -> Result<EventBatch, Error> {
         let (first, locations) = read_lock(&self.index).locate_range(from_position, max_count);
-        let located: Vec<_> = (first..).zip(locations).collect();
-        read::read_located(self.file.as_ref(), &self.path, &located)
+        read::read_range(self.file.as_ref(), &self.path, first, &locations)
     }
 
     /// The last version (0-based) of a stream; `None` when it has no events.
