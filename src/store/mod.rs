@@ -77,7 +77,7 @@ pub struct Store {
     salt: u64,
     index: RwLock<Index>,
     writer: Mutex<Writer>,
-    queue: Mutex<Vec<Request>>,
+    queue: Mutex<Queue>,
     closed: bool,
 }
 
@@ -175,7 +175,7 @@ impl Store {
             _lock: lock,
             salt,
             index: RwLock::new(scan.index),
-            queue: Mutex::new(Vec::new()),
+            queue: Mutex::new(Queue::default()),
             closed: false,
         })
     }
@@ -260,30 +260,58 @@ impl Store {
     }
 
     fn commit(&self, request: Request) -> Result<AppendResult, Error> {
-        let answer = Arc::clone(&request.answer);
-        lock(&self.queue).push(request);
-        let mut writer = match self.writer.lock() {
-            Ok(w) => w,
-            Err(_) => {
-                return Err(Error::Poisoned {
-                    cause: "an earlier append panicked".into(),
-                })
-            }
+        let slot = Arc::clone(&request.answer);
+        let lead_now = {
+            let mut queue = lock(&self.queue);
+            queue.requests.push(request);
+            !std::mem::replace(&mut queue.leader, true)
         };
-        if let Some(result) = writer::take_answer(&answer) {
-            return result;
+        if !lead_now {
+            match slot.wait() {
+                writer::Wakeup::Done(result) => return result,
+                writer::Wakeup::Lead => {}
+            }
         }
-        let group = std::mem::take(&mut *lock(&self.queue));
-        writer.commit_group(self.file.as_ref(), self.salt, &self.index, group);
-        drop(writer);
-        writer::take_answer(&answer).unwrap_or_else(|| {
+        self.lead();
+        slot.take().unwrap_or_else(|| {
             Err(Error::Poisoned {
                 cause: "an append was lost by the group commit (a bug)".into(),
             })
         })
     }
 
-    /// Events of a stream from `from_version`, at most `max_count` of them, in version
+    /// Commits everything queued as one group, hands the leadership on, then wakes
+    /// the group's requests with their answers.
+    fn lead(&self) {
+        let group = std::mem::take(&mut lock(&self.queue).requests);
+        let mut guard = LeadGuard {
+            queue: &self.queue,
+            slots: group.iter().map(|r| Arc::clone(&r.answer)).collect(),
+            answers: Vec::with_capacity(group.len()),
+        };
+        match self.writer.lock() {
+            Ok(mut writer) => writer.commit_group(
+                self.file.as_ref(),
+                self.salt,
+                &self.index,
+                group,
+                &mut guard.answers,
+            ),
+            Err(_) => {
+                for r in group {
+                    guard.answers.push((
+                        r.answer,
+                        Err(Error::Poisoned {
+                            cause: "an earlier append panicked".into(),
+                        }),
+                    ));
+                }
+            }
+        }
+        // Dropping the guard hands on the leadership and delivers the answers.
+    }
+
+    /// Events of a stream from `from_version`    /// Events of a stream from `from_version`, at most `max_count` of them, in version
     /// order. A stream with no events is `Error::StreamNotFound`; a start past its end
     /// gives an empty result.
     pub fn read_stream(
@@ -401,6 +429,48 @@ fn initialise(file: &dyn StorageFile, path: &Path) -> Result<u64, Error> {
     };
     io::sync_dir(dir).map_err(|e| Error::io(format!("fsync directory {}", dir.display()), e))?;
     Ok(salt)
+}
+
+/// The appends waiting for the next group commit, and whether a leader is at work.
+#[derive(Default)]
+struct Queue {
+    requests: Vec<Request>,
+    leader: bool,
+}
+
+/// Ends a leader's turn, also when its group commit panics: the leadership goes to
+/// the first request queued meanwhile (or lapses), then every request of the group
+/// gets its answer; one the commit never answered gets `Poisoned`, so that no
+/// appender is left waiting.
+struct LeadGuard<'a> {
+    queue: &'a Mutex<Queue>,
+    slots: Vec<writer::Answer>,
+    answers: writer::Answers,
+}
+
+impl Drop for LeadGuard<'_> {
+    fn drop(&mut self) {
+        {
+            let mut queue = lock(self.queue);
+            match queue.requests.first() {
+                Some(next) => next.answer.promote(),
+                None => queue.leader = false,
+            }
+        }
+        for (slot, result) in self.answers.drain(..) {
+            slot.answer(result);
+        }
+        if !std::thread::panicking() {
+            return;
+        }
+        for slot in &self.slots {
+            slot.answer_if_waiting(|| {
+                Err(Error::Poisoned {
+                    cause: "an append panicked during its group commit".into(),
+                })
+            });
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
