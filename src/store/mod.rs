@@ -280,8 +280,8 @@ impl Store {
         })
     }
 
-    /// Commits everything queued as one group, hands the leadership on, then wakes
-    /// the group's requests with their answers.
+    /// Commits everything queued as one group, wakes the group's requests with their
+    /// answers, then hands the leadership on.
     fn lead(&self) {
         let group = std::mem::take(&mut lock(&self.queue).requests);
         let mut guard = LeadGuard {
@@ -438,10 +438,10 @@ struct Queue {
     leader: bool,
 }
 
-/// Ends a leader's turn, also when its group commit panics: the leadership goes to
-/// the first request queued meanwhile (or lapses), then every request of the group
-/// gets its answer; one the commit never answered gets `Poisoned`, so that no
-/// appender is left waiting.
+/// Ends a leader's turn, also when its group commit panics: every request of the
+/// group gets its answer (one the commit never answered gets `Poisoned`, so that no
+/// appender is left waiting), then the leadership goes to the first request queued
+/// meanwhile, or lapses.
 struct LeadGuard<'a> {
     queue: &'a Mutex<Queue>,
     slots: Vec<writer::Answer>,
@@ -450,25 +450,22 @@ struct LeadGuard<'a> {
 
 impl Drop for LeadGuard<'_> {
     fn drop(&mut self) {
-        {
-            let mut queue = lock(self.queue);
-            match queue.requests.first() {
-                Some(next) => next.answer.promote(),
-                None => queue.leader = false,
-            }
-        }
         for (slot, result) in self.answers.drain(..) {
             slot.answer(result);
         }
-        if !std::thread::panicking() {
-            return;
+        if std::thread::panicking() {
+            for slot in &self.slots {
+                slot.answer_if_waiting(|| {
+                    Err(Error::Poisoned {
+                        cause: "an append panicked during its group commit".into(),
+                    })
+                });
+            }
         }
-        for slot in &self.slots {
-            slot.answer_if_waiting(|| {
-                Err(Error::Poisoned {
-                    cause: "an append panicked during its group commit".into(),
-                })
-            });
+        let mut queue = lock(self.queue);
+        match queue.requests.first() {
+            Some(next) => next.answer.promote(),
+            None => queue.leader = false,
         }
     }
 }

@@ -5,10 +5,11 @@
 //! leader takes the whole queue, checks each request's expected version in order
 //! (against the index and the requests before it in the group), places and seals the
 //! accepted batches, writes them with one write and makes them durable with one
-//! `fdatasync`, and publishes them to the index. Then it hands the leadership to the
-//! first request that queued meanwhile (which starts the next group's write at once)
-//! and only then wakes every request of its own group with its own answer. A rejected
-//! request fails alone.
+//! `fdatasync`, and publishes them to the index. Then it wakes every request of its
+//! group with its own answer, and only then hands the leadership to the first request
+//! that queued meanwhile: appenders woken first can queue their next append in time
+//! to join the next group, which makes groups larger than handing over first. A
+//! rejected request fails alone.
 //!
 //! Readers never take the writer lock: they see the index, which learns of a batch
 //! only once it is durable.
