@@ -1,0 +1,283 @@
+//! `es_read_stream`, `es_read_all`, `es_free`, and the arena a read result lives in.
+//!
+//! A read result is ONE heap allocation, however many events it holds:
+//!
+//! ```text
+//! [ header: total size (usize), padded ][ es_event × len ][ type\0 metadata payload ... ]
+//! ```
+//!
+//! `es_events.owner` points at the header, `items` at the array, and every pointer in
+//! an `es_event` into the bytes after it. The arena does not depend on the store, so it
+//! outlives `es_close`; only `es_free` releases it.
+
+use std::alloc::{alloc, dealloc, Layout};
+use std::mem::{align_of, size_of};
+
+use uuid::Uuid;
+
+use super::{guard, guard_value, non_null, types::*, Failure};
+use crate::store::EventBatch;
+
+const ARENA_ALIGN: usize = if align_of::<es_event>() > align_of::<usize>() {
+    align_of::<es_event>()
+} else {
+    align_of::<usize>()
+};
+/// Bytes before the event array: the arena's total size, padded to the array's alignment.
+const ARENA_HEADER: usize = size_of::<usize>().next_multiple_of(ARENA_ALIGN);
+
+/// Copies `batch` into one allocation and describes it as an `es_events`.
+fn into_arena(batch: &EventBatch) -> Result<es_events, Failure> {
+    let n = batch.len();
+    if n == 0 {
+        return Ok(es_events::EMPTY);
+    }
+    let too_big = || Failure::Argument("the result is larger than the address space".into());
+    let data: usize = batch
+        .iter()
+        .map(|v| v.event_type_with_nul.len() + v.metadata.len() + v.payload.len())
+        .sum();
+    let total = n
+        .checked_mul(size_of::<es_event>())
+        .and_then(|a| a.checked_add(ARENA_HEADER))
+        .and_then(|a| a.checked_add(data))
+        .ok_or_else(too_big)?;
+    let layout = Layout::from_size_align(total, ARENA_ALIGN).map_err(|_| too_big())?;
+    // SAFETY: `layout` has a non-zero size (it holds at least one `es_event`).
+    let base = unsafe { alloc(layout) };
+    if base.is_null() {
+        return Err(Failure::Store(crate::Error::Io {
+            context: format!("allocate {total} bytes for a read result"),
+            source: std::io::Error::from_raw_os_error(libc::ENOMEM),
+        }));
+    }
+    // SAFETY: `base` is a fresh allocation of `total` bytes aligned to `ARENA_ALIGN`,
+    // which suits both `usize` and `es_event`; the header, the `n` events and the
+    // `data` bytes written below lie inside it by construction of `total`, and
+    // `ARENA_HEADER` is a multiple of `align_of::<es_event>()`.
+    unsafe {
+        base.cast::<usize>().write(total);
+        let items = base.add(ARENA_HEADER).cast::<es_event>();
+        let mut cursor = base.add(ARENA_HEADER + n * size_of::<es_event>());
+        let mut put = |bytes: &[u8]| {
+            let at = cursor;
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), at, bytes.len());
+            cursor = cursor.add(bytes.len());
+            at
+        };
+        for (i, v) in batch.iter().enumerate() {
+            let event_type = put(v.event_type_with_nul);
+            let metadata = put(v.metadata);
+            let payload = put(v.payload);
+            items.add(i).write(es_event {
+                global_position: v.global_position,
+                stream_version: v.stream_version,
+                recorded_at_us: v.recorded_at,
+                stream_id: es_uuid {
+                    bytes: *v.stream_id.as_bytes(),
+                },
+                event_id: es_uuid {
+                    bytes: *v.event_id.as_bytes(),
+                },
+                event_type: event_type.cast(),
+                event_type_len: v.event_type.len(),
+                metadata,
+                metadata_len: v.metadata.len(),
+                payload,
+                payload_len: v.payload.len(),
+            });
+        }
+        debug_assert_eq!(cursor, base.add(total));
+        Ok(es_events {
+            items,
+            len: n,
+            owner: base.cast(),
+        })
+    }
+}
+
+/// Releases an arena made by [`into_arena`].
+///
+/// # Safety
+/// `owner` must be the `owner` of an `es_events` made by `into_arena`, not yet freed.
+unsafe fn free_arena(owner: *mut u8) {
+    // SAFETY: `owner` is the base of a live arena (the caller's contract), whose first
+    // word holds the total size it was allocated with, at `ARENA_ALIGN`.
+    unsafe {
+        let total = owner.cast::<usize>().read();
+        dealloc(owner, Layout::from_size_align_unchecked(total, ARENA_ALIGN));
+    }
+}
+
+/// Checks `out_events` and sets it to the empty value before anything can fail, so
+/// that a failing read leaves `{NULL, 0, NULL}`.
+fn clear_out(out_events: *mut es_events) -> Result<(), Failure> {
+    non_null(out_events, "out_events")?;
+    // SAFETY: `out_events` is non-NULL and the caller promises it is writable. Its old
+    // contents are overwritten without being freed, as documented.
+    unsafe { out_events.write(es_events::EMPTY) };
+    Ok(())
+}
+
+/// Reads up to `max_count` events of the stream `*stream_id`, from version
+/// `from_version` on, in version order, into `*out_events`.
+///
+/// `max_count` 0, or a `from_version` past the stream's end, gives an empty result
+/// and `ES_OK`. A stream with no events is `ES_ERR_STREAM_NOT_FOUND`, whatever
+/// `max_count` is. Every event returned is verified against its checksum.
+///
+/// Ownership: on success the caller owns `*out_events` and must release it with
+/// `es_free`; it stays valid after `es_close`. The previous contents of `*out_events`
+/// are overwritten, not freed. On any failure `*out_events` is set to `{NULL, 0, NULL}`
+/// (when `out_events` itself is not NULL), so `es_free` on it is safe.
+///
+/// Threads: safe to call concurrently with any call on the same handle except
+/// `es_close`; a read never waits for another thread's fsync, and sees every append
+/// that returned `ES_OK` before it started.
+///
+/// Returns `ES_OK`; `ES_ERR_STREAM_NOT_FOUND`; `ES_ERR_INVALID_ARGUMENT` when `store`,
+/// `stream_id` or `out_events` is NULL; `ES_ERR_IO` when reading the file fails;
+/// `ES_ERR_CORRUPT_RECORD` when data on disk no longer matches its checksum;
+/// `ES_ERR_INTERNAL`.
+#[no_mangle]
+pub extern "C" fn es_read_stream(
+    store: *const es_store,
+    stream_id: *const es_uuid,
+    from_version: u64,
+    max_count: u64,
+    out_events: *mut es_events,
+) -> es_status {
+    guard("es_read_stream", || {
+        clear_out(out_events)?;
+        non_null(store, "store")?;
+        non_null(stream_id, "stream_id")?;
+        // SAFETY: `store` is a live handle from `es_open`; `stream_id` is non-NULL and
+        // readable (the caller's contract).
+        let (handle, stream) = unsafe { (&*store, Uuid::from_bytes((*stream_id).bytes)) };
+        let batch = handle
+            .store
+            .read_stream_batch(stream, from_version, max_count)?;
+        let result = into_arena(&batch)?;
+        // SAFETY: checked non-NULL and writable by `clear_out`.
+        unsafe { out_events.write(result) };
+        Ok(())
+    })
+}
+
+/// Reads up to `max_count` events of the whole log, from global position
+/// `from_position` on, in order, into `*out_events`. To page through the log, start at
+/// 0 and continue from the last event's `global_position + 1` until a read returns
+/// fewer than `max_count` events.
+///
+/// `max_count` 0, or a start at or past `es_global_position()`, gives an empty result
+/// and `ES_OK`.
+///
+/// Ownership, NULL handling and threads: as `es_read_stream`.
+///
+/// Returns `ES_OK`; `ES_ERR_INVALID_ARGUMENT` when `store` or `out_events` is NULL;
+/// `ES_ERR_IO`; `ES_ERR_CORRUPT_RECORD`; `ES_ERR_INTERNAL`.
+#[no_mangle]
+pub extern "C" fn es_read_all(
+    store: *const es_store,
+    from_position: u64,
+    max_count: u64,
+    out_events: *mut es_events,
+) -> es_status {
+    guard("es_read_all", || {
+        clear_out(out_events)?;
+        non_null(store, "store")?;
+        // SAFETY: `store` is a live handle from `es_open` (the caller's contract).
+        let handle = unsafe { &*store };
+        let batch = handle.store.read_all_batch(from_position, max_count)?;
+        let result = into_arena(&batch)?;
+        // SAFETY: checked non-NULL and writable by `clear_out`.
+        unsafe { out_events.write(result) };
+        Ok(())
+    })
+}
+
+/// Releases the memory of a read result and resets `*events` to `{NULL, 0, NULL}`.
+///
+/// NULL-safe and idempotent: `events` NULL, the empty value, or a result already
+/// freed through this same pointer are all no-ops. Freeing a *copy* of an
+/// `es_events` whose original was already freed is a double free: free each result
+/// once, through one variable. Pointers into the result (events, types, payloads) are
+/// invalid afterwards. Works after `es_close`, and on any thread.
+#[no_mangle]
+pub extern "C" fn es_free(events: *mut es_events) {
+    guard_value("es_free", (), || {
+        if events.is_null() {
+            return;
+        }
+        // SAFETY: `events` is non-NULL and the caller promises it points to an
+        // `es_events` that a read produced (or the empty value).
+        let owner = unsafe { (*events).owner };
+        if !owner.is_null() {
+            // SAFETY: a non-NULL `owner` comes from `into_arena` and, since `es_free`
+            // resets it to NULL, has not been freed through this value.
+            unsafe { free_arena(owner.cast()) };
+        }
+        // SAFETY: as above, `events` is non-NULL and writable.
+        unsafe { events.write(es_events::EMPTY) };
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::CStr;
+
+    #[test]
+    fn arena_holds_every_field_and_frees_cleanly() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::Store::open(&dir.path().join("a.store")).unwrap();
+        let stream = Uuid::from_u128(5);
+        let events = [
+            crate::ProposedEventRef {
+                event_id: Uuid::from_u128(9),
+                event_type: "Made",
+                metadata: b"m",
+                payload: b"payload",
+            },
+            crate::ProposedEventRef {
+                event_id: Uuid::from_u128(10),
+                event_type: "Empty",
+                metadata: b"",
+                payload: b"",
+            },
+        ];
+        store
+            .append_refs(stream, crate::ExpectedVersion::NoStream, &events)
+            .unwrap();
+        let batch = store.read_stream_batch(stream, 0, 10).unwrap();
+        let mut result = into_arena(&batch).unwrap();
+        drop(batch);
+        drop(store);
+        assert_eq!(result.len, 2);
+        // SAFETY: `items` points to `len` events in the live arena.
+        let items = unsafe { std::slice::from_raw_parts(result.items, result.len) };
+        for (e, p) in items.iter().zip(&events) {
+            assert_eq!(e.event_id.bytes, *p.event_id.as_bytes());
+            assert_eq!(e.stream_id.bytes, *stream.as_bytes());
+            // SAFETY: the type is NUL-terminated inside the arena.
+            let t = unsafe { CStr::from_ptr(e.event_type) };
+            assert_eq!(t.to_bytes(), p.event_type.as_bytes());
+            assert_eq!(e.event_type_len, p.event_type.len());
+            // SAFETY: metadata and payload point to their lengths inside the arena.
+            unsafe {
+                assert_eq!(
+                    std::slice::from_raw_parts(e.metadata, e.metadata_len),
+                    p.metadata
+                );
+                assert_eq!(
+                    std::slice::from_raw_parts(e.payload, e.payload_len),
+                    p.payload
+                );
+            }
+        }
+        es_free(&mut result);
+        assert!(result.items.is_null() && result.len == 0 && result.owner.is_null());
+        es_free(&mut result);
+        es_free(std::ptr::null_mut());
+    }
+}

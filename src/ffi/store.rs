@@ -1,0 +1,238 @@
+//! `es_open`, `es_close`, `es_append`, `es_stream_version`, `es_global_position`: the
+//! handle's life and the write path, each a check of its arguments and one call into
+//! [`crate::Store`].
+
+use std::ffi::{c_char, CStr, OsStr};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use uuid::Uuid;
+
+use super::{bytes, decode_expected, fail, guard, guard_value, non_null, types::*, Failure};
+use crate::store::Store;
+use crate::types::ProposedEventRef;
+
+/// Opens the event store at `path`, creating it if it does not exist, and sets
+/// `*out_store` to a new handle.
+///
+/// `path` is a NUL-terminated file name (bytes, as the OS takes them; relative to the
+/// current directory unless absolute). A new file gets its header and is fsynced,
+/// and its directory is fsynced. An existing file is recovered: a torn or corrupt
+/// tail left by a crash (no valid data after it) is cut off; damage followed by valid
+/// data fails with `ES_ERR_CORRUPT_RECORD` and leaves the file unchanged. A zero-length
+/// file, or one holding only the first bytes of a header (a crash during creation), is
+/// initialised as a new store.
+///
+/// The handle holds an exclusive, non-blocking lock on the file until `es_close`: a
+/// second open of the same file (by any path), from this process or another, fails
+/// with `ES_ERR_LOCKED` and does not disturb the first handle.
+///
+/// Ownership: the caller owns `*out_store` on success and must release it with
+/// `es_close`. On any failure `*out_store` is set to NULL (when `out_store` itself is
+/// not NULL).
+///
+/// Threads: may be called from any thread; the handle may then be used from many.
+///
+/// Returns `ES_OK`; `ES_ERR_INVALID_ARGUMENT` when `path` or `out_store` is NULL;
+/// `ES_ERR_IO` when the file cannot be created, opened, read, or its torn tail
+/// truncated and synced (message: the path and the OS error); `ES_ERR_INVALID_HEADER`
+/// when the file is not an event store; `ES_ERR_CORRUPT_RECORD` (message: the byte
+/// offset); `ES_ERR_LOCKED`; `ES_ERR_INTERNAL`.
+#[no_mangle]
+pub extern "C" fn es_open(path: *const c_char, out_store: *mut *mut es_store) -> es_status {
+    guard("es_open", || {
+        non_null(out_store, "out_store")?;
+        // SAFETY: `out_store` is non-NULL and the caller promises it is writable.
+        unsafe { out_store.write(std::ptr::null_mut()) };
+        non_null(path, "path")?;
+        // SAFETY: `path` is non-NULL and the caller promises a NUL-terminated string
+        // that stays valid for the call.
+        let path = Path::new(OsStr::from_bytes(
+            unsafe { CStr::from_ptr(path) }.to_bytes(),
+        ));
+        let store = Store::open(path)?;
+        let handle = Box::into_raw(Box::new(es_store { store }));
+        // SAFETY: as above, `out_store` is non-NULL and writable.
+        unsafe { out_store.write(handle) };
+        Ok(())
+    })
+}
+
+/// Closes a store opened by `es_open` and frees the handle: cuts the file back to its
+/// committed data (dropping space preallocated for speed), syncs it, and releases the
+/// lock. After `es_close` the file is exactly its header and its committed batches.
+///
+/// `store` NULL is a no-op. `store` must not be used again after this call, and this
+/// call must not race with any other call on the same handle (make sure other threads
+/// are done with it first). Read results (`es_events`) stay valid and must still be
+/// released with `es_free`.
+///
+/// A failure to cut or sync the file on close cannot lose acknowledged events; it sets
+/// this thread's `es_last_error()`, the handle is freed anyway, and the next `es_open`
+/// recovers the file.
+#[no_mangle]
+pub extern "C" fn es_close(store: *mut es_store) {
+    guard_value("es_close", (), || {
+        if store.is_null() {
+            return;
+        }
+        // SAFETY: a non-NULL `store` was returned by `es_open` (as `Box::into_raw`) and,
+        // by the contract, is closed only once and not in use by other threads.
+        let handle = unsafe { Box::from_raw(store) };
+        if let Err(e) = handle.store.close() {
+            fail("es_close", Failure::Store(e));
+        }
+    })
+}
+
+/// Appends `count` events to the stream `*stream_id` as one atomic batch, if the
+/// stream's state satisfies `expected_version`.
+///
+/// `expected_version` is `ES_EXPECTED_ANY`, `ES_EXPECTED_NO_STREAM`,
+/// `ES_EXPECTED_STREAM_EXISTS`, or a version `>= 0` that must equal the stream's last
+/// (0-based) version; any other negative value is `ES_ERR_INVALID_ARGUMENT`.
+///
+/// All or nothing: every event is validated before anything is written, and when
+/// `ES_OK` is returned the whole batch is on stable storage (fsynced). Versions and
+/// positions are contiguous. Events with an all-zero `event_id` get a fresh v4 UUID.
+///
+/// Ownership: the library only reads `events` (and what they point to) during the
+/// call and keeps no pointer into them. `out_result` may be NULL; otherwise it is
+/// written only on success.
+///
+/// Threads: many threads may append to (and read from) one handle at once; their
+/// appends are committed in groups sharing one fsync.
+///
+/// Returns `ES_OK`; `ES_ERR_INVALID_ARGUMENT` (NULL `store`, `stream_id` or
+/// `events`; `count` 0; an empty, over-long, NULL or non-UTF-8 event type; NULL
+/// metadata or payload with a non-zero length; a bad `expected_version`);
+/// `ES_ERR_EVENT_TOO_LARGE`; `ES_ERR_WRONG_EXPECTED_VERSION` (see
+/// `es_last_conflict`); `ES_ERR_IO` when a write or fsync fails, which poisons the
+/// handle (the batch may or may not be present after reopening, whole, never in
+/// part); `ES_ERR_POISONED` after such a failure, until the store is reopened;
+/// `ES_ERR_INTERNAL`.
+#[no_mangle]
+pub extern "C" fn es_append(
+    store: *mut es_store,
+    stream_id: *const es_uuid,
+    expected_version: i64,
+    events: *const es_proposed_event,
+    count: usize,
+    out_result: *mut es_append_result,
+) -> es_status {
+    guard("es_append", || {
+        non_null(store, "store")?;
+        non_null(stream_id, "stream_id")?;
+        non_null(events, "events")?;
+        if count == 0 {
+            return Err(Failure::Argument(
+                "count is 0: an append needs at least one event".into(),
+            ));
+        }
+        if count > isize::MAX as usize / std::mem::size_of::<es_proposed_event>() {
+            return Err(Failure::Argument(format!(
+                "count {count} is larger than any array"
+            )));
+        }
+        let expected = decode_expected(expected_version).ok_or_else(|| {
+            Failure::Argument(format!(
+                "expected_version {expected_version} is neither >= 0 nor one of \
+                 ES_EXPECTED_ANY (-2), ES_EXPECTED_NO_STREAM (-1), ES_EXPECTED_STREAM_EXISTS (-4)"
+            ))
+        })?;
+        // SAFETY: `events` is non-NULL and the caller promises `count` readable
+        // elements valid for the call; `count * size_of` fits in `isize` (checked).
+        let proposed = unsafe { std::slice::from_raw_parts(events, count) };
+        let mut refs = Vec::with_capacity(count);
+        for (i, e) in proposed.iter().enumerate() {
+            if e.event_type.is_null() {
+                return Err(Failure::Argument(format!("events[{i}].event_type is NULL")));
+            }
+            // SAFETY: each pointer is non-NULL or paired with length 0 (checked inside
+            // `bytes`), and the caller promises the lengths it gave.
+            let (event_type, metadata, payload) = unsafe {
+                (
+                    bytes(e.event_type.cast(), e.event_type_len, "event_type")?,
+                    bytes(e.metadata, e.metadata_len, "metadata")?,
+                    bytes(e.payload, e.payload_len, "payload")?,
+                )
+            };
+            let event_type = std::str::from_utf8(event_type).map_err(|err| {
+                Failure::Argument(format!("events[{i}].event_type is not valid UTF-8: {err}"))
+            })?;
+            refs.push(ProposedEventRef {
+                event_id: Uuid::from_bytes(e.event_id.bytes),
+                event_type,
+                metadata,
+                payload,
+            });
+        }
+        // SAFETY: `store` is a live handle from `es_open` (the caller's contract) and
+        // `stream_id` is non-NULL and readable.
+        let (handle, stream) = unsafe { (&*store, Uuid::from_bytes((*stream_id).bytes)) };
+        let result = handle.store.append_refs(stream, expected, &refs)?;
+        if !out_result.is_null() {
+            // SAFETY: `out_result` is non-NULL and the caller promises it is writable.
+            unsafe {
+                out_result.write(es_append_result {
+                    first_global_position: result.first_global_position,
+                    first_stream_version: result.first_stream_version,
+                    count: result.count,
+                })
+            };
+        }
+        Ok(())
+    })
+}
+
+/// Sets `*out_version` to the last (0-based) version of the stream `*stream_id`, so
+/// that the next append to it gets version `*out_version + 1`.
+///
+/// `*out_version` is written only on success. Threads: safe to call concurrently with
+/// any call on the same handle except `es_close`; it never waits for an fsync.
+///
+/// Returns `ES_OK`; `ES_ERR_STREAM_NOT_FOUND` when the stream has no events;
+/// `ES_ERR_INVALID_ARGUMENT` when `store`, `stream_id` or `out_version` is NULL;
+/// `ES_ERR_INTERNAL`.
+#[no_mangle]
+pub extern "C" fn es_stream_version(
+    store: *const es_store,
+    stream_id: *const es_uuid,
+    out_version: *mut u64,
+) -> es_status {
+    guard("es_stream_version", || {
+        non_null(store, "store")?;
+        non_null(stream_id, "stream_id")?;
+        non_null(out_version, "out_version")?;
+        // SAFETY: `store` is a live handle from `es_open`; `stream_id` is non-NULL and
+        // readable (the caller's contract).
+        let (handle, stream) = unsafe { (&*store, Uuid::from_bytes((*stream_id).bytes)) };
+        let version = handle
+            .store
+            .stream_version(&stream)
+            .ok_or(crate::Error::StreamNotFound { stream_id: stream })?;
+        // SAFETY: `out_version` is non-NULL and the caller promises it is writable.
+        unsafe { out_version.write(version) };
+        Ok(())
+    })
+}
+
+/// The number of events in the whole log, which is the global position the next
+/// appended event will get. 0 for a NULL `store` (which also sets `es_last_error()`).
+///
+/// Threads: safe to call concurrently with any call on the same handle except
+/// `es_close`; it never waits for an fsync.
+#[no_mangle]
+pub extern "C" fn es_global_position(store: *const es_store) -> u64 {
+    guard_value("es_global_position", 0, || {
+        if store.is_null() {
+            fail(
+                "es_global_position",
+                Failure::Argument("store is NULL".into()),
+            );
+            return 0;
+        }
+        // SAFETY: a non-NULL `store` is a live handle from `es_open`.
+        unsafe { &*store }.store.global_position()
+    })
+}
