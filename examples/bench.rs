@@ -35,6 +35,7 @@ use std::sync::{Barrier, Mutex};
 use std::time::{Duration, Instant};
 
 use eventstore::codec::{self, BatchHeader, UnsealedBatch};
+use eventstore::ffi;
 use eventstore::{ExpectedVersion, ProposedEventRef, Store, Uuid};
 use rusqlite::{params, Connection};
 
@@ -269,6 +270,11 @@ impl Report {
         (a.is_finite() && b.is_finite() && b > 0.0).then(|| a / b)
     }
 
+    /// The C ABI's rate over the Rust API's (for bytes/event rows: inverse).
+    fn c_vs_rust(&self) -> Option<f64> {
+        self.ratio("es-c", "es-rust")
+    }
+
     fn print(&self) {
         println!();
         println!("== {} ==", self.workload);
@@ -295,6 +301,12 @@ impl Report {
         }
         if !self.extra.is_empty() {
             println!("{}", self.extra);
+        }
+        if let Some(r) = self.c_vs_rust() {
+            println!(
+                "es-c / es-rust = {r:.3} (target: within 10%) -> {}",
+                if r >= 0.9 { "MET" } else { "NOT MET" }
+            );
         }
         if !self.target.is_empty() {
             let verdict = match self.met {
@@ -333,12 +345,13 @@ impl Report {
             })
             .collect();
         format!(
-            "JSON {{\"workload\":\"{}\",\"floor\":{},\"rows\":[{}],\"target\":\"{}\",\"met\":{}}}",
+            "JSON {{\"workload\":\"{}\",\"floor\":{},\"rows\":[{}],\"c_vs_rust\":{},\"target\":\"{}\",\"met\":{}}}",
             self.workload,
             self.floor
                 .as_ref()
                 .map_or("null".to_string(), |f| format!("\"{f}\"")),
             rows.join(","),
+            opt(self.c_vs_rust()),
             self.target,
             self.met.map_or("null".to_string(), |m| m.to_string()),
         )
@@ -513,9 +526,15 @@ fn es_appends(
     per_call: usize,
     threads: usize,
     row: &mut Row,
+    c_abi: bool,
 ) {
     let path = dir.file("es.store");
-    let store = Store::open(&path).unwrap();
+    let (rust_store, c_owned) = if c_abi {
+        (None, Some(CStore::open(&path)))
+    } else {
+        (Some(Store::open(&path).unwrap()), None)
+    };
+    let (store, c_store) = (rust_store.as_ref(), c_owned.as_ref());
     sync_all_filesystems();
     let barrier = Barrier::new(threads);
     let per_thread = calls / threads;
@@ -535,14 +554,27 @@ fn es_appends(
                                 .collect()
                         })
                         .collect();
+                    let c_events: Vec<Vec<ffi::es_proposed_event>> = if c_abi {
+                        events
+                            .iter()
+                            .map(|evs| evs.iter().map(c_proposed).collect())
+                            .collect()
+                    } else {
+                        Vec::new()
+                    };
                     barrier.wait();
                     let t0 = Instant::now();
                     for (c, evs) in events.iter().enumerate() {
                         let s = mine[c % mine.len()];
                         let t = Instant::now();
-                        store
-                            .append_refs(data.streams[s], expected(versions[s]), evs)
-                            .unwrap();
+                        if let Some(c_store) = c_store {
+                            c_store.append(&data.streams[s], versions[s], &c_events[c]);
+                        } else {
+                            store
+                                .unwrap()
+                                .append_refs(data.streams[s], expected(versions[s]), evs)
+                                .unwrap();
+                        }
                         lat.push(t.elapsed().as_nanos() as u64);
                         versions[s] += per_call as u64;
                     }
@@ -559,8 +591,119 @@ fn es_appends(
     row.rates
         .push((per_thread * threads * per_call) as f64 / secs);
     row.latencies.extend(lat);
-    store.close().unwrap();
+    if let Some(store) = rust_store {
+        store.close().unwrap();
+    }
+    drop(c_owned);
     remove(&path);
+}
+
+// ---------------------------------------------------------------------------------
+// The C ABI, called directly (the `extern "C"` functions are ordinary Rust functions)
+
+/// A store opened with `es_open`; closed with `es_close` on drop.
+struct CStore(*mut ffi::es_store);
+
+// SAFETY: the C ABI promises that one `es_store` may be used from many threads at
+// once; only `es_close` (in `drop`, with `&mut self`) must not race.
+unsafe impl Send for CStore {}
+unsafe impl Sync for CStore {}
+
+impl CStore {
+    fn open(path: &Path) -> CStore {
+        let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+        let mut store = std::ptr::null_mut();
+        let status = ffi::store::es_open(c_path.as_ptr(), &mut store);
+        assert_eq!(status, ffi::es_status::ES_OK);
+        CStore(store)
+    }
+
+    /// Appends with the expected version that `next_version` implies.
+    fn append(&self, stream: &Uuid, next_version: u64, events: &[ffi::es_proposed_event]) {
+        let id = ffi::es_uuid {
+            bytes: *stream.as_bytes(),
+        };
+        let expected = if next_version == 0 {
+            ffi::ES_EXPECTED_NO_STREAM
+        } else {
+            next_version as i64 - 1
+        };
+        let mut result = ffi::es_append_result::default();
+        let status = ffi::store::es_append(
+            self.0,
+            &id,
+            expected,
+            events.as_ptr(),
+            events.len(),
+            &mut result,
+        );
+        assert_eq!(status, ffi::es_status::ES_OK);
+    }
+
+    /// `es_read_all` (or `es_read_stream` when `stream` is given), each event looked
+    /// at, then `es_free`. Returns the number of events and the checksum of `consume`.
+    fn read(&self, stream: Option<&Uuid>, max: u64) -> (usize, u64) {
+        let mut out = ffi::es_events::EMPTY;
+        let status = match stream {
+            Some(s) => {
+                let id = ffi::es_uuid {
+                    bytes: *s.as_bytes(),
+                };
+                ffi::events::es_read_stream(self.0, &id, 0, max, &mut out)
+            }
+            None => ffi::events::es_read_all(self.0, 0, max, &mut out),
+        };
+        assert_eq!(status, ffi::es_status::ES_OK);
+        let mut acc = 0;
+        let items = if out.len == 0 {
+            &[][..]
+        } else {
+            // SAFETY: es_read_* gave `len` initialised events at `items`, valid until
+            // `es_free`.
+            unsafe { std::slice::from_raw_parts(out.items, out.len) }
+        };
+        for e in items {
+            // SAFETY: each pointer/length pair describes bytes inside the result.
+            let (ty, meta, payload) = unsafe {
+                (
+                    std::slice::from_raw_parts(e.event_type.cast::<u8>(), e.event_type_len),
+                    std::slice::from_raw_parts(e.metadata, e.metadata_len),
+                    std::slice::from_raw_parts(e.payload, e.payload_len),
+                )
+            };
+            consume(
+                &mut acc,
+                e.global_position,
+                e.stream_version,
+                ty,
+                meta,
+                payload,
+            );
+        }
+        let n = items.len();
+        ffi::events::es_free(&mut out);
+        (n, acc)
+    }
+}
+
+impl Drop for CStore {
+    fn drop(&mut self) {
+        ffi::store::es_close(self.0);
+    }
+}
+
+fn c_proposed(e: &ProposedEventRef<'_>) -> ffi::es_proposed_event {
+    ffi::es_proposed_event {
+        event_id: ffi::es_uuid {
+            bytes: *e.event_id.as_bytes(),
+        },
+        event_type: e.event_type.as_ptr().cast(),
+        event_type_len: e.event_type.len(),
+        metadata: e.metadata.as_ptr(),
+        metadata_len: e.metadata.len(),
+        payload: e.payload.as_ptr(),
+        payload_len: e.payload.len(),
+    }
 }
 
 fn sqlite_open(path: &Path) -> Connection {
@@ -974,13 +1117,15 @@ impl Bench {
             Row::new("floor"),
             Row::new("floor-presynced"),
             Row::new("es-rust"),
+            Row::new("es-c"),
             Row::new("sqlite"),
         ];
         for _ in 0..self.cfg.runs {
             floor_appends(&self.dir, &bufs, false, &mut rows[0], per_call);
             floor_appends(&self.dir, &bufs, true, &mut rows[1], per_call);
-            es_appends(&self.dir, data, calls, per_call, 1, &mut rows[2]);
-            sqlite_appends(&self.dir, data, calls, per_call, 1, &mut rows[3]);
+            es_appends(&self.dir, data, calls, per_call, 1, &mut rows[2], false);
+            es_appends(&self.dir, data, calls, per_call, 1, &mut rows[3], true);
+            sqlite_appends(&self.dir, data, calls, per_call, 1, &mut rows[4]);
         }
         let mut report = Report {
             workload: name.into(),
@@ -1013,12 +1158,18 @@ impl Bench {
             }
             let calls = self.cfg.threaded / threads * threads;
             let bufs = encoded_batches(data, calls, 1);
-            let mut rows = vec![Row::new("floor"), Row::new("es-rust"), Row::new("sqlite")];
+            let mut rows = vec![
+                Row::new("floor"),
+                Row::new("es-rust"),
+                Row::new("es-c"),
+                Row::new("sqlite"),
+            ];
             rows[0].note = "each thread pwrite+fdatasync, shared file".into();
             for _ in 0..self.cfg.runs {
                 floor_threads(&self.dir, &bufs, threads, &mut rows[0]);
-                es_appends(&self.dir, data, calls, 1, threads, &mut rows[1]);
-                sqlite_appends(&self.dir, data, calls, 1, threads, &mut rows[2]);
+                es_appends(&self.dir, data, calls, 1, threads, &mut rows[1], false);
+                es_appends(&self.dir, data, calls, 1, threads, &mut rows[2], true);
+                sqlite_appends(&self.dir, data, calls, 1, threads, &mut rows[3]);
             }
             let mut report = Report {
                 workload: name,
@@ -1061,6 +1212,7 @@ impl Bench {
                 Row::new("floor"),
                 Row::new("es-rust"),
                 Row::new("es-rust-owned"),
+                Row::new("es-c"),
                 Row::new("sqlite"),
             ];
             rows[0].note = "sequential read + CRC32 of the store file".into();
@@ -1081,12 +1233,22 @@ impl Bench {
                 warm(&stores.sqlite);
                 sqlite_read_all(&conn, 1000);
                 let (_, d) = timed(|| sink ^= sqlite_read_all(&conn, events));
+                rows[4].latencies.push(d.as_nanos() as u64);
+                rows[4].rates.push(events as f64 / d.as_secs_f64());
+            }
+            drop(store);
+            drop(conn);
+            let c_store = CStore::open(&stores.es);
+            for _ in 0..runs {
+                warm(&stores.es);
+                let ((n, acc), d) = timed(|| c_store.read(None, events as u64));
+                assert_eq!(n, events);
+                sink ^= acc;
                 rows[3].latencies.push(d.as_nanos() as u64);
                 rows[3].rates.push(events as f64 / d.as_secs_f64());
             }
+            drop(c_store);
             std::hint::black_box(sink);
-            drop(store);
-            drop(conn);
             let mut report = Report {
                 workload: all_name,
                 unit: "events/s",
@@ -1105,14 +1267,19 @@ impl Bench {
                 Row::new("es-rust"),
                 Row::new("es-rust-owned"),
                 Row::new("sqlite"),
+                Row::new("es-c"),
             ];
             let store = Store::open(&stores.es).unwrap();
             let conn = sqlite_open(&stores.sqlite);
             let mut rng = Rng(7);
-            for _ in 0..runs {
-                let picks: Vec<Uuid> = (0..self.cfg.read_streams)
-                    .map(|_| data.streams[(rng.next() % STREAMS as u64) as usize])
-                    .collect();
+            let all_picks: Vec<Vec<Uuid>> = (0..runs)
+                .map(|_| {
+                    (0..self.cfg.read_streams)
+                        .map(|_| data.streams[(rng.next() % STREAMS as u64) as usize])
+                        .collect()
+                })
+                .collect();
+            for picks in &all_picks {
                 warm(&stores.es);
                 warm(&stores.sqlite);
                 type Reader<'a> = Box<dyn Fn(Uuid) -> usize + 'a>;
@@ -1124,7 +1291,7 @@ impl Bench {
                 for (row, read) in rows.iter_mut().zip(readers.iter()) {
                     let t0 = Instant::now();
                     let mut n = 0;
-                    for &s in &picks {
+                    for &s in picks {
                         let t = Instant::now();
                         n += read(s);
                         row.latencies.push(t.elapsed().as_nanos() as u64);
@@ -1134,6 +1301,24 @@ impl Bench {
             }
             drop(store);
             drop(conn);
+            let c_store = CStore::open(&stores.es);
+            let mut sink = 0;
+            for picks in &all_picks {
+                warm(&stores.es);
+                let row = &mut rows[3];
+                let t0 = Instant::now();
+                let mut n = 0;
+                for s in picks {
+                    let t = Instant::now();
+                    let (k, acc) = c_store.read(Some(s), u64::MAX);
+                    n += k;
+                    sink ^= acc;
+                    row.latencies.push(t.elapsed().as_nanos() as u64);
+                }
+                row.rates.push(n as f64 / t0.elapsed().as_secs_f64());
+            }
+            std::hint::black_box(sink);
+            drop(c_store);
             let mut report = Report {
                 workload: stream_name,
                 unit: "events/s",
@@ -1153,7 +1338,12 @@ impl Bench {
         }
 
         if want_open {
-            let mut rows = vec![Row::new("floor"), Row::new("es-rust"), Row::new("sqlite")];
+            let mut rows = vec![
+                Row::new("floor"),
+                Row::new("es-rust"),
+                Row::new("es-c"),
+                Row::new("sqlite"),
+            ];
             rows[0].note = "sequential read + CRC32 of the store file".into();
             let mut sink = 0u64;
             for _ in 0..runs {
@@ -1166,6 +1356,11 @@ impl Bench {
                 rows[1].latencies.push(d.as_nanos() as u64);
                 rows[1].rates.push(events as f64 / d.as_secs_f64());
                 store.close().unwrap();
+                warm(&stores.es);
+                let (c_store, d) = timed(|| CStore::open(&stores.es));
+                rows[2].latencies.push(d.as_nanos() as u64);
+                rows[2].rates.push(events as f64 / d.as_secs_f64());
+                drop(c_store);
                 warm(&stores.sqlite);
                 let (conn, d) = timed(|| {
                     let conn = sqlite_open(&stores.sqlite);
@@ -1175,8 +1370,8 @@ impl Bench {
                     assert_eq!(n as usize, events - 1);
                     conn
                 });
-                rows[2].latencies.push(d.as_nanos() as u64);
-                rows[2].rates.push(events as f64 / d.as_secs_f64());
+                rows[3].latencies.push(d.as_nanos() as u64);
+                rows[3].rates.push(events as f64 / d.as_secs_f64());
                 drop(conn);
             }
             std::hint::black_box(sink);
@@ -1317,6 +1512,13 @@ fn main() {
                 None => "n/a",
             };
             println!("{:<26} {:<60} {verdict}", r.workload, r.target);
+        }
+    }
+    for r in &bench.reports {
+        if let Some(x) = r.c_vs_rust() {
+            let target = format!("es-c within 10% of es-rust (here {x:.3})");
+            let verdict = if x >= 0.9 { "MET" } else { "NOT MET" };
+            println!("{:<26} {:<60} {verdict}", r.workload, target);
         }
     }
     if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
