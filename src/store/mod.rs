@@ -24,6 +24,7 @@ use crate::types::{AppendResult, ExpectedVersion, ProposedEvent, ProposedEventRe
 use self::index::Index;
 pub use self::index::IndexStats;
 use self::io::StorageFile;
+pub(crate) use self::read::advise_huge;
 pub use self::read::{EventBatch, EventBatchIter};
 use self::writer::{Request, Writer};
 
