@@ -1450,6 +1450,23 @@ impl Bench {
 
 /// Opens a store in a fresh process and prints RSS delta, index heap bytes, streams.
 fn mem_child(path: &Path) {
+    // Open a small store first, so that the one-time costs (code paged in, the
+    // allocator's first arenas) are not counted per event.
+    let warmup = path.with_extension("warmup");
+    {
+        let store = Store::open(&warmup).unwrap();
+        let data = Data::new(200);
+        for i in 0..100 {
+            store
+                .append_refs(data.streams[i % 10], ExpectedVersion::Any, &[data.event(i)])
+                .unwrap();
+        }
+        store.close().unwrap();
+        let store = Store::open(&warmup).unwrap();
+        assert_eq!(store.global_position(), 100);
+        store.close().unwrap();
+    }
+    remove(&warmup);
     warm(path);
     let before = rss_bytes();
     let store = Store::open(path).unwrap();
