@@ -936,6 +936,21 @@ fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
     (v, t.elapsed())
 }
 
+fn consume_batch(batch: &eventstore::EventBatch) -> u64 {
+    let mut acc = 0;
+    for e in batch.iter() {
+        consume(
+            &mut acc,
+            e.global_position,
+            e.stream_version,
+            e.event_type.as_bytes(),
+            e.metadata,
+            e.payload,
+        );
+    }
+    acc
+}
+
 fn es_read_all(store: &Store, events: usize) -> u64 {
     let batch = store.read_all_batch(0, events as u64).unwrap();
     assert_eq!(batch.len(), events);
@@ -1214,9 +1229,15 @@ impl Bench {
                 Row::new("es-rust-owned"),
                 Row::new("es-c"),
                 Row::new("sqlite"),
+                Row::new("es-rust-reuse"),
             ];
             rows[0].note = "sequential read + CRC32 of the store file".into();
+            rows[5].note = "read_all_batch_into one batch reused across calls".into();
             let store = Store::open(&stores.es).unwrap();
+            let mut reused = eventstore::EventBatch::default();
+            store
+                .read_all_batch_into(0, events as u64, &mut reused)
+                .unwrap();
             let conn = sqlite_open(&stores.sqlite);
             let mut sink = 0u64;
             for _ in 0..runs {
@@ -1230,6 +1251,14 @@ impl Bench {
                 let (_, d) = timed(|| sink ^= es_read_all_owned(&store, events));
                 rows[2].latencies.push(d.as_nanos() as u64);
                 rows[2].rates.push(events as f64 / d.as_secs_f64());
+                let (_, d) = timed(|| {
+                    store
+                        .read_all_batch_into(0, events as u64, &mut reused)
+                        .unwrap();
+                    sink ^= consume_batch(&reused);
+                });
+                rows[5].latencies.push(d.as_nanos() as u64);
+                rows[5].rates.push(events as f64 / d.as_secs_f64());
                 warm(&stores.sqlite);
                 sqlite_read_all(&conn, 1000);
                 let (_, d) = timed(|| sink ^= sqlite_read_all(&conn, events));

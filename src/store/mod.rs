@@ -342,16 +342,46 @@ impl Store {
         from_version: u64,
         max_count: u64,
     ) -> Result<EventBatch, Error> {
-        let located = read_lock(&self.index)
-            .locate_stream(&stream_id, from_version, max_count)
-            .ok_or(Error::StreamNotFound { stream_id })?;
-        read::read_located(self.file.as_ref(), &self.path, &located)
+        let mut batch = EventBatch::default();
+        self.read_stream_batch_into(stream_id, from_version, max_count, &mut batch)?;
+        Ok(batch)
     }
 
     /// [`Store::read_all`] into one buffer, without an allocation per event.
     pub fn read_all_batch(&self, from_position: u64, max_count: u64) -> Result<EventBatch, Error> {
+        let mut batch = EventBatch::default();
+        self.read_all_batch_into(from_position, max_count, &mut batch)?;
+        Ok(batch)
+    }
+
+    /// [`Store::read_stream_batch`] into `batch`, replacing what it held and reusing
+    /// its memory: a reader that reads page after page into one batch touches no
+    /// fresh memory once the batch is large enough. On an error `batch` is left empty.
+    pub fn read_stream_batch_into(
+        &self,
+        stream_id: Uuid,
+        from_version: u64,
+        max_count: u64,
+        batch: &mut EventBatch,
+    ) -> Result<(), Error> {
+        let located = read_lock(&self.index).locate_stream(&stream_id, from_version, max_count);
+        let Some(located) = located else {
+            batch.clear();
+            return Err(Error::StreamNotFound { stream_id });
+        };
+        read::read_located(self.file.as_ref(), &self.path, &located, batch)
+    }
+
+    /// [`Store::read_all_batch`] into `batch`, replacing what it held and reusing its
+    /// memory (see [`Store::read_stream_batch_into`]). On an error `batch` is left empty.
+    pub fn read_all_batch_into(
+        &self,
+        from_position: u64,
+        max_count: u64,
+        batch: &mut EventBatch,
+    ) -> Result<(), Error> {
         let (first, locations) = read_lock(&self.index).locate_range(from_position, max_count);
-        read::read_range(self.file.as_ref(), &self.path, first, &locations)
+        read::read_range(self.file.as_ref(), &self.path, first, &locations, batch)
     }
 
     /// The last version (0-based) of a stream; `None` when it has no events.

@@ -32,6 +32,11 @@ impl EventBatch {
         self.records.is_empty()
     }
 
+    /// Empties the batch, keeping its memory for the next `*_batch_into` read.
+    pub fn clear(&mut self) {
+        self.records.clear();
+    }
+
     /// The `i`th event, borrowing from the batch.
     ///
     /// # Panics
@@ -84,8 +89,9 @@ pub fn read_located(
     file: &dyn StorageFile,
     path: &Path,
     located: &[(u64, RecordLocation)],
-) -> Result<EventBatch, Error> {
-    read_records(file, path, located.len(), |i| located[i])
+    into: &mut EventBatch,
+) -> Result<(), Error> {
+    read_records(file, path, located.len(), |i| located[i], into)
 }
 
 /// Reads the records of the contiguous log range that starts at global position
@@ -96,10 +102,15 @@ pub fn read_range(
     path: &Path,
     first: u64,
     locations: &[RecordLocation],
-) -> Result<EventBatch, Error> {
-    read_records(file, path, locations.len(), |i| {
-        (first + i as u64, locations[i])
-    })
+    into: &mut EventBatch,
+) -> Result<(), Error> {
+    read_records(
+        file,
+        path,
+        locations.len(),
+        |i| (first + i as u64, locations[i]),
+        into,
+    )
 }
 
 fn read_records(
@@ -107,10 +118,15 @@ fn read_records(
     path: &Path,
     count: usize,
     located: impl Fn(usize) -> (u64, RecordLocation),
-) -> Result<EventBatch, Error> {
+    into: &mut EventBatch,
+) -> Result<(), Error> {
+    // Whatever happens, `into` ends up empty or whole.
+    let mut records = std::mem::take(&mut into.records);
+    let mut buf = std::mem::take(&mut into.buf);
+    records.clear();
+    records.reserve(count);
     // Spans of the file to read: (file offset, length, offset in the buffer).
     let mut spans: Vec<(u64, u64, usize)> = Vec::new();
-    let mut records = Vec::with_capacity(count);
     let mut total = 0usize;
     for i in 0..count {
         let (_, loc) = located(i);
@@ -132,7 +148,14 @@ fn read_records(
         let (start, _, base) = *spans.last().expect("a span was just pushed");
         records.push((base + (loc.offset() - start) as usize, loc.size()));
     }
-    let mut buf = buffer(total);
+    if buf.capacity() == 0 {
+        buf = buffer(total);
+    } else if buf.len() >= total {
+        // Reused: every byte up to `total` is read over, so nothing needs zeroing.
+        buf.truncate(total);
+    } else {
+        buf.resize(total, 0);
+    }
     // Records lie in the buffer in order; each is verified as soon as its bytes have
     // arrived, while they are still in the CPU's cache.
     let mut verified = 0;
@@ -161,7 +184,8 @@ fn read_records(
         }
     }
     debug_assert_eq!(verified, count);
-    Ok(EventBatch { buf, records })
+    *into = EventBatch { buf, records };
+    Ok(())
 }
 
 /// Bytes per `pread` of a long span: large enough that the calls cost nothing next to
