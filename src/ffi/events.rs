@@ -13,61 +13,80 @@ use crate::store::EventBatch;
 
 /// What `es_events.owner` points to.
 struct Arena {
-    batch: EventBatch,
+    /// Never read: kept alive because `items` point into its buffer.
+    _batch: EventBatch,
     items: Vec<es_event>,
 }
 
-fn into_arena(batch: EventBatch) -> Result<es_events, Failure> {
-    let n = batch.len();
-    if n == 0 {
+/// Runs a store read that calls its visitor with every record as it is verified,
+/// builds the `es_event` table then (while each record is still in the CPU's cache,
+/// instead of a second pass over the whole result), and boxes the table with the
+/// batch its pointers point into.
+fn read_into_arena(
+    read: impl FnOnce(crate::store::read::Visitor<'_>) -> Result<EventBatch, crate::Error>,
+) -> Result<es_events, Failure> {
+    let mut items: Vec<es_event> = Vec::new();
+    let mut out_of_memory = false;
+    let batch = read(&mut |count, v| {
+        if items.capacity() == 0 && !out_of_memory {
+            if items.try_reserve_exact(count).is_err() {
+                out_of_memory = true;
+            } else {
+                crate::store::advise_huge(&items);
+            }
+        }
+        if out_of_memory {
+            return;
+        }
+        items.push(event_of(v));
+    })?;
+    if out_of_memory {
+        return Err(Failure::Store(crate::Error::Io {
+            context: format!("allocate {} events for a read result", batch.len()),
+            source: std::io::Error::from_raw_os_error(libc::ENOMEM),
+        }));
+    }
+    debug_assert_eq!(items.len(), batch.len());
+    if batch.is_empty() {
         return Ok(es_events::EMPTY);
     }
-    let mut items = Vec::new();
-    items.try_reserve_exact(n).map_err(|_| {
-        Failure::Store(crate::Error::Io {
-            context: format!("allocate {n} events for a read result"),
-            source: std::io::Error::from_raw_os_error(libc::ENOMEM),
-        })
-    })?;
-    crate::store::advise_huge(&items);
-    // The batch goes to its final place first; the pointers taken from it afterwards
-    // point into its buffer, which moving the box does not move.
-    let mut arena = Box::new(Arena {
-        batch,
-        items: Vec::new(),
+    let arena = Box::new(Arena {
+        _batch: batch,
+        items,
     });
-    for v in arena.batch.iter() {
-        items.push(es_event {
-            global_position: v.global_position,
-            stream_version: v.stream_version,
-            recorded_at_us: v.recorded_at,
-            stream_id: es_uuid {
-                bytes: *v.stream_id.as_bytes(),
-            },
-            event_id: es_uuid {
-                bytes: *v.event_id.as_bytes(),
-            },
-            event_type: v.event_type_with_nul.as_ptr().cast(),
-            event_type_len: v.event_type.len(),
-            metadata: v.metadata.as_ptr(),
-            metadata_len: v.metadata.len(),
-            payload: v.payload.as_ptr(),
-            payload_len: v.payload.len(),
-        });
-    }
-    arena.items = items;
-    let result = es_events {
+    Ok(es_events {
         items: arena.items.as_ptr(),
-        len: n,
+        len: arena.items.len(),
         owner: Box::into_raw(arena).cast(),
-    };
-    Ok(result)
+    })
 }
 
-/// Releases an arena made by [`into_arena`].
+/// The `es_event` of a record; its pointers point into the record's bytes.
+fn event_of(v: &crate::codec::RecordView<'_>) -> es_event {
+    es_event {
+        global_position: v.global_position,
+        stream_version: v.stream_version,
+        recorded_at_us: v.recorded_at,
+        stream_id: es_uuid {
+            bytes: *v.stream_id.as_bytes(),
+        },
+        event_id: es_uuid {
+            bytes: *v.event_id.as_bytes(),
+        },
+        event_type: v.event_type_with_nul.as_ptr().cast(),
+        event_type_len: v.event_type.len(),
+        metadata: v.metadata.as_ptr(),
+        metadata_len: v.metadata.len(),
+        payload: v.payload.as_ptr(),
+        payload_len: v.payload.len(),
+    }
+}
+
+/// Releases an arena made by [`read_into_arena`].
 ///
 /// # Safety
-/// `owner` must be the `owner` of an `es_events` made by `into_arena`, not yet freed.
+/// `owner` must be the `owner` of an `es_events` made by `read_into_arena`, not yet
+/// freed.
 unsafe fn free_arena(owner: *mut u8) {
     // SAFETY: `owner` came from `Box::into_raw` of an `Arena` (the caller's contract)
     // and is released once.
@@ -117,10 +136,11 @@ pub extern "C" fn es_read_stream(
         // SAFETY: `store` is a live handle from `es_open`; `stream_id` is non-NULL and
         // readable (the caller's contract).
         let (handle, stream) = unsafe { (&*store, Uuid::from_bytes((*stream_id).bytes)) };
-        let batch = handle
-            .store
-            .read_stream_batch(stream, from_version, max_count)?;
-        let result = into_arena(batch)?;
+        let result = read_into_arena(|visit| {
+            handle
+                .store
+                .read_stream_batch_visit(stream, from_version, max_count, visit)
+        })?;
         // SAFETY: checked non-NULL and writable by `clear_out`.
         unsafe { out_events.write(result) };
         Ok(())
@@ -151,8 +171,11 @@ pub extern "C" fn es_read_all(
         non_null(store, "store")?;
         // SAFETY: `store` is a live handle from `es_open` (the caller's contract).
         let handle = unsafe { &*store };
-        let batch = handle.store.read_all_batch(from_position, max_count)?;
-        let result = into_arena(batch)?;
+        let result = read_into_arena(|visit| {
+            handle
+                .store
+                .read_all_batch_visit(from_position, max_count, visit)
+        })?;
         // SAFETY: checked non-NULL and writable by `clear_out`.
         unsafe { out_events.write(result) };
         Ok(())
@@ -176,7 +199,7 @@ pub extern "C" fn es_free(events: *mut es_events) {
         // `es_events` that a read produced (or the empty value).
         let owner = unsafe { (*events).owner };
         if !owner.is_null() {
-            // SAFETY: a non-NULL `owner` comes from `into_arena` and, since `es_free`
+            // SAFETY: a non-NULL `owner` comes from `read_into_arena` and, since `es_free`
             // resets it to NULL, has not been freed through this value.
             unsafe { free_arena(owner.cast()) };
         }
@@ -212,8 +235,8 @@ mod tests {
         store
             .append_refs(stream, crate::ExpectedVersion::NoStream, &events)
             .unwrap();
-        let batch = store.read_stream_batch(stream, 0, 10).unwrap();
-        let mut result = into_arena(batch).unwrap();
+        let mut result =
+            read_into_arena(|visit| store.read_stream_batch_visit(stream, 0, 10, visit)).unwrap();
         drop(store);
         assert_eq!(result.len, 2);
         // SAFETY: `items` points to `len` events in the live arena.

@@ -7,7 +7,7 @@
 
 pub mod index;
 pub mod io;
-mod read;
+pub(crate) mod read;
 mod recovery;
 mod writer;
 
@@ -369,7 +369,7 @@ impl Store {
             batch.clear();
             return Err(Error::StreamNotFound { stream_id });
         };
-        read::read_located(self.file.as_ref(), &self.path, &located, batch)
+        read::read_located(self.file.as_ref(), &self.path, &located, batch, None)
     }
 
     /// [`Store::read_all_batch`] into `batch`, replacing what it held and reusing its
@@ -381,7 +381,58 @@ impl Store {
         batch: &mut EventBatch,
     ) -> Result<(), Error> {
         let (first, locations) = read_lock(&self.index).locate_range(from_position, max_count);
-        read::read_range(self.file.as_ref(), &self.path, first, &locations, batch)
+        read::read_range(
+            self.file.as_ref(),
+            &self.path,
+            first,
+            &locations,
+            batch,
+            None,
+        )
+    }
+
+    /// [`Store::read_stream_batch`], calling `visit` with each record as soon as it is
+    /// verified (for the C ABI, which builds its event table then).
+    pub(crate) fn read_stream_batch_visit(
+        &self,
+        stream_id: Uuid,
+        from_version: u64,
+        max_count: u64,
+        visit: read::Visitor<'_>,
+    ) -> Result<EventBatch, Error> {
+        let located = read_lock(&self.index)
+            .locate_stream(&stream_id, from_version, max_count)
+            .ok_or(Error::StreamNotFound { stream_id })?;
+        let mut batch = EventBatch::default();
+        read::read_located(
+            self.file.as_ref(),
+            &self.path,
+            &located,
+            &mut batch,
+            Some(visit),
+        )?;
+        Ok(batch)
+    }
+
+    /// [`Store::read_all_batch`], calling `visit` with each record as soon as it is
+    /// verified (for the C ABI).
+    pub(crate) fn read_all_batch_visit(
+        &self,
+        from_position: u64,
+        max_count: u64,
+        visit: read::Visitor<'_>,
+    ) -> Result<EventBatch, Error> {
+        let (first, locations) = read_lock(&self.index).locate_range(from_position, max_count);
+        let mut batch = EventBatch::default();
+        read::read_range(
+            self.file.as_ref(),
+            &self.path,
+            first,
+            &locations,
+            &mut batch,
+            Some(visit),
+        )?;
+        Ok(batch)
     }
 
     /// The last version (0-based) of a stream; `None` when it has no events.

@@ -90,9 +90,15 @@ pub fn read_located(
     path: &Path,
     located: &[(u64, RecordLocation)],
     into: &mut EventBatch,
+    visit: Option<Visitor<'_>>,
 ) -> Result<(), Error> {
-    read_records(file, path, located.len(), |i| located[i], into)
+    read_records(file, path, located.len(), |i| located[i], into, visit)
 }
+
+/// Called with the number of records to come and each record's view, as soon as the
+/// record is verified (while it is still in the CPU's cache). The views point into
+/// the batch's buffer, which stays where it is when the batch is moved.
+pub type Visitor<'a> = &'a mut dyn FnMut(usize, &RecordView<'_>);
 
 /// Reads the records of the contiguous log range that starts at global position
 /// `first`; `locations` are theirs, in order. The range is one span of the file, read
@@ -103,6 +109,7 @@ pub fn read_range(
     first: u64,
     locations: &[RecordLocation],
     into: &mut EventBatch,
+    visit: Option<Visitor<'_>>,
 ) -> Result<(), Error> {
     read_records(
         file,
@@ -110,6 +117,7 @@ pub fn read_range(
         locations.len(),
         |i| (first + i as u64, locations[i]),
         into,
+        visit,
     )
 }
 
@@ -119,6 +127,7 @@ fn read_records(
     count: usize,
     located: impl Fn(usize) -> (u64, RecordLocation),
     into: &mut EventBatch,
+    mut visit: Option<Visitor<'_>>,
 ) -> Result<(), Error> {
     // Whatever happens, `into` ends up empty or whole.
     let mut records = std::mem::take(&mut into.records);
@@ -157,7 +166,10 @@ fn read_records(
         buf.resize(total, 0);
     }
     // Records lie in the buffer in order; each is verified as soon as its bytes have
-    // arrived, while they are still in the CPU's cache.
+    // arrived, while they are still in the CPU's cache. The buffer is reached through
+    // one raw pointer, so that the views handed to `visit` stay valid while later
+    // pieces are read into other bytes of it.
+    let origin = buf.as_mut_ptr();
     let mut verified = 0;
     for &(start, len, base) in &spans {
         let len = len as usize;
@@ -165,7 +177,13 @@ fn read_records(
         while done < len {
             let piece = READ_PIECE.min(len - done);
             let at = start + done as u64;
-            read_exact_at(file, &mut buf[base + done..base + done + piece], at).map_err(|e| {
+            debug_assert!(base + done + piece <= buf.len());
+            // SAFETY: the spans tile `buf[..total]` (`buf.len() == total`), so these
+            // `piece` bytes are inside it; they are initialised (zeroed or older
+            // data), and no reference to them is live: records are viewed only once
+            // read, and pieces do not overlap.
+            let dst = unsafe { std::slice::from_raw_parts_mut(origin.add(base + done), piece) };
+            read_exact_at(file, dst, at).map_err(|e| {
                 Error::io(
                     format!(
                         "read {piece} bytes of {} at byte offset {at}",
@@ -178,7 +196,13 @@ fn read_records(
             while verified < count && records[verified].0 + records[verified].1 <= base + done {
                 let (position, loc) = located(verified);
                 let (at, len) = records[verified];
-                verify(&buf[at..at + len], position, loc)?;
+                // SAFETY: the record lies inside the bytes read so far (checked by the
+                // loop condition), which are not written again.
+                let rec = unsafe { std::slice::from_raw_parts(origin.add(at), len) };
+                let view = verify(rec, position, loc)?;
+                if let Some(visit) = visit.as_mut() {
+                    visit(count, &view);
+                }
                 verified += 1;
             }
         }
@@ -221,7 +245,7 @@ pub(crate) fn advise_huge<T>(v: &Vec<T>) {
     }
 }
 
-fn verify(rec: &[u8], position: u64, loc: RecordLocation) -> Result<(), Error> {
+fn verify(rec: &[u8], position: u64, loc: RecordLocation) -> Result<RecordView<'_>, Error> {
     let corrupt = |detail: String| Error::CorruptRecord {
         position,
         offset: loc.offset(),
@@ -235,7 +259,7 @@ fn verify(rec: &[u8], position: u64, loc: RecordLocation) -> Result<(), Error> {
                     value.global_position
                 )));
             }
-            Ok(())
+            Ok(value)
         }
         Ok(_) => Err(corrupt("record length disagrees with the index".into())),
         Err(codec::Damage(detail)) => Err(corrupt(detail)),
