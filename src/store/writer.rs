@@ -31,6 +31,10 @@ const MIN_PREALLOCATION: u64 = 256 << 10;
 /// ... and by at most this much.
 const MAX_PREALLOCATION: u64 = 64 << 20;
 static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+/// A group write at least this large grows the file itself instead of being
+/// preallocated for: writing zeros first would double its bytes and its syncs, while
+/// one journal commit for the size change costs little next to the write.
+const LARGE_WRITE: usize = 64 << 10;
 
 /// Where a queued request waits: for its answer, or to be made the leader.
 #[derive(Default)]
@@ -262,12 +266,12 @@ impl Writer {
         }
     }
 
-    /// Writes `self.buf` at `at` and makes it durable, preallocating first when the
-    /// write would grow the file, so that the commit's `fdatasync` has no size change
-    /// to journal.
+    /// Writes `self.buf` at `at` and makes it durable, preallocating first when a
+    /// small write would grow the file, so that the commit's `fdatasync` has no size
+    /// change to journal (a large write grows the file itself: see [`LARGE_WRITE`]).
     fn write_durably(&mut self, file: &dyn StorageFile, at: u64) -> Result<(), Error> {
         let needed = at + self.buf.len() as u64;
-        if self.preallocate && needed > self.file_len {
+        if self.preallocate && needed > self.file_len && self.buf.len() < LARGE_WRITE {
             let grow = (needed / 8).clamp(MIN_PREALLOCATION, MAX_PREALLOCATION);
             let target = (needed + grow).next_multiple_of(4096);
             let mut off = self.file_len;
