@@ -18,7 +18,6 @@ use crate::codec::{self, Damage, DecodeOutcome, BATCH_HEADER_LEN, BATCH_MAGIC, F
 use crate::error::Error;
 use crate::store::index::{Index, IndexBuilder, RecordLocation};
 use crate::store::io::{read_exact_at, StorageFile};
-use std::sync::mpsc;
 
 /// Bytes read at a time while scanning: large reads, small enough that a chunk is
 /// still in the CPU's cache when its batches are checked.
@@ -34,31 +33,12 @@ pub struct Scan {
     pub torn_tail: Option<String>,
 }
 
-/// Room kept in front of a prefetched chunk for the bytes of the window it follows
-/// that are still needed (the start of a batch cut by the chunk's edge).
-const HEADROOM: usize = 64 << 10;
-/// Files shorter than this are scanned without a read-ahead thread.
-const PREFETCH_FROM: u64 = 4 * CHUNK as u64;
-
-/// Reads chunks on another thread while the scan checks the current one, so that
-/// copying the file and checking it overlap. Each request is a buffer to read into
-/// (after `HEADROOM`), a file offset and a length.
-struct Prefetcher {
-    requests: mpsc::Sender<(Vec<u8>, u64, usize)>,
-    done: mpsc::Receiver<(Vec<u8>, std::io::Result<()>)>,
-    /// The offset and length of the request in flight, if any.
-    pending: Option<(u64, usize)>,
-}
-
-/// A sliding view of the file, read in large chunks: `buf[head..]` holds the bytes
-/// from `start` on.
+/// A sliding view of the file, read in large chunks.
 struct Window<'a> {
     file: &'a dyn StorageFile,
     file_len: u64,
     start: u64,
-    head: usize,
     buf: Vec<u8>,
-    prefetcher: Option<Prefetcher>,
     /// Scratch space for the locations of one batch's records.
     records: Vec<RecordLocation>,
     /// The file's salted checksum state.
@@ -66,149 +46,38 @@ struct Window<'a> {
 }
 
 impl<'a> Window<'a> {
-    fn new(
-        file: &'a dyn StorageFile,
-        file_len: u64,
-        salt: u64,
-        prefetcher: Option<Prefetcher>,
-    ) -> Self {
+    fn new(file: &'a dyn StorageFile, file_len: u64, salt: u64) -> Self {
         Window {
             file,
             file_len,
             start: 0,
-            head: 0,
             buf: Vec::new(),
-            prefetcher,
             records: Vec::new(),
             seed: codec::SaltedCrc::new(salt),
         }
     }
 
-    fn end(&self) -> u64 {
-        self.start + (self.buf.len() - self.head) as u64
-    }
-
     /// Up to `len` bytes at `offset`: fewer only where the file ends.
     fn get(&mut self, offset: u64, len: usize) -> Result<&[u8], Error> {
         let len = len.min(self.file_len.saturating_sub(offset) as usize);
-        let have = offset >= self.start && offset + len as u64 <= self.end();
+        let have =
+            offset >= self.start && offset + len as u64 <= self.start + self.buf.len() as u64;
         if !have {
-            self.refill(offset, len)?;
+            let want = len.max(CHUNK).min((self.file_len - offset) as usize);
+            self.buf.resize(want, 0);
+            read_exact_at(self.file, &mut self.buf, offset).map_err(|e| {
+                Error::io(format!("read at byte offset {offset} during recovery"), e)
+            })?;
+            self.start = offset;
         }
-        let at = self.head + (offset - self.start) as usize;
+        let at = (offset - self.start) as usize;
         Ok(&self.buf[at..at + len])
-    }
-
-    /// Makes the window start at `offset` and hold at least `len` bytes: from the
-    /// chunk read ahead when it follows on, else by reading now. Then reads the next
-    /// chunk ahead.
-    fn refill(&mut self, offset: u64, len: usize) -> Result<(), Error> {
-        let end = self.end();
-        let follows_on =
-            offset >= self.start && offset <= end && (end - offset) as usize <= HEADROOM;
-        let mut ahead = None;
-        if let Some(p) = self.prefetcher.as_mut() {
-            if let Some((at, n)) = p.pending.take() {
-                let (next, result) = p.done.recv().map_err(|_| read_ahead_failed())?;
-                result.map_err(|e| {
-                    Error::io(format!("read at byte offset {at} during recovery"), e)
-                })?;
-                if follows_on && at == end && offset + len as u64 <= at + n as u64 {
-                    ahead = Some(next);
-                } else {
-                    // Not what is needed now: the buffer goes back to the pool.
-                    self.buf = next;
-                }
-            }
-        }
-        match ahead {
-            Some(mut next) => {
-                let tail = (end - offset) as usize;
-                let from = self.head + (offset - self.start) as usize;
-                next[HEADROOM - tail..HEADROOM].copy_from_slice(&self.buf[from..from + tail]);
-                let spare = std::mem::replace(&mut self.buf, next);
-                self.head = HEADROOM - tail;
-                self.start = offset;
-                self.read_ahead(spare);
-            }
-            None => {
-                let want = len.max(CHUNK).min((self.file_len - offset) as usize);
-                let mut buf = std::mem::take(&mut self.buf);
-                buf.resize(HEADROOM + want, 0);
-                read_exact_at(self.file, &mut buf[HEADROOM..], offset).map_err(|e| {
-                    Error::io(format!("read at byte offset {offset} during recovery"), e)
-                })?;
-                self.buf = buf;
-                self.head = HEADROOM;
-                self.start = offset;
-                self.read_ahead(Vec::new());
-            }
-        }
-        Ok(())
-    }
-
-    /// Asks the read-ahead thread, if any, for the chunk after the window.
-    fn read_ahead(&mut self, mut spare: Vec<u8>) {
-        let end = self.end();
-        let Some(p) = self.prefetcher.as_mut() else {
-            return;
-        };
-        if end >= self.file_len || p.pending.is_some() {
-            return;
-        }
-        let n = CHUNK.min((self.file_len - end) as usize);
-        spare.resize(HEADROOM + n, 0);
-        if p.requests.send((spare, end, n)).is_ok() {
-            p.pending = Some((end, n));
-        }
-    }
-}
-
-fn read_ahead_failed() -> Error {
-    Error::io(
-        "read ahead during recovery".to_string(),
-        std::io::Error::other("the read-ahead thread stopped"),
-    )
-}
-
-/// Serves a [`Prefetcher`]: reads each requested chunk after `HEADROOM`.
-fn serve_read_ahead(
-    file: &dyn StorageFile,
-    requests: mpsc::Receiver<(Vec<u8>, u64, usize)>,
-    done: mpsc::Sender<(Vec<u8>, std::io::Result<()>)>,
-) {
-    for (mut buf, offset, len) in requests {
-        let result = read_exact_at(file, &mut buf[HEADROOM..HEADROOM + len], offset);
-        if done.send((buf, result)).is_err() {
-            return;
-        }
     }
 }
 
 /// Scans a file whose header has been validated.
 pub fn scan(file: &dyn StorageFile, file_len: u64, salt: u64) -> Result<Scan, Error> {
-    if file_len < PREFETCH_FROM {
-        return scan_with(Window::new(file, file_len, salt, None), salt);
-    }
-    std::thread::scope(|scope| {
-        let (requests, to_serve) = mpsc::channel();
-        let (served, done) = mpsc::channel();
-        let reader = std::thread::Builder::new()
-            .name("eventstore-read-ahead".into())
-            .spawn_scoped(scope, move || serve_read_ahead(file, to_serve, served));
-        let prefetcher = reader.ok().map(|_| Prefetcher {
-            requests,
-            done,
-            pending: None,
-        });
-        // The window (and with it the request channel) is dropped when the scan
-        // returns, which ends the read-ahead thread; the scope waits for it.
-        scan_with(Window::new(file, file_len, salt, prefetcher), salt)
-    })
-}
-
-fn scan_with(mut window: Window<'_>, salt: u64) -> Result<Scan, Error> {
-    let file_len = window.file_len;
+    let mut window = Window::new(file, file_len, salt);
     let mut index = IndexBuilder::default();
     let mut offset = FILE_HEADER_LEN as u64;
     while offset < file_len {
@@ -270,7 +139,7 @@ fn next_batch(
         return Ok(Err(Damage("the file ends inside a batch".into())));
     }
     window.get(offset, len as usize)?;
-    let at = window.head + (offset - window.start) as usize;
+    let at = (offset - window.start) as usize;
     let bytes = &window.buf[at..at + len as usize];
     let records = &mut window.records;
     records.clear();
