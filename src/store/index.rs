@@ -151,7 +151,11 @@ impl IndexBuilder {
         };
         let n = locations.len();
         self.lens[slot as usize] += n as u64;
-        self.event_slots.extend(std::iter::repeat_n(slot, n));
+        if n == 1 {
+            self.event_slots.push(slot);
+        } else {
+            self.event_slots.extend(std::iter::repeat_n(slot, n));
+        }
         self.records.extend(locations);
         Ok(())
     }

@@ -152,9 +152,11 @@ fn next_batch(
         }
         Err(d) => return Ok(Err(d)),
     };
-    if let Err(next_version) =
-        index.push_batch(summary.stream_id, summary.first_version, records.drain(..))
-    {
+    if let Err(next_version) = index.push_batch(
+        summary.stream_id,
+        summary.first_version,
+        records.iter().copied(),
+    ) {
         return Ok(Err(Damage(format!(
             "batch continues stream {} at version {}, expected {next_version}",
             summary.stream_id, summary.first_version
