@@ -284,7 +284,19 @@ impl Store {
     /// Commits everything queued as one group, wakes the group's requests with their
     /// answers, then hands the leadership on.
     fn lead(&self) {
-        let group = std::mem::take(&mut lock(&self.queue).requests);
+        let group = {
+            let mut queue = lock(&self.queue);
+            if queue.last_group > 1 && queue.requests.len() < queue.last_group {
+                // Other appenders were at work a moment ago and have not queued yet
+                // (they are being woken): give them the CPU once so that they join
+                // this group instead of waiting a whole fsync for the next one.
+                drop(queue);
+                std::thread::yield_now();
+                queue = lock(&self.queue);
+            }
+            queue.last_group = queue.requests.len();
+            std::mem::take(&mut queue.requests)
+        };
         let mut guard = LeadGuard {
             queue: &self.queue,
             slots: group.iter().map(|r| Arc::clone(&r.answer)).collect(),
@@ -518,6 +530,8 @@ fn initialise(file: &dyn StorageFile, path: &Path) -> Result<u64, Error> {
 struct Queue {
     requests: Vec<Request>,
     leader: bool,
+    /// How many requests the last group held.
+    last_group: usize,
 }
 
 /// Ends a leader's turn, also when its group commit panics: every request of the
