@@ -89,9 +89,21 @@ pub fn is_interrupted_creation(bytes: &[u8]) -> bool {
     bytes.iter().all(|&b| b == 0) || bytes[..n] == header[..n]
 }
 
+/// CRC32 of the salt's 8 bytes followed by `bytes`. The CRC of the salt alone is
+/// remembered (per thread, for the last salt seen), so each call hashes only `bytes`.
 fn crc_with_salt(salt: u64, bytes: &[u8]) -> u32 {
-    let mut h = crc32fast::Hasher::new();
-    h.update(&salt.to_le_bytes());
+    thread_local! {
+        static SALT_CRC: std::cell::Cell<Option<(u64, u32)>> = const { std::cell::Cell::new(None) };
+    }
+    let salt_crc = SALT_CRC.with(|c| match c.get() {
+        Some((s, crc)) if s == salt => crc,
+        _ => {
+            let crc = crc32fast::hash(&salt.to_le_bytes());
+            c.set(Some((salt, crc)));
+            crc
+        }
+    });
+    let mut h = crc32fast::Hasher::new_with_initial(salt_crc);
     h.update(bytes);
     h.finalize()
 }
@@ -344,6 +356,32 @@ fn parse_record_checked(
     })
 }
 
+/// The view of a record that [`parse_record`] accepted before, without checking it
+/// again: its lengths are taken as they stand.
+///
+/// # Panics
+/// When `rec` is not such a record (its lengths run past it, or its type is not UTF-8).
+pub fn view_verified_record(rec: &[u8]) -> RecordView<'_> {
+    let type_len = le_u16(rec, 60) as usize;
+    let metadata_len = le_u32(rec, 64) as usize;
+    let payload_len = le_u32(rec, 68) as usize;
+    let type_end = RECORD_FIXED_LEN + type_len;
+    let meta_start = type_end + 1;
+    let payload_start = meta_start + metadata_len;
+    RecordView {
+        global_position: le_u64(rec, 4),
+        stream_version: le_u64(rec, 12),
+        recorded_at: le_u64(rec, 20),
+        stream_id: uuid_at(rec, 28),
+        event_id: uuid_at(rec, 44),
+        event_type: std::str::from_utf8(&rec[RECORD_FIXED_LEN..type_end])
+            .expect("the record was verified"),
+        event_type_with_nul: &rec[RECORD_FIXED_LEN..=type_end],
+        metadata: &rec[meta_start..payload_start],
+        payload: &rec[payload_start..payload_start + payload_len],
+    }
+}
+
 /// Decodes the standalone record at the start of `bytes` (see [`encode_record`]).
 /// A damaged record is `Error::CorruptRecord` with offset 0 (relative to `bytes`).
 pub fn decode_record(bytes: &[u8]) -> Result<DecodeOutcome<RecordedEvent>, Error> {
@@ -484,8 +522,41 @@ pub struct BatchInfo {
     pub records: Vec<(u32, u32)>,
 }
 
+/// The CRC state after a file's salt: every salted checksum of that file starts here.
+#[derive(Clone)]
+pub struct SaltedCrc(crc32fast::Hasher);
+
+impl SaltedCrc {
+    pub fn new(salt: u64) -> SaltedCrc {
+        let mut h = crc32fast::Hasher::new();
+        h.update(&salt.to_le_bytes());
+        SaltedCrc(h)
+    }
+}
+
+/// The running checksum of a batch whose header has been checked: it covers the salt
+/// and the header's first 40 bytes, and goes on over the rest of the batch.
+#[derive(Clone)]
+pub struct BatchCrc(crc32fast::Hasher);
+
 /// Reads and checks a batch header (magic, header CRC, sane lengths).
 pub fn parse_batch_header(bytes: &[u8], salt: u64) -> Result<DecodeOutcome<BatchHeader>, Damage> {
+    Ok(match check_batch_header(bytes, &SaltedCrc::new(salt))? {
+        DecodeOutcome::Complete {
+            value: (header, _),
+            len,
+        } => DecodeOutcome::Complete { value: header, len },
+        DecodeOutcome::Incomplete { needed } => DecodeOutcome::Incomplete { needed },
+    })
+}
+
+/// [`parse_batch_header`] from a precomputed salted state; also gives the running
+/// checksum that [`check_batch_body`] continues.
+#[inline]
+pub fn check_batch_header(
+    bytes: &[u8],
+    seed: &SaltedCrc,
+) -> Result<DecodeOutcome<(BatchHeader, BatchCrc)>, Damage> {
     if bytes.len() < BATCH_HEADER_LEN {
         return Ok(DecodeOutcome::Incomplete {
             needed: BATCH_HEADER_LEN,
@@ -494,7 +565,9 @@ pub fn parse_batch_header(bytes: &[u8], salt: u64) -> Result<DecodeOutcome<Batch
     if bytes[..4] != BATCH_MAGIC {
         return Err(Damage("no batch header here".into()));
     }
-    if crc_with_salt(salt, &bytes[..40]) != le_u32(bytes, 40) {
+    let mut crc = seed.0.clone();
+    crc.update(&bytes[..40]);
+    if crc.clone().finalize() != le_u32(bytes, 40) {
         return Err(Damage("batch header checksum mismatch".into()));
     }
     let header = BatchHeader {
@@ -514,7 +587,7 @@ pub fn parse_batch_header(bytes: &[u8], salt: u64) -> Result<DecodeOutcome<Batch
         )));
     }
     Ok(DecodeOutcome::Complete {
-        value: header,
+        value: (header, BatchCrc(crc)),
         len: BATCH_HEADER_LEN,
     })
 }
@@ -524,10 +597,55 @@ pub fn parse_batch_header(bytes: &[u8], salt: u64) -> Result<DecodeOutcome<Batch
 /// positions and versions, one commit time). Record checksums are not re-checked:
 /// the batch checksum covers them.
 pub fn parse_batch(bytes: &[u8], salt: u64) -> Result<DecodeOutcome<BatchInfo>, Damage> {
-    let header = match parse_batch_header(bytes, salt)? {
+    let mut records = Vec::new();
+    Ok(
+        match parse_batch_with(bytes, salt, |at, len| records.push((at, len)))? {
+            DecodeOutcome::Complete { value, len } => DecodeOutcome::Complete {
+                value: BatchInfo {
+                    header: value.header,
+                    stream_id: value.stream_id,
+                    first_version: value.first_version,
+                    records,
+                },
+                len,
+            },
+            DecodeOutcome::Incomplete { needed } => DecodeOutcome::Incomplete { needed },
+        },
+    )
+}
+
+/// What [`parse_batch_with`] found: a batch's header and stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchSummary {
+    pub header: BatchHeader,
+    pub stream_id: Uuid,
+    pub first_version: u64,
+}
+
+/// [`parse_batch`] without collecting the records: calls `on_record(offset within the
+/// batch, length)` for each of them instead, in order. On an error, records already
+/// reported belong to no valid batch and must be discarded.
+pub fn parse_batch_with(
+    bytes: &[u8],
+    salt: u64,
+    on_record: impl FnMut(u32, u32),
+) -> Result<DecodeOutcome<BatchSummary>, Damage> {
+    let (header, crc) = match check_batch_header(bytes, &SaltedCrc::new(salt))? {
         DecodeOutcome::Complete { value, .. } => value,
         DecodeOutcome::Incomplete { needed } => return Ok(DecodeOutcome::Incomplete { needed }),
     };
+    check_batch_body(bytes, header, crc, on_record)
+}
+
+/// The rest of [`parse_batch_with`] for a batch whose header `bytes` begin with and
+/// that [`check_batch_header`] accepted as `header`, with the checksum it gave.
+#[inline]
+pub fn check_batch_body(
+    bytes: &[u8],
+    header: BatchHeader,
+    crc: BatchCrc,
+    mut on_record: impl FnMut(u32, u32),
+) -> Result<DecodeOutcome<BatchSummary>, Damage> {
     let len = header.batch_len as usize;
     if bytes.len() < len {
         return Ok(DecodeOutcome::Incomplete { needed: len });
@@ -536,14 +654,15 @@ pub fn parse_batch(bytes: &[u8], salt: u64) -> Result<DecodeOutcome<BatchInfo>, 
     if b[len - 8..len - 4] != COMMIT_MAGIC {
         return Err(Damage("batch has no commit marker".into()));
     }
-    if crc_with_salt(salt, &b[..len - 4]) != le_u32(b, len - 4) {
+    let mut crc = crc.0;
+    crc.update(&b[40..len - 4]);
+    if crc.finalize() != le_u32(b, len - 4) {
         return Err(Damage("batch checksum mismatch".into()));
     }
     let records_end = len - BATCH_TRAILER_LEN;
-    let mut records = Vec::with_capacity(header.count as usize);
     let mut at = BATCH_HEADER_LEN;
-    let mut stream_id = Uuid::nil();
-    let mut first_version = 0;
+    let stream_id = uuid_at(b, at + 28);
+    let first_version = le_u64(b, at + 12);
     for i in 0..u64::from(header.count) {
         let shape = match record_shape(&b[at..records_end])? {
             DecodeOutcome::Complete { value, .. } => value,
@@ -553,10 +672,7 @@ pub fn parse_batch(bytes: &[u8], salt: u64) -> Result<DecodeOutcome<BatchInfo>, 
         };
         let rec = &b[at..at + shape.len];
         let (position, version, recorded_at) = (le_u64(rec, 4), le_u64(rec, 12), le_u64(rec, 20));
-        if i == 0 {
-            stream_id = uuid_at(rec, 28);
-            first_version = version;
-        } else if uuid_at(rec, 28) != stream_id {
+        if rec[28..44] != *stream_id.as_bytes() {
             return Err(Damage(format!("record {i} belongs to another stream")));
         }
         if position != header.first_position + i
@@ -565,18 +681,17 @@ pub fn parse_batch(bytes: &[u8], salt: u64) -> Result<DecodeOutcome<BatchInfo>, 
         {
             return Err(Damage(format!("record {i} is out of sequence")));
         }
-        records.push((at as u32, shape.len as u32));
+        on_record(at as u32, shape.len as u32);
         at += shape.len;
     }
     if at != records_end {
         return Err(Damage("batch length disagrees with its records".into()));
     }
     Ok(DecodeOutcome::Complete {
-        value: BatchInfo {
+        value: BatchSummary {
             header,
             stream_id,
             first_version,
-            records,
         },
         len,
     })
@@ -772,6 +887,18 @@ mod tests {
                 !matches!(parse_batch(&bad, 1), Ok(DecodeOutcome::Complete { .. })),
                 "flip at byte {i} went unnoticed"
             );
+        }
+    }
+
+    #[test]
+    fn salted_crc_equals_the_crc_of_salt_then_bytes() {
+        for salt in [0u64, 1, 0xdead_beef_0123_4567, 1] {
+            for bytes in [&b""[..], b"x", &[7u8; 1000]] {
+                let mut h = crc32fast::Hasher::new();
+                h.update(&salt.to_le_bytes());
+                h.update(bytes);
+                assert_eq!(crc_with_salt(salt, bytes), h.finalize());
+            }
         }
     }
 

@@ -1,116 +1,98 @@
 //! `es_read_stream`, `es_read_all`, `es_free`, and the arena a read result lives in.
 //!
-//! A read result is ONE heap allocation, however many events it holds:
-//!
-//! ```text
-//! [ header: total size (usize), padded ][ es_event × len ][ type\0 metadata payload ... ]
-//! ```
-//!
-//! `es_events.owner` points at the header, `items` at the array, and every pointer in
-//! an `es_event` into the bytes after it. The arena does not depend on the store, so it
-//! outlives `es_close`; only `es_free` releases it.
-
-use std::alloc::{alloc, dealloc, Layout};
-use std::mem::{align_of, size_of};
+//! A read result owns the [`EventBatch`] the store read (its records, verified, in one
+//! buffer) and an array of `es_event`s whose pointers point into that buffer: the
+//! event type (which a record stores followed by a NUL), the metadata and the payload
+//! are not copied again. `es_events.owner` is the box holding both; it does not
+//! depend on the store, so it outlives `es_close`; only `es_free` releases it.
 
 use uuid::Uuid;
 
 use super::{guard, guard_value, non_null, types::*, Failure};
 use crate::store::EventBatch;
 
-const ARENA_ALIGN: usize = if align_of::<es_event>() > align_of::<usize>() {
-    align_of::<es_event>()
-} else {
-    align_of::<usize>()
-};
-/// Bytes before the event array: the arena's total size, padded to the array's alignment.
-const ARENA_HEADER: usize = size_of::<usize>().next_multiple_of(ARENA_ALIGN);
+/// What `es_events.owner` points to.
+struct Arena {
+    /// Never read: kept alive because `items` point into its buffer.
+    _batch: EventBatch,
+    items: Vec<es_event>,
+}
 
-/// Copies `batch` into one allocation and describes it as an `es_events`.
-fn into_arena(batch: &EventBatch) -> Result<es_events, Failure> {
-    let n = batch.len();
-    if n == 0 {
-        return Ok(es_events::EMPTY);
-    }
-    let too_big = || Failure::Argument("the result is larger than the address space".into());
-    let data: usize = batch
-        .iter()
-        .map(|v| v.event_type_with_nul.len() + v.metadata.len() + v.payload.len())
-        .sum();
-    let total = n
-        .checked_mul(size_of::<es_event>())
-        .and_then(|a| a.checked_add(ARENA_HEADER))
-        .and_then(|a| a.checked_add(data))
-        .ok_or_else(too_big)?;
-    let layout = Layout::from_size_align(total, ARENA_ALIGN).map_err(|_| too_big())?;
-    // SAFETY: `layout` has a non-zero size (it holds at least one `es_event`).
-    let base = unsafe { alloc(layout) };
-    if base.is_null() {
+/// Runs a store read that calls its visitor with every record as it is verified,
+/// builds the `es_event` table then (while each record is still in the CPU's cache,
+/// instead of a second pass over the whole result), and boxes the table with the
+/// batch its pointers point into.
+fn read_into_arena(
+    read: impl FnOnce(crate::store::read::Visitor<'_>) -> Result<EventBatch, crate::Error>,
+) -> Result<es_events, Failure> {
+    let mut items: Vec<es_event> = Vec::new();
+    let mut out_of_memory = false;
+    let batch = read(&mut |count, v| {
+        if items.capacity() == 0 && !out_of_memory {
+            if items.try_reserve_exact(count).is_err() {
+                out_of_memory = true;
+            } else {
+                crate::store::advise_huge(&items);
+            }
+        }
+        if out_of_memory {
+            return;
+        }
+        items.push(event_of(v));
+    })?;
+    if out_of_memory {
         return Err(Failure::Store(crate::Error::Io {
-            context: format!("allocate {total} bytes for a read result"),
+            context: format!("allocate {} events for a read result", batch.len()),
             source: std::io::Error::from_raw_os_error(libc::ENOMEM),
         }));
     }
-    // SAFETY: `base` is a fresh allocation of `total` bytes aligned to `ARENA_ALIGN`,
-    // which suits both `usize` and `es_event`; the header, the `n` events and the
-    // `data` bytes written below lie inside it by construction of `total`, and
-    // `ARENA_HEADER` is a multiple of `align_of::<es_event>()`.
-    unsafe {
-        base.cast::<usize>().write(total);
-        let items = base.add(ARENA_HEADER).cast::<es_event>();
-        let mut cursor = base.add(ARENA_HEADER + n * size_of::<es_event>());
-        let mut put = |bytes: &[u8]| {
-            let at = cursor;
-            std::ptr::copy_nonoverlapping(bytes.as_ptr(), at, bytes.len());
-            cursor = cursor.add(bytes.len());
-            at
-        };
-        for (i, v) in batch.iter().enumerate() {
-            let event_type = put(v.event_type_with_nul);
-            let metadata = put(v.metadata);
-            let payload = put(v.payload);
-            items.add(i).write(es_event {
-                global_position: v.global_position,
-                stream_version: v.stream_version,
-                recorded_at_us: v.recorded_at,
-                stream_id: es_uuid {
-                    bytes: *v.stream_id.as_bytes(),
-                },
-                event_id: es_uuid {
-                    bytes: *v.event_id.as_bytes(),
-                },
-                event_type: event_type.cast(),
-                event_type_len: v.event_type.len(),
-                metadata,
-                metadata_len: v.metadata.len(),
-                payload,
-                payload_len: v.payload.len(),
-            });
-        }
-        debug_assert_eq!(cursor, base.add(total));
-        Ok(es_events {
-            items,
-            len: n,
-            owner: base.cast(),
-        })
+    debug_assert_eq!(items.len(), batch.len());
+    if batch.is_empty() {
+        return Ok(es_events::EMPTY);
+    }
+    let arena = Box::new(Arena {
+        _batch: batch,
+        items,
+    });
+    Ok(es_events {
+        items: arena.items.as_ptr(),
+        len: arena.items.len(),
+        owner: Box::into_raw(arena).cast(),
+    })
+}
+
+/// The `es_event` of a record; its pointers point into the record's bytes.
+fn event_of(v: &crate::codec::RecordView<'_>) -> es_event {
+    es_event {
+        global_position: v.global_position,
+        stream_version: v.stream_version,
+        recorded_at_us: v.recorded_at,
+        stream_id: es_uuid {
+            bytes: *v.stream_id.as_bytes(),
+        },
+        event_id: es_uuid {
+            bytes: *v.event_id.as_bytes(),
+        },
+        event_type: v.event_type_with_nul.as_ptr().cast(),
+        event_type_len: v.event_type.len(),
+        metadata: v.metadata.as_ptr(),
+        metadata_len: v.metadata.len(),
+        payload: v.payload.as_ptr(),
+        payload_len: v.payload.len(),
     }
 }
 
-/// Releases an arena made by [`into_arena`].
+/// Releases an arena made by [`read_into_arena`].
 ///
 /// # Safety
-/// `owner` must be the `owner` of an `es_events` made by `into_arena`, not yet freed.
+/// `owner` must be the `owner` of an `es_events` made by `read_into_arena`, not yet
+/// freed.
 unsafe fn free_arena(owner: *mut u8) {
-    // SAFETY: `owner` is the base of a live arena (the caller's contract), whose first
-    // word holds the total size it was allocated with, at `ARENA_ALIGN`.
-    unsafe {
-        let total = owner.cast::<usize>().read();
-        dealloc(owner, Layout::from_size_align_unchecked(total, ARENA_ALIGN));
-    }
+    // SAFETY: `owner` came from `Box::into_raw` of an `Arena` (the caller's contract)
+    // and is released once.
+    drop(unsafe { Box::from_raw(owner.cast::<Arena>()) });
 }
 
-/// Checks `out_events` and sets it to the empty value before anything can fail, so
-/// that a failing read leaves `{NULL, 0, NULL}`.
 fn clear_out(out_events: *mut es_events) -> Result<(), Failure> {
     non_null(out_events, "out_events")?;
     // SAFETY: `out_events` is non-NULL and the caller promises it is writable. Its old
@@ -154,10 +136,11 @@ pub extern "C" fn es_read_stream(
         // SAFETY: `store` is a live handle from `es_open`; `stream_id` is non-NULL and
         // readable (the caller's contract).
         let (handle, stream) = unsafe { (&*store, Uuid::from_bytes((*stream_id).bytes)) };
-        let batch = handle
-            .store
-            .read_stream_batch(stream, from_version, max_count)?;
-        let result = into_arena(&batch)?;
+        let result = read_into_arena(|visit| {
+            handle
+                .store
+                .read_stream_batch_visit(stream, from_version, max_count, visit)
+        })?;
         // SAFETY: checked non-NULL and writable by `clear_out`.
         unsafe { out_events.write(result) };
         Ok(())
@@ -188,8 +171,11 @@ pub extern "C" fn es_read_all(
         non_null(store, "store")?;
         // SAFETY: `store` is a live handle from `es_open` (the caller's contract).
         let handle = unsafe { &*store };
-        let batch = handle.store.read_all_batch(from_position, max_count)?;
-        let result = into_arena(&batch)?;
+        let result = read_into_arena(|visit| {
+            handle
+                .store
+                .read_all_batch_visit(from_position, max_count, visit)
+        })?;
         // SAFETY: checked non-NULL and writable by `clear_out`.
         unsafe { out_events.write(result) };
         Ok(())
@@ -213,7 +199,7 @@ pub extern "C" fn es_free(events: *mut es_events) {
         // `es_events` that a read produced (or the empty value).
         let owner = unsafe { (*events).owner };
         if !owner.is_null() {
-            // SAFETY: a non-NULL `owner` comes from `into_arena` and, since `es_free`
+            // SAFETY: a non-NULL `owner` comes from `read_into_arena` and, since `es_free`
             // resets it to NULL, has not been freed through this value.
             unsafe { free_arena(owner.cast()) };
         }
@@ -249,9 +235,8 @@ mod tests {
         store
             .append_refs(stream, crate::ExpectedVersion::NoStream, &events)
             .unwrap();
-        let batch = store.read_stream_batch(stream, 0, 10).unwrap();
-        let mut result = into_arena(&batch).unwrap();
-        drop(batch);
+        let mut result =
+            read_into_arena(|visit| store.read_stream_batch_visit(stream, 0, 10, visit)).unwrap();
         drop(store);
         assert_eq!(result.len, 2);
         // SAFETY: `items` points to `len` events in the live arena.

@@ -7,7 +7,7 @@
 
 pub mod index;
 pub mod io;
-mod read;
+pub(crate) mod read;
 mod recovery;
 mod writer;
 
@@ -24,6 +24,7 @@ use crate::types::{AppendResult, ExpectedVersion, ProposedEvent, ProposedEventRe
 use self::index::Index;
 pub use self::index::IndexStats;
 use self::io::StorageFile;
+pub(crate) use self::read::advise_huge;
 pub use self::read::{EventBatch, EventBatchIter};
 use self::writer::{Request, Writer};
 
@@ -77,7 +78,7 @@ pub struct Store {
     salt: u64,
     index: RwLock<Index>,
     writer: Mutex<Writer>,
-    queue: Mutex<Vec<Request>>,
+    queue: Mutex<Queue>,
     closed: bool,
 }
 
@@ -177,7 +178,7 @@ impl Store {
             _lock: lock,
             salt,
             index: RwLock::new(scan.index),
-            queue: Mutex::new(Vec::new()),
+            queue: Mutex::new(Queue::default()),
             closed: false,
         })
     }
@@ -262,30 +263,70 @@ impl Store {
     }
 
     fn commit(&self, request: Request) -> Result<AppendResult, Error> {
-        let answer = Arc::clone(&request.answer);
-        lock(&self.queue).push(request);
-        let mut writer = match self.writer.lock() {
-            Ok(w) => w,
-            Err(_) => {
-                return Err(Error::Poisoned {
-                    cause: "an earlier append panicked".into(),
-                })
-            }
+        let slot = Arc::clone(&request.answer);
+        let lead_now = {
+            let mut queue = lock(&self.queue);
+            queue.requests.push(request);
+            !std::mem::replace(&mut queue.leader, true)
         };
-        if let Some(result) = writer::take_answer(&answer) {
-            return result;
+        if !lead_now {
+            match slot.wait() {
+                writer::Wakeup::Done(result) => return result,
+                writer::Wakeup::Lead => {}
+            }
         }
-        let group = std::mem::take(&mut *lock(&self.queue));
-        writer.commit_group(self.file.as_ref(), self.salt, &self.index, group);
-        drop(writer);
-        writer::take_answer(&answer).unwrap_or_else(|| {
+        self.lead();
+        slot.take().unwrap_or_else(|| {
             Err(Error::Poisoned {
                 cause: "an append was lost by the group commit (a bug)".into(),
             })
         })
     }
 
-    /// Events of a stream from `from_version`, at most `max_count` of them, in version
+    /// Commits everything queued as one group, wakes the group's requests with their
+    /// answers, then hands the leadership on.
+    fn lead(&self) {
+        let group = {
+            let mut queue = lock(&self.queue);
+            if queue.last_group > 1 && queue.requests.len() < queue.last_group {
+                // Other appenders were at work a moment ago and have not queued yet
+                // (they are being woken): give them the CPU once so that they join
+                // this group instead of waiting a whole fsync for the next one.
+                drop(queue);
+                std::thread::yield_now();
+                queue = lock(&self.queue);
+            }
+            queue.last_group = queue.requests.len();
+            std::mem::take(&mut queue.requests)
+        };
+        let mut guard = LeadGuard {
+            queue: &self.queue,
+            slots: group.iter().map(|r| Arc::clone(&r.answer)).collect(),
+            answers: Vec::with_capacity(group.len()),
+        };
+        match self.writer.lock() {
+            Ok(mut writer) => writer.commit_group(
+                self.file.as_ref(),
+                self.salt,
+                &self.index,
+                group,
+                &mut guard.answers,
+            ),
+            Err(_) => {
+                for r in group {
+                    guard.answers.push((
+                        r.answer,
+                        Err(Error::Poisoned {
+                            cause: "an earlier append panicked".into(),
+                        }),
+                    ));
+                }
+            }
+        }
+        // Dropping the guard hands on the leadership and delivers the answers.
+    }
+
+    /// Events of a stream from `from_version`    /// Events of a stream from `from_version`, at most `max_count` of them, in version
     /// order. A stream with no events is `Error::StreamNotFound`; a start past its end
     /// gives an empty result.
     pub fn read_stream(
@@ -315,17 +356,97 @@ impl Store {
         from_version: u64,
         max_count: u64,
     ) -> Result<EventBatch, Error> {
-        let located = read_lock(&self.index)
-            .locate_stream(&stream_id, from_version, max_count)
-            .ok_or(Error::StreamNotFound { stream_id })?;
-        read::read_located(self.file.as_ref(), &self.path, &located)
+        let mut batch = EventBatch::default();
+        self.read_stream_batch_into(stream_id, from_version, max_count, &mut batch)?;
+        Ok(batch)
     }
 
     /// [`Store::read_all`] into one buffer, without an allocation per event.
     pub fn read_all_batch(&self, from_position: u64, max_count: u64) -> Result<EventBatch, Error> {
+        let mut batch = EventBatch::default();
+        self.read_all_batch_into(from_position, max_count, &mut batch)?;
+        Ok(batch)
+    }
+
+    /// [`Store::read_stream_batch`] into `batch`, replacing what it held and reusing
+    /// its memory: a reader that reads page after page into one batch touches no
+    /// fresh memory once the batch is large enough. On an error `batch` is left empty.
+    pub fn read_stream_batch_into(
+        &self,
+        stream_id: Uuid,
+        from_version: u64,
+        max_count: u64,
+        batch: &mut EventBatch,
+    ) -> Result<(), Error> {
+        let located = read_lock(&self.index).locate_stream(&stream_id, from_version, max_count);
+        let Some(located) = located else {
+            batch.clear();
+            return Err(Error::StreamNotFound { stream_id });
+        };
+        read::read_located(self.file.as_ref(), &self.path, &located, batch, None)
+    }
+
+    /// [`Store::read_all_batch`] into `batch`, replacing what it held and reusing its
+    /// memory (see [`Store::read_stream_batch_into`]). On an error `batch` is left empty.
+    pub fn read_all_batch_into(
+        &self,
+        from_position: u64,
+        max_count: u64,
+        batch: &mut EventBatch,
+    ) -> Result<(), Error> {
         let (first, locations) = read_lock(&self.index).locate_range(from_position, max_count);
-        let located: Vec<_> = (first..).zip(locations).collect();
-        read::read_located(self.file.as_ref(), &self.path, &located)
+        read::read_range(
+            self.file.as_ref(),
+            &self.path,
+            first,
+            &locations,
+            batch,
+            None,
+        )
+    }
+
+    /// [`Store::read_stream_batch`], calling `visit` with each record as soon as it is
+    /// verified (for the C ABI, which builds its event table then).
+    pub(crate) fn read_stream_batch_visit(
+        &self,
+        stream_id: Uuid,
+        from_version: u64,
+        max_count: u64,
+        visit: read::Visitor<'_>,
+    ) -> Result<EventBatch, Error> {
+        let located = read_lock(&self.index)
+            .locate_stream(&stream_id, from_version, max_count)
+            .ok_or(Error::StreamNotFound { stream_id })?;
+        let mut batch = EventBatch::default();
+        read::read_located(
+            self.file.as_ref(),
+            &self.path,
+            &located,
+            &mut batch,
+            Some(visit),
+        )?;
+        Ok(batch)
+    }
+
+    /// [`Store::read_all_batch`], calling `visit` with each record as soon as it is
+    /// verified (for the C ABI).
+    pub(crate) fn read_all_batch_visit(
+        &self,
+        from_position: u64,
+        max_count: u64,
+        visit: read::Visitor<'_>,
+    ) -> Result<EventBatch, Error> {
+        let (first, locations) = read_lock(&self.index).locate_range(from_position, max_count);
+        let mut batch = EventBatch::default();
+        read::read_range(
+            self.file.as_ref(),
+            &self.path,
+            first,
+            &locations,
+            &mut batch,
+            Some(visit),
+        )?;
+        Ok(batch)
     }
 
     /// The last version (0-based) of a stream; `None` when it has no events.
@@ -404,6 +525,47 @@ fn initialise(file: &dyn StorageFile, path: &Path) -> Result<u64, Error> {
     };
     io::sync_dir(dir).map_err(|e| Error::io(format!("fsync directory {}", dir.display()), e))?;
     Ok(salt)
+}
+
+/// The appends waiting for the next group commit, and whether a leader is at work.
+#[derive(Default)]
+struct Queue {
+    requests: Vec<Request>,
+    leader: bool,
+    /// How many requests the last group held.
+    last_group: usize,
+}
+
+/// Ends a leader's turn, also when its group commit panics: every request of the
+/// group gets its answer (one the commit never answered gets `Poisoned`, so that no
+/// appender is left waiting), then the leadership goes to the first request queued
+/// meanwhile, or lapses.
+struct LeadGuard<'a> {
+    queue: &'a Mutex<Queue>,
+    slots: Vec<writer::Answer>,
+    answers: writer::Answers,
+}
+
+impl Drop for LeadGuard<'_> {
+    fn drop(&mut self) {
+        for (slot, result) in self.answers.drain(..) {
+            slot.answer(result);
+        }
+        if std::thread::panicking() {
+            for slot in &self.slots {
+                slot.answer_if_waiting(|| {
+                    Err(Error::Poisoned {
+                        cause: "an append panicked during its group commit".into(),
+                    })
+                });
+            }
+        }
+        let mut queue = lock(self.queue);
+        match queue.requests.first() {
+            Some(next) => next.answer.promote(),
+            None => queue.leader = false,
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -1,18 +1,21 @@
 //! The append path: group commit, preallocation, write, sync, poison.
 //!
-//! Appenders encode their batch on their own thread, queue it, then take the writer
-//! lock. Whoever holds the lock and finds its request still queued becomes the leader:
-//! it takes the whole queue, checks each request's expected version in order (against
-//! the index and the requests before it in the group), places and seals the accepted
-//! batches, writes them with one write and makes them durable with one `fdatasync`,
-//! publishes them to the index, and answers every request. Followers that get the lock
-//! after it find their answer waiting. A rejected request fails alone.
+//! Appenders encode their batch on their own thread and queue it. The first to find
+//! no leader at work becomes the leader; the others sleep on their own slot. The
+//! leader takes the whole queue, checks each request's expected version in order
+//! (against the index and the requests before it in the group), places and seals the
+//! accepted batches, writes them with one write and makes them durable with one
+//! `fdatasync`, and publishes them to the index. Then it wakes every request of its
+//! group with its own answer, and only then hands the leadership to the first request
+//! that queued meanwhile: appenders woken first can queue their next append in time
+//! to join the next group, which makes groups larger than handing over first. A
+//! rejected request fails alone.
 //!
 //! Readers never take the writer lock: they see the index, which learns of a batch
 //! only once it is durable.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use uuid::Uuid;
@@ -28,9 +31,86 @@ const MIN_PREALLOCATION: u64 = 256 << 10;
 /// ... and by at most this much.
 const MAX_PREALLOCATION: u64 = 64 << 20;
 static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+/// A group write at least this large grows the file itself instead of being
+/// preallocated for: writing zeros first would double its bytes and its syncs, while
+/// one journal commit for the size change costs little next to the write.
+const LARGE_WRITE: usize = 64 << 10;
 
-/// Where a queued request's answer is left for it.
-pub type Answer = Arc<Mutex<Option<Result<AppendResult, Error>>>>;
+/// Where a queued request waits: for its answer, or to be made the leader.
+#[derive(Default)]
+pub struct Slot {
+    state: Mutex<SlotState>,
+    wake: Condvar,
+}
+
+#[derive(Default)]
+enum SlotState {
+    #[default]
+    Waiting,
+    Lead,
+    Done(Result<AppendResult, Error>),
+}
+
+/// What woke a waiting request.
+pub enum Wakeup {
+    /// Lead the next group (the request is still queued).
+    Lead,
+    Done(Result<AppendResult, Error>),
+}
+
+pub type Answer = Arc<Slot>;
+
+impl Slot {
+    fn set(&self, state: SlotState) {
+        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = state;
+        self.wake.notify_one();
+    }
+
+    /// Leaves the request's answer and wakes it.
+    pub fn answer(&self, result: Result<AppendResult, Error>) {
+        self.set(SlotState::Done(result));
+    }
+
+    /// Wakes the request to lead the next group.
+    pub fn promote(&self) {
+        self.set(SlotState::Lead);
+    }
+
+    /// Answers the request with `result` unless it has an answer already.
+    pub fn answer_if_waiting(&self, result: impl FnOnce() -> Result<AppendResult, Error>) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if !matches!(*state, SlotState::Done(_)) {
+            *state = SlotState::Done(result());
+            self.wake.notify_one();
+        }
+    }
+
+    /// Sleeps until the request is answered or made the leader.
+    pub fn wait(&self) -> Wakeup {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            match std::mem::take(&mut *state) {
+                SlotState::Waiting => {
+                    state = self.wake.wait(state).unwrap_or_else(|p| p.into_inner());
+                }
+                SlotState::Lead => return Wakeup::Lead,
+                SlotState::Done(result) => return Wakeup::Done(result),
+            }
+        }
+    }
+
+    /// Takes the answer, if there is one.
+    pub fn take(&self) -> Option<Result<AppendResult, Error>> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        match std::mem::take(&mut *state) {
+            SlotState::Done(result) => Some(result),
+            other => {
+                *state = other;
+                None
+            }
+        }
+    }
+}
 
 /// One queued append.
 pub struct Request {
@@ -40,13 +120,12 @@ pub struct Request {
     pub answer: Answer,
 }
 
-fn answer(slot: &Answer, result: Result<AppendResult, Error>) {
-    *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(result);
-}
+/// The answers a group commit owes, delivered by the caller once it has handed on
+/// the leadership.
+pub type Answers = Vec<(Answer, Result<AppendResult, Error>)>;
 
-/// Takes a request's answer, if the leader has left one.
-pub fn take_answer(slot: &Answer) -> Option<Result<AppendResult, Error>> {
-    slot.lock().unwrap_or_else(|p| p.into_inner()).take()
+fn answer(out: &mut Answers, slot: Answer, result: Result<AppendResult, Error>) {
+    out.push((slot, result));
 }
 
 /// State only the leader touches.
@@ -84,18 +163,20 @@ impl Writer {
         }
     }
 
-    /// Commits a group of requests and answers each of them.
+    /// Commits a group of requests and leaves an answer for each of them in `out`.
     pub fn commit_group(
         &mut self,
         file: &dyn StorageFile,
         salt: u64,
         index: &std::sync::RwLock<Index>,
         group: Vec<Request>,
+        out: &mut Answers,
     ) {
         if let Some(cause) = &self.poisoned {
             for r in group {
                 answer(
-                    &r.answer,
+                    out,
+                    r.answer,
                     Err(Error::Poisoned {
                         cause: cause.clone(),
                     }),
@@ -120,7 +201,8 @@ impl Writer {
                 };
                 if !r.expected.admits(actual) {
                     answer(
-                        &r.answer,
+                        out,
+                        r.answer,
                         Err(Error::WrongExpectedVersion {
                             stream_id: r.stream_id,
                             expected: r.expected,
@@ -164,8 +246,8 @@ impl Writer {
         if let Err(e) = self.write_durably(file, group_start) {
             tracing::error!(error = %e, "append failed; the store is poisoned until reopened");
             self.poisoned = Some(e.to_string());
-            for a in &accepted {
-                answer(&a.answer, Err(e.duplicate()));
+            for a in accepted {
+                answer(out, a.answer, Err(e.duplicate()));
             }
             return;
         }
@@ -180,16 +262,16 @@ impl Writer {
             }
         }
         for a in accepted {
-            answer(&a.answer, Ok(a.result));
+            answer(out, a.answer, Ok(a.result));
         }
     }
 
-    /// Writes `self.buf` at `at` and makes it durable, preallocating first when the
-    /// write would grow the file, so that the commit's `fdatasync` has no size change
-    /// to journal.
+    /// Writes `self.buf` at `at` and makes it durable, preallocating first when a
+    /// small write would grow the file, so that the commit's `fdatasync` has no size
+    /// change to journal (a large write grows the file itself: see [`LARGE_WRITE`]).
     fn write_durably(&mut self, file: &dyn StorageFile, at: u64) -> Result<(), Error> {
         let needed = at + self.buf.len() as u64;
-        if self.preallocate && needed > self.file_len {
+        if self.preallocate && needed > self.file_len && self.buf.len() < LARGE_WRITE {
             let grow = (needed / 8).clamp(MIN_PREALLOCATION, MAX_PREALLOCATION);
             let target = (needed + grow).next_multiple_of(4096);
             let mut off = self.file_len;

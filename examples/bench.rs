@@ -1,0 +1,1577 @@
+//! libeventstore vs SQLite vs the hardware floor, in one process, on one filesystem.
+//!
+//! ```text
+//! cargo run --release --example bench              # short sizes, well under two minutes
+//! cargo run --release --example bench -- --full    # the sizes of issue 5
+//! ```
+//!
+//! Options: `--full`, `--runs N` (median of N runs, default 5), `--dir PATH` (where the
+//! temporary files go; default: a temporary directory under the current directory, so
+//! on its filesystem), `--only SUBSTRING` (run only workloads whose name contains it).
+//!
+//! Every workload uses the same events: a 16-byte stream id, a 12-byte event type,
+//! 32 bytes of metadata and a 200-byte (or 4 KiB) payload, spread over 1,000 streams.
+//! Rows:
+//! - `floor`: `pwrite` + `fdatasync` of the very bytes libeventstore writes, appended to
+//!   a file (so every sync also commits a size change);
+//! - `floor-presynced`: the same, overwriting space that was written and synced before;
+//! - `es-rust`: libeventstore through its Rust API (`append_refs`, `*_batch` reads);
+//! - `es-rust-owned`: the owned-value reads (`read_all`, `read_stream`);
+//! - `es-c`: libeventstore through the C ABI functions, called directly;
+//! - `sqlite`: WAL, `synchronous=FULL`, `UNIQUE(stream_id, stream_version)`, the
+//!   expected-version check in the same `BEGIN IMMEDIATE` transaction as the insert;
+//!   one connection shared behind a mutex (SQLite writers serialize anyway).
+//!
+//! Output: a table per workload, then one JSON line per workload (prefix `JSON `) with
+//! events/s (median of runs), p50/p99 latency of one call (over all runs' calls), the
+//! ratios to SQLite and to the floor, and the issue's target with whether it is met.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Barrier, Mutex};
+use std::time::{Duration, Instant};
+
+use eventstore::codec::{self, BatchHeader, UnsealedBatch};
+use eventstore::ffi;
+use eventstore::{ExpectedVersion, ProposedEventRef, Store, Uuid};
+use rusqlite::{params, Connection};
+
+// ---------------------------------------------------------------------------------
+// Configuration
+
+#[derive(Clone)]
+struct Config {
+    full: bool,
+    runs: usize,
+    dir: PathBuf,
+    only: Option<String>,
+    /// Durable single-event appends per run.
+    single: usize,
+    /// Batches of 100 per run.
+    batches: usize,
+    /// Single-event appends per run, over all threads.
+    threaded: usize,
+    /// Events in the store read by `read_all` / `read_stream` / `open` (200-byte payloads).
+    read_events: usize,
+    /// Events in the 4 KiB-payload read store.
+    read_events_4k: usize,
+    /// Streams read by `read_stream`.
+    read_streams: usize,
+    /// Events of the stores opened for the memory figures.
+    mem_events: usize,
+    mem_events_4k: usize,
+}
+
+const STREAMS: usize = 1000;
+const TYPES: [&str; 4] = [
+    "OrderPlaced1",
+    "OrderShipped",
+    "ItemsAdded01",
+    "PaymentTaken",
+];
+const METADATA_LEN: usize = 32;
+
+fn parse_args() -> Config {
+    let mut full = false;
+    let mut runs = 5;
+    let mut dir = None;
+    let mut only = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--full" => full = true,
+            "--runs" => runs = args.next().and_then(|v| v.parse().ok()).expect("--runs N"),
+            "--dir" => dir = Some(PathBuf::from(args.next().expect("--dir PATH"))),
+            "--only" => only = Some(args.next().expect("--only NAME")),
+            "--mem-child" => {
+                let path = args.next().expect("path");
+                mem_child(Path::new(&path));
+                std::process::exit(0);
+            }
+            "--make-store" => {
+                // Tooling: writes a 200-byte-payload read store of N events at PATH.
+                let path = PathBuf::from(args.next().expect("PATH"));
+                let n: usize = args.next().and_then(|v| v.parse().ok()).expect("N");
+                write_store_file(&path, &Data::new(200), n);
+                std::process::exit(0);
+            }
+            "--bench" => {} // cargo bench passes it
+            other => {
+                eprintln!("unknown argument {other}; see the top of examples/bench.rs");
+                std::process::exit(2);
+            }
+        }
+    }
+    let dir = dir.unwrap_or_else(|| PathBuf::from("."));
+    if full {
+        Config {
+            full,
+            runs,
+            dir,
+            only,
+            single: 3000,
+            batches: 1000,
+            threaded: 16000,
+            read_events: 1_000_000,
+            read_events_4k: 100_000,
+            read_streams: 1000,
+            mem_events: 1_000_000,
+            mem_events_4k: 200_000,
+        }
+    } else {
+        Config {
+            full,
+            runs,
+            dir,
+            only,
+            single: 600,
+            batches: 150,
+            threaded: 4000,
+            read_events: 200_000,
+            read_events_4k: 20_000,
+            read_streams: 1000,
+            mem_events: 200_000,
+            mem_events_4k: 40_000,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// The events
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        // splitmix64
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}
+
+/// The shared workload data: stream ids, metadata and a few payloads.
+struct Data {
+    streams: Vec<Uuid>,
+    metadata: Vec<u8>,
+    payloads: Vec<Vec<u8>>,
+}
+
+impl Data {
+    fn new(payload_len: usize) -> Data {
+        let mut rng = Rng(42);
+        let streams = (0..STREAMS)
+            .map(|_| Uuid::from_u128((u128::from(rng.next()) << 64) | u128::from(rng.next())))
+            .collect();
+        let metadata = (0..METADATA_LEN).map(|i| b'a' + (i % 26) as u8).collect();
+        let payloads = (0..8)
+            .map(|_| (0..payload_len).map(|_| rng.next() as u8).collect())
+            .collect();
+        Data {
+            streams,
+            metadata,
+            payloads,
+        }
+    }
+
+    fn event(&self, i: usize) -> ProposedEventRef<'_> {
+        ProposedEventRef {
+            event_id: Uuid::from_u128(0x5eed_0000_0000_0000_0000_0000_0000_0000 | (i as u128 + 1)),
+            event_type: TYPES[i % TYPES.len()],
+            metadata: &self.metadata,
+            payload: &self.payloads[i % self.payloads.len()],
+        }
+    }
+}
+
+fn expected(next_version: u64) -> ExpectedVersion {
+    if next_version == 0 {
+        ExpectedVersion::NoStream
+    } else {
+        ExpectedVersion::Exact(next_version - 1)
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Measurement
+
+#[derive(Default, Clone)]
+struct Row {
+    system: String,
+    /// events/s of each run.
+    rates: Vec<f64>,
+    /// Latency of each call, over all runs, in nanoseconds.
+    latencies: Vec<u64>,
+    /// A note printed after the row.
+    note: String,
+}
+
+impl Row {
+    fn new(system: &str) -> Row {
+        Row {
+            system: system.into(),
+            ..Row::default()
+        }
+    }
+
+    fn rate(&self) -> f64 {
+        median(&self.rates)
+    }
+
+    fn percentile(&self, p: f64) -> f64 {
+        if self.latencies.is_empty() {
+            return f64::NAN;
+        }
+        let mut l = self.latencies.clone();
+        l.sort_unstable();
+        let i = ((l.len() as f64 - 1.0) * p).round() as usize;
+        l[i] as f64 / 1000.0
+    }
+}
+
+fn median(v: &[f64]) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let mut v = v.to_vec();
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+struct Report {
+    workload: String,
+    unit: &'static str,
+    rows: Vec<Row>,
+    /// Which row is the floor for this workload.
+    floor: Option<String>,
+    target: String,
+    met: Option<bool>,
+    extra: String,
+}
+
+impl Report {
+    fn row(&self, system: &str) -> Option<&Row> {
+        self.rows.iter().find(|r| r.system == system)
+    }
+
+    fn ratio(&self, system: &str, to: &str) -> Option<f64> {
+        let a = self.row(system)?.rate();
+        let b = self.row(to)?.rate();
+        (a.is_finite() && b.is_finite() && b > 0.0).then(|| a / b)
+    }
+
+    /// The C ABI's rate over the Rust API's (for bytes/event rows: inverse).
+    fn c_vs_rust(&self) -> Option<f64> {
+        self.ratio("es-c", "es-rust")
+    }
+
+    fn print(&self) {
+        println!();
+        println!("== {} ==", self.workload);
+        println!(
+            "{:<18} {:>14} {:>11} {:>11} {:>9} {:>9}",
+            "system", self.unit, "p50 µs", "p99 µs", "×sqlite", "×floor"
+        );
+        for r in &self.rows {
+            let fmt_ratio = |x: Option<f64>| x.map_or("-".to_string(), |x| format!("{x:.2}"));
+            println!(
+                "{:<18} {:>14.0} {:>11.1} {:>11.1} {:>9} {:>9}{}",
+                r.system,
+                r.rate(),
+                r.percentile(0.5),
+                r.percentile(0.99),
+                fmt_ratio(self.ratio(&r.system, "sqlite")),
+                fmt_ratio(self.floor.as_deref().and_then(|f| self.ratio(&r.system, f))),
+                if r.note.is_empty() {
+                    String::new()
+                } else {
+                    format!("  ({})", r.note)
+                }
+            );
+        }
+        if !self.extra.is_empty() {
+            println!("{}", self.extra);
+        }
+        if let Some(r) = self.c_vs_rust() {
+            println!(
+                "es-c / es-rust = {r:.3} (target: within 10%) -> {}",
+                if r >= 0.9 { "MET" } else { "NOT MET" }
+            );
+        }
+        if !self.target.is_empty() {
+            let verdict = match self.met {
+                Some(true) => "MET",
+                Some(false) => "NOT MET",
+                None => "n/a",
+            };
+            println!("target: {} -> {verdict}", self.target);
+        }
+    }
+
+    fn json(&self) -> String {
+        let num = |x: f64| {
+            if x.is_finite() {
+                format!("{x:.3}")
+            } else {
+                "null".into()
+            }
+        };
+        let opt = |x: Option<f64>| x.map_or("null".to_string(), num);
+        let rows: Vec<String> = self
+            .rows
+            .iter()
+            .map(|r| {
+                format!(
+                    "{{\"system\":\"{}\",\"{}\":{},\"runs\":{},\"p50_us\":{},\"p99_us\":{},\"vs_sqlite\":{},\"vs_floor\":{}}}",
+                    r.system,
+                    self.unit.replace('/', "_per_"),
+                    num(r.rate()),
+                    r.rates.len(),
+                    num(r.percentile(0.5)),
+                    num(r.percentile(0.99)),
+                    opt(self.ratio(&r.system, "sqlite")),
+                    opt(self.floor.as_deref().and_then(|f| self.ratio(&r.system, f))),
+                )
+            })
+            .collect();
+        format!(
+            "JSON {{\"workload\":\"{}\",\"floor\":{},\"rows\":[{}],\"c_vs_rust\":{},\"target\":\"{}\",\"met\":{}}}",
+            self.workload,
+            self.floor
+                .as_ref()
+                .map_or("null".to_string(), |f| format!("\"{f}\"")),
+            rows.join(","),
+            opt(self.c_vs_rust()),
+            self.target,
+            self.met.map_or("null".to_string(), |m| m.to_string()),
+        )
+    }
+}
+
+fn sync_all_filesystems() {
+    // SAFETY: sync(2) takes no arguments and cannot fail.
+    unsafe { libc::sync() };
+}
+
+fn rss_bytes() -> u64 {
+    let mut s = String::new();
+    File::open("/proc/self/statm")
+        .and_then(|mut f| f.read_to_string(&mut s))
+        .expect("read /proc/self/statm");
+    let pages: u64 = s.split_whitespace().nth(1).unwrap().parse().unwrap();
+    // SAFETY: sysconf has no preconditions.
+    pages * unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64
+}
+
+/// Reads a file once, so that "warm" reads find it in the page cache.
+fn warm(path: &Path) {
+    let mut f = File::open(path).unwrap();
+    let mut buf = vec![0u8; 4 << 20];
+    while f.read(&mut buf).unwrap() > 0 {}
+}
+
+struct Dir {
+    path: PathBuf,
+    n: AtomicU64,
+}
+
+impl Dir {
+    fn file(&self, name: &str) -> PathBuf {
+        let n = self.n.fetch_add(1, Ordering::Relaxed);
+        self.path.join(format!("{n:04}-{name}"))
+    }
+}
+
+fn remove(path: &Path) {
+    let _ = std::fs::remove_file(path);
+    for suffix in ["-wal", "-shm", "-journal"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        let _ = std::fs::remove_file(PathBuf::from(p));
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// The systems' append paths
+
+/// Encoded batches, exactly as the store writes them, for the floor.
+fn encoded_batches(data: &Data, batches: usize, per_batch: usize) -> Vec<Vec<u8>> {
+    let mut versions = vec![0u64; STREAMS];
+    let mut position = 0u64;
+    let mut offset = codec::FILE_HEADER_LEN as u64;
+    (0..batches)
+        .map(|b| {
+            let s = b % STREAMS;
+            let events: Vec<_> = (0..per_batch)
+                .map(|i| data.event(b * per_batch + i))
+                .collect();
+            let unsealed = UnsealedBatch::encode(&data.streams[s], &events).unwrap();
+            let mut out = Vec::with_capacity(unsealed.len());
+            let header = BatchHeader {
+                batch_len: unsealed.len() as u32,
+                first_position: position,
+                count: unsealed.count(),
+                recorded_at: 1_700_000_000_000_000,
+                group_start: offset,
+            };
+            unsealed.seal_into(&mut out, 7, header, versions[s], |_, _| {});
+            versions[s] += per_batch as u64;
+            position += per_batch as u64;
+            offset += out.len() as u64;
+            out
+        })
+        .collect()
+}
+
+/// `pwrite` + `fdatasync` of each buffer, appended (or overwriting presynced space).
+fn floor_appends(dir: &Dir, bufs: &[Vec<u8>], presynced: bool, row: &mut Row, events_per: usize) {
+    let path = dir.file("floor");
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .unwrap();
+    let header = codec::encode_file_header(7);
+    file.write_all_at(&header, 0).unwrap();
+    let total: usize = bufs.iter().map(Vec::len).sum();
+    if presynced {
+        let zeros = vec![0u8; 1 << 20];
+        let mut off = header.len() as u64;
+        let end = off + total as u64 + (1 << 20);
+        while off < end {
+            file.write_all_at(&zeros, off).unwrap();
+            off += zeros.len() as u64;
+        }
+    }
+    file.sync_all().unwrap();
+    sync_all_filesystems();
+    let mut off = header.len() as u64;
+    let t0 = Instant::now();
+    for b in bufs {
+        let t = Instant::now();
+        file.write_all_at(b, off).unwrap();
+        file.sync_data().unwrap();
+        row.latencies.push(t.elapsed().as_nanos() as u64);
+        off += b.len() as u64;
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    row.rates.push((bufs.len() * events_per) as f64 / secs);
+    drop(file);
+    remove(&path);
+}
+
+/// `threads` threads each `pwrite` + `fdatasync` single-event batches into one file.
+fn floor_threads(dir: &Dir, bufs: &[Vec<u8>], threads: usize, row: &mut Row) {
+    let path = dir.file("floor-threads");
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .unwrap();
+    file.write_all_at(&codec::encode_file_header(7), 0).unwrap();
+    file.sync_all().unwrap();
+    sync_all_filesystems();
+    let next = AtomicU64::new(codec::FILE_HEADER_LEN as u64);
+    let barrier = Barrier::new(threads);
+    let per = bufs.len() / threads;
+    let (secs, lat) = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let (file, next, barrier) = (&file, &next, &barrier);
+                s.spawn(move || {
+                    let mut lat = Vec::with_capacity(per);
+                    barrier.wait();
+                    let t0 = Instant::now();
+                    for b in &bufs[t * per..(t + 1) * per] {
+                        let t = Instant::now();
+                        let off = next.fetch_add(b.len() as u64, Ordering::Relaxed);
+                        file.write_all_at(b, off).unwrap();
+                        file.sync_data().unwrap();
+                        lat.push(t.elapsed().as_nanos() as u64);
+                    }
+                    (t0, Instant::now(), lat)
+                })
+            })
+            .collect();
+        let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        let start = results.iter().map(|r| r.0).min().unwrap();
+        let end = results.iter().map(|r| r.1).max().unwrap();
+        let lat: Vec<u64> = results.into_iter().flat_map(|r| r.2).collect();
+        ((end - start).as_secs_f64(), lat)
+    });
+    row.rates.push((per * threads) as f64 / secs);
+    row.latencies.extend(lat);
+    drop(file);
+    remove(&path);
+}
+
+fn es_appends(
+    dir: &Dir,
+    data: &Data,
+    calls: usize,
+    per_call: usize,
+    threads: usize,
+    row: &mut Row,
+    c_abi: bool,
+) {
+    let path = dir.file("es.store");
+    let (rust_store, c_owned) = if c_abi {
+        (None, Some(CStore::open(&path)))
+    } else {
+        (Some(Store::open(&path).unwrap()), None)
+    };
+    let (store, c_store) = (rust_store.as_ref(), c_owned.as_ref());
+    sync_all_filesystems();
+    let barrier = Barrier::new(threads);
+    let per_thread = calls / threads;
+    let (secs, lat) = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let (store, barrier) = (&store, &barrier);
+                s.spawn(move || {
+                    let mut versions = vec![0u64; STREAMS];
+                    let mut lat = Vec::with_capacity(per_thread);
+                    // This thread's streams: those with index ≡ t (mod threads).
+                    let mine: Vec<usize> = (t..STREAMS).step_by(threads).collect();
+                    let events: Vec<Vec<ProposedEventRef<'_>>> = (0..per_thread)
+                        .map(|c| {
+                            (0..per_call)
+                                .map(|i| data.event((t * per_thread + c) * per_call + i))
+                                .collect()
+                        })
+                        .collect();
+                    let c_events: Vec<Vec<ffi::es_proposed_event>> = if c_abi {
+                        events
+                            .iter()
+                            .map(|evs| evs.iter().map(c_proposed).collect())
+                            .collect()
+                    } else {
+                        Vec::new()
+                    };
+                    barrier.wait();
+                    let t0 = Instant::now();
+                    for (c, evs) in events.iter().enumerate() {
+                        let s = mine[c % mine.len()];
+                        let t = Instant::now();
+                        if let Some(c_store) = c_store {
+                            c_store.append(&data.streams[s], versions[s], &c_events[c]);
+                        } else {
+                            store
+                                .unwrap()
+                                .append_refs(data.streams[s], expected(versions[s]), evs)
+                                .unwrap();
+                        }
+                        lat.push(t.elapsed().as_nanos() as u64);
+                        versions[s] += per_call as u64;
+                    }
+                    (t0, Instant::now(), lat)
+                })
+            })
+            .collect();
+        let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        let start = results.iter().map(|r| r.0).min().unwrap();
+        let end = results.iter().map(|r| r.1).max().unwrap();
+        let lat: Vec<u64> = results.into_iter().flat_map(|r| r.2).collect();
+        ((end - start).as_secs_f64(), lat)
+    });
+    row.rates
+        .push((per_thread * threads * per_call) as f64 / secs);
+    row.latencies.extend(lat);
+    if let Some(store) = rust_store {
+        store.close().unwrap();
+    }
+    drop(c_owned);
+    remove(&path);
+}
+
+// ---------------------------------------------------------------------------------
+// The C ABI, called directly (the `extern "C"` functions are ordinary Rust functions)
+
+/// A store opened with `es_open`; closed with `es_close` on drop.
+struct CStore(*mut ffi::es_store);
+
+// SAFETY: the C ABI promises that one `es_store` may be used from many threads at
+// once; only `es_close` (in `drop`, with `&mut self`) must not race.
+unsafe impl Send for CStore {}
+unsafe impl Sync for CStore {}
+
+impl CStore {
+    fn open(path: &Path) -> CStore {
+        let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+        let mut store = std::ptr::null_mut();
+        let status = ffi::store::es_open(c_path.as_ptr(), &mut store);
+        assert_eq!(status, ffi::es_status::ES_OK);
+        CStore(store)
+    }
+
+    /// Appends with the expected version that `next_version` implies.
+    fn append(&self, stream: &Uuid, next_version: u64, events: &[ffi::es_proposed_event]) {
+        let id = ffi::es_uuid {
+            bytes: *stream.as_bytes(),
+        };
+        let expected = if next_version == 0 {
+            ffi::ES_EXPECTED_NO_STREAM
+        } else {
+            next_version as i64 - 1
+        };
+        let mut result = ffi::es_append_result::default();
+        let status = ffi::store::es_append(
+            self.0,
+            &id,
+            expected,
+            events.as_ptr(),
+            events.len(),
+            &mut result,
+        );
+        assert_eq!(status, ffi::es_status::ES_OK);
+    }
+
+    /// `es_read_all` (or `es_read_stream` when `stream` is given), each event looked
+    /// at, then `es_free`. Returns the number of events and the checksum of `consume`.
+    fn read(&self, stream: Option<&Uuid>, max: u64) -> (usize, u64) {
+        let mut out = ffi::es_events::EMPTY;
+        let status = match stream {
+            Some(s) => {
+                let id = ffi::es_uuid {
+                    bytes: *s.as_bytes(),
+                };
+                ffi::events::es_read_stream(self.0, &id, 0, max, &mut out)
+            }
+            None => ffi::events::es_read_all(self.0, 0, max, &mut out),
+        };
+        assert_eq!(status, ffi::es_status::ES_OK);
+        let mut acc = 0;
+        let items = if out.len == 0 {
+            &[][..]
+        } else {
+            // SAFETY: es_read_* gave `len` initialised events at `items`, valid until
+            // `es_free`.
+            unsafe { std::slice::from_raw_parts(out.items, out.len) }
+        };
+        for e in items {
+            // SAFETY: each pointer/length pair describes bytes inside the result.
+            let (ty, meta, payload) = unsafe {
+                (
+                    std::slice::from_raw_parts(e.event_type.cast::<u8>(), e.event_type_len),
+                    std::slice::from_raw_parts(e.metadata, e.metadata_len),
+                    std::slice::from_raw_parts(e.payload, e.payload_len),
+                )
+            };
+            consume(
+                &mut acc,
+                e.global_position,
+                e.stream_version,
+                ty,
+                meta,
+                payload,
+            );
+        }
+        let n = items.len();
+        ffi::events::es_free(&mut out);
+        (n, acc)
+    }
+}
+
+impl Drop for CStore {
+    fn drop(&mut self) {
+        ffi::store::es_close(self.0);
+    }
+}
+
+fn c_proposed(e: &ProposedEventRef<'_>) -> ffi::es_proposed_event {
+    ffi::es_proposed_event {
+        event_id: ffi::es_uuid {
+            bytes: *e.event_id.as_bytes(),
+        },
+        event_type: e.event_type.as_ptr().cast(),
+        event_type_len: e.event_type.len(),
+        metadata: e.metadata.as_ptr(),
+        metadata_len: e.metadata.len(),
+        payload: e.payload.as_ptr(),
+        payload_len: e.payload.len(),
+    }
+}
+
+fn sqlite_open(path: &Path) -> Connection {
+    let conn = Connection::open(path).unwrap();
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+    conn.execute_batch("PRAGMA synchronous=FULL;").unwrap();
+    conn
+}
+
+const SQLITE_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS events (
+    global_position INTEGER PRIMARY KEY,
+    stream_id BLOB NOT NULL,
+    stream_version INTEGER NOT NULL,
+    event_id BLOB NOT NULL,
+    event_type TEXT NOT NULL,
+    metadata BLOB NOT NULL,
+    payload BLOB NOT NULL,
+    recorded_at INTEGER NOT NULL,
+    UNIQUE (stream_id, stream_version)
+)";
+
+/// One append as an application would write it: the expected-version check and the
+/// inserts in one immediate transaction.
+fn sqlite_append(
+    conn: &Connection,
+    stream: &Uuid,
+    expected: ExpectedVersion,
+    events: &[ProposedEventRef<'_>],
+) -> Result<u64, String> {
+    conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let actual: Option<i64> = conn
+        .prepare_cached("SELECT max(stream_version) FROM events WHERE stream_id = ?1")
+        .unwrap()
+        .query_row([stream.as_bytes().as_slice()], |r| r.get(0))
+        .unwrap();
+    let actual = actual.map(|v| v as u64);
+    if !expected.admits(actual) {
+        conn.execute_batch("ROLLBACK").unwrap();
+        return Err(format!(
+            "wrong expected version {expected}, actual {actual:?}"
+        ));
+    }
+    let first = actual.map_or(0, |v| v + 1);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64;
+    {
+        let mut ins = conn
+            .prepare_cached(
+                "INSERT INTO events (stream_id, stream_version, event_id, event_type, metadata, payload, recorded_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )
+            .unwrap();
+        for (i, e) in events.iter().enumerate() {
+            ins.execute(params![
+                stream.as_bytes().as_slice(),
+                (first + i as u64) as i64,
+                e.event_id.as_bytes().as_slice(),
+                e.event_type,
+                e.metadata,
+                e.payload,
+                now
+            ])
+            .unwrap();
+        }
+    }
+    conn.execute_batch("COMMIT").unwrap();
+    Ok(first)
+}
+
+fn sqlite_appends(
+    dir: &Dir,
+    data: &Data,
+    calls: usize,
+    per_call: usize,
+    threads: usize,
+    row: &mut Row,
+) {
+    let path = dir.file("sqlite.db");
+    let conn = sqlite_open(&path);
+    conn.execute_batch(SQLITE_SCHEMA).unwrap();
+    let conn = Mutex::new(conn);
+    sync_all_filesystems();
+    let barrier = Barrier::new(threads);
+    let per_thread = calls / threads;
+    let (secs, lat) = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let (conn, barrier) = (&conn, &barrier);
+                s.spawn(move || {
+                    let mut versions = vec![0u64; STREAMS];
+                    let mut lat = Vec::with_capacity(per_thread);
+                    let mine: Vec<usize> = (t..STREAMS).step_by(threads).collect();
+                    let events: Vec<Vec<ProposedEventRef<'_>>> = (0..per_thread)
+                        .map(|c| {
+                            (0..per_call)
+                                .map(|i| data.event((t * per_thread + c) * per_call + i))
+                                .collect()
+                        })
+                        .collect();
+                    barrier.wait();
+                    let t0 = Instant::now();
+                    for (c, evs) in events.iter().enumerate() {
+                        let s = mine[c % mine.len()];
+                        let t = Instant::now();
+                        {
+                            let conn = conn.lock().unwrap();
+                            sqlite_append(&conn, &data.streams[s], expected(versions[s]), evs)
+                                .unwrap();
+                        }
+                        lat.push(t.elapsed().as_nanos() as u64);
+                        versions[s] += per_call as u64;
+                    }
+                    (t0, Instant::now(), lat)
+                })
+            })
+            .collect();
+        let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        let start = results.iter().map(|r| r.0).min().unwrap();
+        let end = results.iter().map(|r| r.1).max().unwrap();
+        let lat: Vec<u64> = results.into_iter().flat_map(|r| r.2).collect();
+        ((end - start).as_secs_f64(), lat)
+    });
+    row.rates
+        .push((per_thread * threads * per_call) as f64 / secs);
+    row.latencies.extend(lat);
+    drop(conn);
+    remove(&path);
+}
+
+// ---------------------------------------------------------------------------------
+// Read stores: built in bulk (no fsync per event), same events in the same order.
+
+/// Writes a store file of `events` single-event appends, round-robin over the streams.
+fn write_store_file(path: &Path, data: &Data, events: usize) {
+    {
+        let file = File::create(path).unwrap();
+        let mut w = std::io::BufWriter::with_capacity(8 << 20, file);
+        let salt = 0x0123_4567_89ab_cdef;
+        w.write_all(&codec::encode_file_header(salt)).unwrap();
+        let mut offset = codec::FILE_HEADER_LEN as u64;
+        let mut out = Vec::new();
+        for i in 0..events {
+            let s = i % STREAMS;
+            let unsealed = UnsealedBatch::encode(&data.streams[s], &[data.event(i)]).unwrap();
+            let header = BatchHeader {
+                batch_len: unsealed.len() as u32,
+                first_position: i as u64,
+                count: 1,
+                recorded_at: 1_700_000_000_000_000 + i as u64,
+                group_start: offset,
+            };
+            out.clear();
+            unsealed.seal_into(&mut out, salt, header, (i / STREAMS) as u64, |_, _| {});
+            w.write_all(&out).unwrap();
+            offset += out.len() as u64;
+        }
+        w.into_inner().unwrap().sync_all().unwrap();
+    }
+}
+
+struct ReadStores {
+    es: PathBuf,
+    sqlite: PathBuf,
+    events: usize,
+}
+
+/// Writes a store file holding `events` single-event appends, round-robin over the
+/// streams (the worst layout for reading one stream), exactly as `append` would have
+/// written them one by one; and the SQLite database with the same rows.
+fn build_read_stores(dir: &Dir, data: &Data, events: usize, sqlite: bool) -> ReadStores {
+    let es = dir.file("read.store");
+    write_store_file(&es, data, events);
+    let db = dir.file("read.db");
+    if sqlite {
+        let conn = sqlite_open(&db);
+        conn.execute_batch(SQLITE_SCHEMA).unwrap();
+        conn.execute_batch("BEGIN").unwrap();
+        {
+            let mut ins = conn
+                .prepare(
+                    "INSERT INTO events (global_position, stream_id, stream_version, event_id, event_type, metadata, payload, recorded_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )
+                .unwrap();
+            for i in 0..events {
+                let e = data.event(i);
+                ins.execute(params![
+                    i as i64,
+                    data.streams[i % STREAMS].as_bytes().as_slice(),
+                    (i / STREAMS) as i64,
+                    e.event_id.as_bytes().as_slice(),
+                    e.event_type,
+                    e.metadata,
+                    e.payload,
+                    1_700_000_000_000_000i64 + i as i64
+                ])
+                .unwrap();
+            }
+        }
+        conn.execute_batch("COMMIT; PRAGMA wal_checkpoint(TRUNCATE);")
+            .unwrap();
+    }
+    sync_all_filesystems();
+    ReadStores {
+        es,
+        sqlite: db,
+        events,
+    }
+}
+
+/// What a reader does with each event: look at every field.
+#[inline]
+fn consume(acc: &mut u64, position: u64, version: u64, ty: &[u8], meta: &[u8], payload: &[u8]) {
+    *acc = acc
+        .wrapping_add(position ^ version)
+        .wrapping_add(ty.len() as u64)
+        .wrapping_add(meta.len() as u64)
+        .wrapping_add(payload.len() as u64)
+        .wrapping_add(u64::from(payload.first().copied().unwrap_or(0)));
+}
+
+fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
+    let t = Instant::now();
+    let v = f();
+    (v, t.elapsed())
+}
+
+fn consume_batch(batch: &eventstore::EventBatch) -> u64 {
+    let mut acc = 0;
+    for e in batch.iter() {
+        consume(
+            &mut acc,
+            e.global_position,
+            e.stream_version,
+            e.event_type.as_bytes(),
+            e.metadata,
+            e.payload,
+        );
+    }
+    acc
+}
+
+fn es_read_all(store: &Store, events: usize) -> u64 {
+    let batch = store.read_all_batch(0, events as u64).unwrap();
+    assert_eq!(batch.len(), events);
+    let mut acc = 0;
+    for e in batch.iter() {
+        consume(
+            &mut acc,
+            e.global_position,
+            e.stream_version,
+            e.event_type.as_bytes(),
+            e.metadata,
+            e.payload,
+        );
+    }
+    acc
+}
+
+fn es_read_all_owned(store: &Store, events: usize) -> u64 {
+    let all = store.read_all(0, events as u64).unwrap();
+    assert_eq!(all.len(), events);
+    let mut acc = 0;
+    for e in &all {
+        consume(
+            &mut acc,
+            e.global_position,
+            e.stream_version,
+            e.event_type.as_bytes(),
+            &e.metadata,
+            &e.payload,
+        );
+    }
+    acc
+}
+
+fn sqlite_read_all(conn: &Connection, events: usize) -> u64 {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT global_position, stream_version, stream_id, event_id, event_type, metadata, payload, recorded_at
+             FROM events WHERE global_position >= ?1 ORDER BY global_position LIMIT ?2",
+        )
+        .unwrap();
+    let mut rows = stmt.query(params![0i64, events as i64]).unwrap();
+    let mut acc = 0;
+    let mut n = 0;
+    while let Some(r) = rows.next().unwrap() {
+        let position: i64 = r.get(0).unwrap();
+        let version: i64 = r.get(1).unwrap();
+        let _stream = r.get_ref(2).unwrap().as_blob().unwrap();
+        let _id = r.get_ref(3).unwrap().as_blob().unwrap();
+        let ty = r.get_ref(4).unwrap().as_str().unwrap();
+        let meta = r.get_ref(5).unwrap().as_blob().unwrap();
+        let payload = r.get_ref(6).unwrap().as_blob().unwrap();
+        consume(
+            &mut acc,
+            position as u64,
+            version as u64,
+            ty.as_bytes(),
+            meta,
+            payload,
+        );
+        n += 1;
+    }
+    assert_eq!(n, events);
+    acc
+}
+
+fn es_read_stream(store: &Store, stream: Uuid) -> usize {
+    let batch = store.read_stream_batch(stream, 0, u64::MAX).unwrap();
+    let mut acc = 0;
+    for e in batch.iter() {
+        consume(
+            &mut acc,
+            e.global_position,
+            e.stream_version,
+            e.event_type.as_bytes(),
+            e.metadata,
+            e.payload,
+        );
+    }
+    std::hint::black_box(acc);
+    batch.len()
+}
+
+fn es_read_stream_owned(store: &Store, stream: Uuid) -> usize {
+    let events = store.read_stream(stream, 0, u64::MAX).unwrap();
+    let mut acc = 0;
+    for e in &events {
+        consume(
+            &mut acc,
+            e.global_position,
+            e.stream_version,
+            e.event_type.as_bytes(),
+            &e.metadata,
+            &e.payload,
+        );
+    }
+    std::hint::black_box(acc);
+    events.len()
+}
+
+fn sqlite_read_stream(conn: &Connection, stream: Uuid) -> usize {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT global_position, stream_version, stream_id, event_id, event_type, metadata, payload, recorded_at
+             FROM events WHERE stream_id = ?1 AND stream_version >= ?2 ORDER BY stream_version",
+        )
+        .unwrap();
+    let mut rows = stmt
+        .query(params![stream.as_bytes().as_slice(), 0i64])
+        .unwrap();
+    let mut acc = 0;
+    let mut n = 0;
+    while let Some(r) = rows.next().unwrap() {
+        let position: i64 = r.get(0).unwrap();
+        let version: i64 = r.get(1).unwrap();
+        let _stream = r.get_ref(2).unwrap().as_blob().unwrap();
+        let _id = r.get_ref(3).unwrap().as_blob().unwrap();
+        let ty = r.get_ref(4).unwrap().as_str().unwrap();
+        let meta = r.get_ref(5).unwrap().as_blob().unwrap();
+        let payload = r.get_ref(6).unwrap().as_blob().unwrap();
+        consume(
+            &mut acc,
+            position as u64,
+            version as u64,
+            ty.as_bytes(),
+            meta,
+            payload,
+        );
+        n += 1;
+    }
+    std::hint::black_box(acc);
+    n
+}
+
+/// Sequential read of the whole file in large chunks with a CRC32 over it.
+fn read_and_crc(path: &Path) -> u32 {
+    let mut f = File::open(path).unwrap();
+    let mut buf = vec![0u8; 4 << 20];
+    let mut h = crc32fast::Hasher::new();
+    loop {
+        let n = f.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    h.finalize()
+}
+
+// ---------------------------------------------------------------------------------
+// Workloads
+
+struct Bench {
+    cfg: Config,
+    dir: Dir,
+    reports: Vec<Report>,
+}
+
+impl Bench {
+    fn wants(&self, name: &str) -> bool {
+        self.cfg
+            .only
+            .as_ref()
+            .is_none_or(|o| name.contains(o.as_str()))
+    }
+
+    fn finish(&mut self, report: Report) {
+        report.print();
+        println!("{}", report.json());
+        self.reports.push(report);
+    }
+
+    fn append_workload(&mut self, name: &str, data: &Data, calls: usize, per_call: usize) {
+        if !self.wants(name) {
+            return;
+        }
+        let bufs = encoded_batches(data, calls, per_call);
+        let mut rows = vec![
+            Row::new("floor"),
+            Row::new("floor-presynced"),
+            Row::new("es-rust"),
+            Row::new("es-c"),
+            Row::new("sqlite"),
+        ];
+        for _ in 0..self.cfg.runs {
+            floor_appends(&self.dir, &bufs, false, &mut rows[0], per_call);
+            floor_appends(&self.dir, &bufs, true, &mut rows[1], per_call);
+            es_appends(&self.dir, data, calls, per_call, 1, &mut rows[2], false);
+            es_appends(&self.dir, data, calls, per_call, 1, &mut rows[3], true);
+            sqlite_appends(&self.dir, data, calls, per_call, 1, &mut rows[4]);
+        }
+        let mut report = Report {
+            workload: name.into(),
+            unit: "events/s",
+            rows,
+            floor: Some("floor".into()),
+            target: String::new(),
+            met: None,
+            extra: String::new(),
+        };
+        if per_call == 1 {
+            report.target = "es-rust >= 1.3x sqlite and >= 1.0x floor".into();
+            report.met = Some(
+                report.ratio("es-rust", "sqlite").unwrap_or(0.0) >= 1.3
+                    && report.ratio("es-rust", "floor").unwrap_or(0.0) >= 1.0,
+            );
+        } else if per_call == 100 {
+            report.target = "es-rust >= 1.7x sqlite".into();
+            report.met = Some(report.ratio("es-rust", "sqlite").unwrap_or(0.0) >= 1.7);
+        }
+        self.finish(report);
+    }
+
+    fn threads_workloads(&mut self, data: &Data) {
+        let mut one_thread_es = None;
+        for threads in [1, 2, 4, 8] {
+            let name = format!("append_threads_{threads}_200B");
+            if !(self.wants(&name) || threads == 1 && self.wants("append_threads_8")) {
+                continue;
+            }
+            let calls = self.cfg.threaded / threads * threads;
+            let bufs = encoded_batches(data, calls, 1);
+            let mut rows = vec![
+                Row::new("floor"),
+                Row::new("es-rust"),
+                Row::new("es-c"),
+                Row::new("sqlite"),
+            ];
+            rows[0].note = "each thread pwrite+fdatasync, shared file".into();
+            for _ in 0..self.cfg.runs {
+                floor_threads(&self.dir, &bufs, threads, &mut rows[0]);
+                es_appends(&self.dir, data, calls, 1, threads, &mut rows[1], false);
+                es_appends(&self.dir, data, calls, 1, threads, &mut rows[2], true);
+                sqlite_appends(&self.dir, data, calls, 1, threads, &mut rows[3]);
+            }
+            let mut report = Report {
+                workload: name,
+                unit: "events/s",
+                rows,
+                floor: Some("floor".into()),
+                target: String::new(),
+                met: None,
+                extra: String::new(),
+            };
+            let es = report.row("es-rust").unwrap().rate();
+            if threads == 1 {
+                one_thread_es = Some(es);
+            }
+            if threads == 8 {
+                let vs_one = one_thread_es.map_or(f64::NAN, |one| es / one);
+                report.extra = format!("es-rust 8 threads / es-rust 1 thread = {vs_one:.2}");
+                report.target = "es-rust >= 6x sqlite and >= 4x es-rust 1 thread".into();
+                report.met =
+                    Some(report.ratio("es-rust", "sqlite").unwrap_or(0.0) >= 6.0 && vs_one >= 4.0);
+            }
+            self.finish(report);
+        }
+    }
+
+    fn read_workloads(&mut self, data: &Data, label: &str, events: usize) {
+        let all_name = format!("read_all_{label}");
+        let stream_name = format!("read_stream_{label}");
+        let open_name = format!("open_{label}");
+        let want_stream = label == "200B" && self.wants(&stream_name);
+        let want_open = label == "200B" && self.wants(&open_name);
+        if !self.wants(&all_name) && !want_stream && !want_open {
+            return;
+        }
+        let stores = build_read_stores(&self.dir, data, events, true);
+        let runs = self.cfg.runs;
+
+        if self.wants(&all_name) {
+            let mut rows = vec![
+                Row::new("floor"),
+                Row::new("es-rust"),
+                Row::new("es-rust-owned"),
+                Row::new("es-c"),
+                Row::new("sqlite"),
+                Row::new("es-rust-reuse"),
+            ];
+            rows[0].note = "sequential read + CRC32 of the store file".into();
+            rows[5].note = "read_all_batch_into one batch reused across calls".into();
+            let store = Store::open(&stores.es).unwrap();
+            let mut reused = eventstore::EventBatch::default();
+            store
+                .read_all_batch_into(0, events as u64, &mut reused)
+                .unwrap();
+            let conn = sqlite_open(&stores.sqlite);
+            let mut sink = 0u64;
+            for _ in 0..runs {
+                warm(&stores.es);
+                let (_, d) = timed(|| sink ^= u64::from(read_and_crc(&stores.es)));
+                rows[0].latencies.push(d.as_nanos() as u64);
+                rows[0].rates.push(events as f64 / d.as_secs_f64());
+                let (_, d) = timed(|| sink ^= es_read_all(&store, events));
+                rows[1].latencies.push(d.as_nanos() as u64);
+                rows[1].rates.push(events as f64 / d.as_secs_f64());
+                let (_, d) = timed(|| sink ^= es_read_all_owned(&store, events));
+                rows[2].latencies.push(d.as_nanos() as u64);
+                rows[2].rates.push(events as f64 / d.as_secs_f64());
+                let (_, d) = timed(|| {
+                    store
+                        .read_all_batch_into(0, events as u64, &mut reused)
+                        .unwrap();
+                    sink ^= consume_batch(&reused);
+                });
+                rows[5].latencies.push(d.as_nanos() as u64);
+                rows[5].rates.push(events as f64 / d.as_secs_f64());
+                warm(&stores.sqlite);
+                sqlite_read_all(&conn, 1000);
+                let (_, d) = timed(|| sink ^= sqlite_read_all(&conn, events));
+                rows[4].latencies.push(d.as_nanos() as u64);
+                rows[4].rates.push(events as f64 / d.as_secs_f64());
+            }
+            drop(store);
+            drop(conn);
+            let c_store = CStore::open(&stores.es);
+            for _ in 0..runs {
+                warm(&stores.es);
+                let ((n, acc), d) = timed(|| c_store.read(None, events as u64));
+                assert_eq!(n, events);
+                sink ^= acc;
+                rows[3].latencies.push(d.as_nanos() as u64);
+                rows[3].rates.push(events as f64 / d.as_secs_f64());
+            }
+            drop(c_store);
+            std::hint::black_box(sink);
+            let mut report = Report {
+                workload: all_name,
+                unit: "events/s",
+                rows,
+                floor: Some("floor".into()),
+                target: "es-rust >= 3x sqlite".into(),
+                met: None,
+                extra: format!("{events} events in one call; latency = the whole call"),
+            };
+            report.met = Some(report.ratio("es-rust", "sqlite").unwrap_or(0.0) >= 3.0);
+            self.finish(report);
+        }
+
+        if want_stream {
+            let mut rows = vec![
+                Row::new("es-rust"),
+                Row::new("es-rust-owned"),
+                Row::new("sqlite"),
+                Row::new("es-c"),
+            ];
+            let store = Store::open(&stores.es).unwrap();
+            let conn = sqlite_open(&stores.sqlite);
+            let mut rng = Rng(7);
+            let all_picks: Vec<Vec<Uuid>> = (0..runs)
+                .map(|_| {
+                    (0..self.cfg.read_streams)
+                        .map(|_| data.streams[(rng.next() % STREAMS as u64) as usize])
+                        .collect()
+                })
+                .collect();
+            for picks in &all_picks {
+                warm(&stores.es);
+                warm(&stores.sqlite);
+                type Reader<'a> = Box<dyn Fn(Uuid) -> usize + 'a>;
+                let readers: [Reader<'_>; 3] = [
+                    Box::new(|s| es_read_stream(&store, s)),
+                    Box::new(|s| es_read_stream_owned(&store, s)),
+                    Box::new(|s| sqlite_read_stream(&conn, s)),
+                ];
+                for (row, read) in rows.iter_mut().zip(readers.iter()) {
+                    let t0 = Instant::now();
+                    let mut n = 0;
+                    for &s in picks {
+                        let t = Instant::now();
+                        n += read(s);
+                        row.latencies.push(t.elapsed().as_nanos() as u64);
+                    }
+                    row.rates.push(n as f64 / t0.elapsed().as_secs_f64());
+                }
+            }
+            drop(store);
+            drop(conn);
+            let c_store = CStore::open(&stores.es);
+            let mut sink = 0;
+            for picks in &all_picks {
+                warm(&stores.es);
+                let row = &mut rows[3];
+                let t0 = Instant::now();
+                let mut n = 0;
+                for s in picks {
+                    let t = Instant::now();
+                    let (k, acc) = c_store.read(Some(s), u64::MAX);
+                    n += k;
+                    sink ^= acc;
+                    row.latencies.push(t.elapsed().as_nanos() as u64);
+                }
+                row.rates.push(n as f64 / t0.elapsed().as_secs_f64());
+            }
+            std::hint::black_box(sink);
+            drop(c_store);
+            let mut report = Report {
+                workload: stream_name,
+                unit: "events/s",
+                rows,
+                floor: None,
+                target: "es-rust >= 2x sqlite".into(),
+                met: None,
+                extra: format!(
+                    "{} random streams of {} events each per run, events interleaved \
+                     round-robin in the log; latency = one whole stream",
+                    self.cfg.read_streams,
+                    events / STREAMS
+                ),
+            };
+            report.met = Some(report.ratio("es-rust", "sqlite").unwrap_or(0.0) >= 2.0);
+            self.finish(report);
+        }
+
+        if want_open {
+            let mut rows = vec![
+                Row::new("floor"),
+                Row::new("es-rust"),
+                Row::new("es-c"),
+                Row::new("sqlite"),
+            ];
+            rows[0].note = "sequential read + CRC32 of the store file".into();
+            let mut sink = 0u64;
+            for _ in 0..runs {
+                warm(&stores.es);
+                let (_, d) = timed(|| sink ^= u64::from(read_and_crc(&stores.es)));
+                rows[0].latencies.push(d.as_nanos() as u64);
+                rows[0].rates.push(events as f64 / d.as_secs_f64());
+                let (store, d) = timed(|| Store::open(&stores.es).unwrap());
+                assert_eq!(store.global_position(), events as u64);
+                rows[1].latencies.push(d.as_nanos() as u64);
+                rows[1].rates.push(events as f64 / d.as_secs_f64());
+                store.close().unwrap();
+                warm(&stores.es);
+                let (c_store, d) = timed(|| CStore::open(&stores.es));
+                rows[2].latencies.push(d.as_nanos() as u64);
+                rows[2].rates.push(events as f64 / d.as_secs_f64());
+                drop(c_store);
+                warm(&stores.sqlite);
+                let (conn, d) = timed(|| {
+                    let conn = sqlite_open(&stores.sqlite);
+                    let n: i64 = conn
+                        .query_row("SELECT max(global_position) FROM events", [], |r| r.get(0))
+                        .unwrap();
+                    assert_eq!(n as usize, events - 1);
+                    conn
+                });
+                rows[3].latencies.push(d.as_nanos() as u64);
+                rows[3].rates.push(events as f64 / d.as_secs_f64());
+                drop(conn);
+            }
+            std::hint::black_box(sink);
+            let mut report = Report {
+                workload: open_name,
+                unit: "events/s",
+                rows,
+                floor: Some("floor".into()),
+                target: "es-rust open time <= 2x floor (read + CRC) time".into(),
+                met: None,
+                extra: format!(
+                    "{events} events ({} MB); events/s = events / open time; latency = open time",
+                    std::fs::metadata(&stores.es).unwrap().len() / 1_000_000
+                ),
+            };
+            // Time ratio = inverse of the rate ratio.
+            report.met = Some(report.ratio("es-rust", "floor").unwrap_or(0.0) >= 0.5);
+            self.finish(report);
+        }
+        remove(&stores.es);
+        remove(&stores.sqlite);
+    }
+
+    fn memory_workload(&mut self, data: &Data, label: &str, events: usize) {
+        let name = format!("memory_after_open_{label}");
+        if !self.wants(&name) {
+            return;
+        }
+        let stores = build_read_stores(&self.dir, data, events, false);
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .arg("--mem-child")
+            .arg(&stores.es)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8(out.stdout).unwrap();
+        let nums: Vec<f64> = text
+            .split_whitespace()
+            .map(|w| w.parse().unwrap())
+            .collect();
+        let (rss_delta, heap, streams) = (nums[0], nums[1], nums[2]);
+        remove(&stores.es);
+        // The per-stream allowance: a map entry and its list's header and slack.
+        let per_stream = 256.0;
+        let per_event = rss_delta / stores.events as f64;
+        let per_event_net = (rss_delta - per_stream * streams) / stores.events as f64;
+        let report = Report {
+            workload: name,
+            unit: "bytes/event",
+            rows: vec![Row {
+                system: "es-rust".into(),
+                rates: vec![per_event],
+                latencies: vec![],
+                note: format!(
+                    "RSS delta {:.1} MB over {} events, {} streams; index heap {:.1} B/event",
+                    rss_delta / 1e6,
+                    stores.events,
+                    streams,
+                    heap / stores.events as f64
+                ),
+            }],
+            floor: None,
+            target: format!(
+                "<= 48 B/event + {per_stream} B/stream (here {per_event_net:.1} B/event net)"
+            ),
+            met: Some(per_event_net <= 48.0),
+            extra: String::new(),
+        };
+        self.finish(report);
+    }
+}
+
+/// Opens a store in a fresh process and prints RSS delta, index heap bytes, streams.
+fn mem_child(path: &Path) {
+    // Open a smaller store first (20,000 events, 7 MB: several read chunks), so that
+    // the one-time costs (code paged in, the allocator's first arenas and its
+    // raised mmap threshold after freeing the 1 MiB scan buffer) are not counted
+    // per event.
+    let warmup = path.with_extension("warmup");
+    {
+        let store = Store::open(&warmup).unwrap();
+        let data = Data::new(200);
+        for b in 0..200 {
+            let events: Vec<_> = (0..100).map(|i| data.event(b * 100 + i)).collect();
+            store
+                .append_refs(data.streams[b % 10], ExpectedVersion::Any, &events)
+                .unwrap();
+        }
+        store.close().unwrap();
+        let store = Store::open(&warmup).unwrap();
+        assert_eq!(store.global_position(), 20_000);
+        store.close().unwrap();
+    }
+    remove(&warmup);
+    warm(path);
+    let before = rss_bytes();
+    let store = Store::open(path).unwrap();
+    let after = rss_bytes();
+    let stats = store.index_stats();
+    println!("{} {} {}", after - before, stats.heap_bytes, stats.streams);
+    store.close().unwrap();
+}
+
+fn main() {
+    let cfg = parse_args();
+    let tmp = tempfile::Builder::new()
+        .prefix("es-bench-")
+        .tempdir_in(&cfg.dir)
+        .expect("create a temporary directory");
+    let started = Instant::now();
+    println!(
+        "libeventstore benchmark ({}; median of {} runs; files in {})",
+        if cfg.full { "--full" } else { "short sizes" },
+        cfg.runs,
+        tmp.path().display()
+    );
+    let fs = std::process::Command::new("df")
+        .arg("-hT")
+        .arg(tmp.path())
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    print!("{fs}");
+    if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
+        println!("load average at start: {}", load.trim());
+    }
+    let mut bench = Bench {
+        dir: Dir {
+            path: tmp.path().to_path_buf(),
+            n: AtomicU64::new(0),
+        },
+        cfg: cfg.clone(),
+        reports: Vec::new(),
+    };
+    let small = Data::new(200);
+    let big = Data::new(4096);
+    bench.append_workload("append_single_200B", &small, cfg.single, 1);
+    bench.append_workload("append_single_4KiB", &big, cfg.single, 1);
+    bench.append_workload("append_batch100_200B", &small, cfg.batches, 100);
+    bench.append_workload("append_batch100_4KiB", &big, cfg.batches / 4, 100);
+    bench.threads_workloads(&small);
+    bench.read_workloads(&small, "200B", cfg.read_events);
+    bench.read_workloads(&big, "4KiB", cfg.read_events_4k);
+    bench.memory_workload(&small, "200B", cfg.mem_events);
+    bench.memory_workload(&big, "4KiB", cfg.mem_events_4k);
+
+    println!();
+    println!("== summary ==");
+    for r in &bench.reports {
+        if !r.target.is_empty() {
+            let verdict = match r.met {
+                Some(true) => "MET",
+                Some(false) => "NOT MET",
+                None => "n/a",
+            };
+            println!("{:<26} {:<60} {verdict}", r.workload, r.target);
+        }
+    }
+    for r in &bench.reports {
+        if let Some(x) = r.c_vs_rust() {
+            let target = format!("es-c within 10% of es-rust (here {x:.3})");
+            let verdict = if x >= 0.9 { "MET" } else { "NOT MET" };
+            println!("{:<26} {:<60} {verdict}", r.workload, target);
+        }
+    }
+    if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
+        println!("load average at end: {}", load.trim());
+    }
+    println!("total time {:.1} s", started.elapsed().as_secs_f64());
+}
