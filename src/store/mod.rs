@@ -326,7 +326,7 @@ impl Store {
         // Dropping the guard hands on the leadership and delivers the answers.
     }
 
-    /// Events of a stream from `from_version`    /// Events of a stream from `from_version`, at most `max_count` of them, in version
+    /// Events of a stream from `from_version`, at most `max_count` of them, in version
     /// order. A stream with no events is `Error::StreamNotFound`; a start past its end
     /// gives an empty result.
     pub fn read_stream(
