@@ -25,7 +25,10 @@ use crate::types::ProposedEventRef;
 ///
 /// The handle holds an exclusive, non-blocking lock on the file until `es_close`: a
 /// second open of the same file (by any path), from this process or another, fails
-/// with `ES_ERR_LOCKED` and does not disturb the first handle.
+/// with `ES_ERR_LOCKED` and does not disturb the first handle. The lock is an `flock`
+/// on the open file: a child made by `fork()` shares it until the child calls `exec`
+/// (the descriptor is close-on-exec) or exits, so a close and reopen in the parent
+/// during that window can see `ES_ERR_LOCKED`.
 ///
 /// Ownership: the caller owns `*out_store` on success and must release it with
 /// `es_close`. On any failure `*out_store` is set to NULL (when `out_store` itself is
