@@ -202,13 +202,6 @@ impl Index {
         self.streams.get(stream_id).map(|p| p.len() as u64 - 1)
     }
 
-    /// Adds the next event of the log. Positions are implicit: events arrive in order.
-    pub fn push(&mut self, stream_id: Uuid, location: RecordLocation) {
-        let position = self.records.len() as u64;
-        self.records.push(location);
-        self.streams.entry(stream_id).or_default().push(position);
-    }
-
     /// Adds the next events of the log, all of one stream, if they continue it at
     /// `first_version`; otherwise returns the version they should have started at.
     pub fn push_batch(
@@ -302,10 +295,11 @@ mod tests {
         let a = Uuid::from_u128(1);
         let b = Uuid::from_u128(2);
         for i in 0..5u64 {
-            ix.push(
-                if i % 2 == 0 { a } else { b },
-                RecordLocation::new(100 * i, 80),
-            );
+            let stream = if i % 2 == 0 { a } else { b };
+            let version = ix.stream_version(&stream).map_or(0, |v| v + 1);
+            let loc = RecordLocation::new(100 * i, 80);
+            ix.push_batch(stream, version, std::iter::once(loc))
+                .unwrap();
         }
         assert_eq!(ix.locate_range(3, u64::MAX).1.len(), 2);
         assert_eq!(ix.locate_range(9, 4).1.len(), 0);

@@ -256,9 +256,12 @@ impl Writer {
         {
             let mut index = index.write().unwrap_or_else(|p| p.into_inner());
             for a in &accepted {
-                for &loc in &locations[a.locations.clone()] {
-                    index.push(a.stream_id, loc);
-                }
+                let published = index.push_batch(
+                    a.stream_id,
+                    a.result.first_stream_version,
+                    locations[a.locations.clone()].iter().copied(),
+                );
+                debug_assert!(published.is_ok(), "checked against this index above");
             }
         }
         for a in accepted {
