@@ -424,7 +424,7 @@ fn encoded_batches(data: &Data, batches: usize, per_batch: usize) -> Vec<Vec<u8>
                 recorded_at: 1_700_000_000_000_000,
                 group_start: offset,
             };
-            unsealed.seal_into(&mut out, 7, header, versions[s], |_, _| {});
+            unsealed.seal_into(&mut out, 7, header, &[versions[s]], |_, _| {});
             versions[s] += per_batch as u64;
             position += per_batch as u64;
             offset += out.len() as u64;
@@ -861,7 +861,7 @@ fn write_store_file(path: &Path, data: &Data, events: usize) {
                 group_start: offset,
             };
             out.clear();
-            unsealed.seal_into(&mut out, salt, header, (i / STREAMS) as u64, |_, _| {});
+            unsealed.seal_into(&mut out, salt, header, &[(i / STREAMS) as u64], |_, _| {});
             w.write_all(&out).unwrap();
             offset += out.len() as u64;
         }

@@ -65,6 +65,18 @@ pub enum Error {
     /// store is reopened, which recovers from what is on disk.
     #[error("store is poisoned and refuses appends (reopen it to recover): {cause}")]
     Poisoned { cause: String },
+
+    /// An event id of the append is already recorded, and the append is not an exact
+    /// retry of the one that recorded it; nothing was written.
+    #[error(
+        "duplicate event id {event_id}: it is already recorded (at global position \
+         {position}) and this append is not an exact retry of the one that wrote it"
+    )]
+    DuplicateEventId { event_id: Uuid, position: u64 },
+
+    /// No event has this id.
+    #[error("event {event_id} not found")]
+    EventNotFound { event_id: Uuid },
 }
 
 fn display_actual(actual: Option<u64>) -> String {
@@ -125,6 +137,13 @@ impl Error {
             Error::Locked { path } => Error::Locked { path: path.clone() },
             Error::Poisoned { cause } => Error::Poisoned {
                 cause: cause.clone(),
+            },
+            Error::DuplicateEventId { event_id, position } => Error::DuplicateEventId {
+                event_id: *event_id,
+                position: *position,
+            },
+            Error::EventNotFound { event_id } => Error::EventNotFound {
+                event_id: *event_id,
             },
         }
     }

@@ -31,10 +31,10 @@ pub mod store;
 pub mod types;
 
 pub use error::Error;
-pub use store::{EventBatch, IndexStats, OpenOptions, Store};
+pub use store::{EventBatch, IndexStats, OpenOptions, Store, StreamInfo};
 pub use types::{
-    AppendResult, ExpectedVersion, ProposedEvent, ProposedEventRef, RecordedEvent, MAX_EVENT_SIZE,
-    MAX_EVENT_TYPE_LEN, RECORD_OVERHEAD,
+    AppendResult, ExpectedVersion, ProposedEvent, ProposedEventRef, RecordedEvent, StreamAppend,
+    MAX_EVENT_SIZE, MAX_EVENT_TYPE_LEN, RECORD_OVERHEAD,
 };
 pub use uuid::Uuid;
 

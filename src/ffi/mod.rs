@@ -11,6 +11,10 @@
 //! - [`events`]: `es_read_stream`, `es_read_all`, `es_free` and the read-result arena.
 //! - [`misc`]: `es_last_error`, `es_last_conflict`, `es_status_name`, `es_version`,
 //!   `es_uuid_parse`, `es_uuid_format`.
+//! - [`append`]: `es_append_multi` (and `es_stream_append`).
+//! - [`streams`]: `es_list_streams`, `es_free_streams`.
+//! - [`events`] also has `es_read_stream_backward`, `es_read_all_backward`,
+//!   `es_read_event`.
 
 #![allow(non_camel_case_types)]
 // The `extern "C"` functions take raw pointers from C and are safe to call exactly
@@ -29,6 +33,10 @@ pub mod store;
 pub mod events;
 
 pub mod misc;
+
+pub mod append;
+
+pub mod streams;
 
 use std::cell::RefCell;
 use std::ffi::{CStr, CString};
@@ -65,6 +73,8 @@ pub(crate) fn status_of(e: &Error) -> es_status {
         Error::InvalidArgument(_) => es_status::ES_ERR_INVALID_ARGUMENT,
         Error::Locked { .. } => es_status::ES_ERR_LOCKED,
         Error::Poisoned { .. } => es_status::ES_ERR_POISONED,
+        Error::DuplicateEventId { .. } => es_status::ES_ERR_DUPLICATE_EVENT_ID,
+        Error::EventNotFound { .. } => es_status::ES_ERR_EVENT_NOT_FOUND,
     }
 }
 
@@ -331,6 +341,17 @@ mod tests {
             (
                 Error::Poisoned { cause: "c".into() },
                 es_status::ES_ERR_POISONED,
+            ),
+            (
+                Error::DuplicateEventId {
+                    event_id: id,
+                    position: 3,
+                },
+                es_status::ES_ERR_DUPLICATE_EVENT_ID,
+            ),
+            (
+                Error::EventNotFound { event_id: id },
+                es_status::ES_ERR_EVENT_NOT_FOUND,
             ),
         ];
         for (e, status) in cases {

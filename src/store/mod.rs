@@ -5,11 +5,14 @@
 //! groups (see [`writer`]); reads run concurrently with appends and never wait for an
 //! fsync.
 
+mod dedup;
+pub mod ids;
 pub mod index;
 pub mod io;
 pub(crate) mod read;
 mod recovery;
 mod writer;
+mod writes;
 
 use std::fs::{File, OpenOptions as FsOpenOptions};
 use std::path::{Path, PathBuf};
@@ -17,12 +20,12 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use uuid::Uuid;
 
-use crate::codec::{self, UnsealedBatch, FILE_HEADER_LEN};
+use crate::codec::{self, FILE_HEADER_LEN};
 use crate::error::Error;
 use crate::types::{AppendResult, ExpectedVersion, ProposedEvent, ProposedEventRef, RecordedEvent};
 
 use self::index::Index;
-pub use self::index::IndexStats;
+pub use self::index::{IndexStats, StreamInfo};
 use self::io::StorageFile;
 pub(crate) use self::read::advise_huge;
 pub use self::read::{EventBatch, EventBatchIter};
@@ -135,10 +138,10 @@ impl Store {
         let mut head = vec![0u8; FILE_HEADER_LEN.min(file_len as usize)];
         io::read_exact_at(file.as_ref(), &mut head, 0)
             .map_err(|e| Error::io(format!("read the header of {shown}"), e))?;
-        let (salt, scan) = match codec::decode_file_header(&head) {
-            Ok(salt) => {
-                let scan = recovery::scan(file.as_ref(), file_len, salt)?;
-                (salt, scan)
+        let (salt, version, scan) = match codec::decode_file_header_version(&head) {
+            Ok((salt, version)) => {
+                let scan = recovery::scan(file.as_ref(), file_len, salt, version)?;
+                (salt, version, scan)
             }
             // Only a file no longer than a header can be an interrupted creation: `head`
             // is just the first bytes of a longer file, whose damaged header (salt or
@@ -152,7 +155,7 @@ impl Store {
                     end: FILE_HEADER_LEN as u64,
                     torn_tail: None,
                 };
-                (salt, scan)
+                (salt, codec::FORMAT_VERSION, scan)
             }
             Err(e) => return Err(e),
         };
@@ -172,7 +175,13 @@ impl Store {
                 .map_err(|e| Error::io(format!("truncate {shown} to {} bytes", scan.end), e))?;
         }
         Ok(Store {
-            writer: Mutex::new(Writer::new(scan.end, scan.end, options.preallocate, shown)),
+            writer: Mutex::new(Writer::new(
+                scan.end,
+                scan.end,
+                options.preallocate,
+                shown,
+                version,
+            )),
             path: path.to_path_buf(),
             file,
             _lock: lock,
@@ -230,39 +239,15 @@ impl Store {
         expected_version: ExpectedVersion,
         events: &[ProposedEventRef<'_>],
     ) -> Result<AppendResult, Error> {
-        if events.is_empty() {
-            return Err(Error::InvalidArgument(
-                "an append needs at least one event".into(),
-            ));
-        }
-        for e in events {
-            codec::check_event(e)?;
-        }
-        let batch = if events.iter().any(|e| e.event_id.is_nil()) {
-            let with_ids: Vec<ProposedEventRef<'_>> = events
-                .iter()
-                .map(|e| ProposedEventRef {
-                    event_id: if e.event_id.is_nil() {
-                        Uuid::new_v4()
-                    } else {
-                        e.event_id
-                    },
-                    ..*e
-                })
-                .collect();
-            UnsealedBatch::encode(&stream_id, &with_ids)?
-        } else {
-            UnsealedBatch::encode(&stream_id, events)?
-        };
-        self.commit(Request {
+        let mut results = self.append_multi(&[crate::types::StreamAppend {
             stream_id,
-            expected: expected_version,
-            batch,
-            answer: Arc::default(),
-        })
+            expected_version,
+            events,
+        }])?;
+        Ok(results.swap_remove(0))
     }
 
-    fn commit(&self, request: Request) -> Result<AppendResult, Error> {
+    fn commit(&self, request: Request) -> writer::Outcome {
         let slot = Arc::clone(&request.answer);
         let lead_now = {
             let mut queue = lock(&self.queue);

@@ -14,9 +14,11 @@
 //! - A torn tail is cut off (and the cut synced); damage fails the open and leaves the
 //!   file untouched.
 
+use uuid::Uuid;
+
 use crate::codec::{self, Damage, DecodeOutcome, BATCH_HEADER_LEN, BATCH_MAGIC, FILE_HEADER_LEN};
 use crate::error::Error;
-use crate::store::index::{Index, IndexBuilder, RecordLocation};
+use crate::store::index::{Index, IndexBuilder, RecordLocation, Run};
 use crate::store::io::{read_exact_at, StorageFile};
 
 /// Bytes read at a time while scanning: large reads, small enough that a chunk is
@@ -41,18 +43,24 @@ struct Window<'a> {
     buf: Vec<u8>,
     /// Scratch space for the locations of one batch's records.
     records: Vec<RecordLocation>,
+    /// Scratch space for the streams of one batch.
+    runs: Vec<Run>,
+    /// The file's format version: version 1 has one stream per batch.
+    version: u16,
     /// The file's salted checksum state.
     seed: codec::SaltedCrc,
 }
 
 impl<'a> Window<'a> {
-    fn new(file: &'a dyn StorageFile, file_len: u64, salt: u64) -> Self {
+    fn new(file: &'a dyn StorageFile, file_len: u64, salt: u64, version: u16) -> Self {
         Window {
             file,
             file_len,
             start: 0,
             buf: Vec::new(),
             records: Vec::new(),
+            runs: Vec::new(),
+            version,
             seed: codec::SaltedCrc::new(salt),
         }
     }
@@ -75,9 +83,9 @@ impl<'a> Window<'a> {
     }
 }
 
-/// Scans a file whose header has been validated.
-pub fn scan(file: &dyn StorageFile, file_len: u64, salt: u64) -> Result<Scan, Error> {
-    let mut window = Window::new(file, file_len, salt);
+/// Scans a file whose header (format `version`) has been validated.
+pub fn scan(file: &dyn StorageFile, file_len: u64, salt: u64, version: u16) -> Result<Scan, Error> {
+    let mut window = Window::new(file, file_len, salt, version);
     let mut index = IndexBuilder::default();
     let mut offset = FILE_HEADER_LEN as u64;
     while offset < file_len {
@@ -143,23 +151,50 @@ fn next_batch(
     let bytes = &window.buf[at..at + len as usize];
     let records = &mut window.records;
     records.clear();
-    let summary = match codec::check_batch_body(bytes, header, crc, |at, len| {
-        records.push(RecordLocation::new(offset + u64::from(at), len as usize))
+    let runs = &mut window.runs;
+    runs.clear();
+    let summary = match codec::check_batch_body(bytes, header, crc, |at, len, run| {
+        if let Some(r) = run {
+            runs.push(Run {
+                stream_id: r.stream_id,
+                first_version: r.first_version,
+                count: 0,
+            });
+        }
+        if let Some(r) = runs.last_mut() {
+            r.count += 1;
+        }
+        let at = at as usize;
+        index.push_id(&Uuid::from_bytes(
+            bytes[at + 44..at + 60].try_into().expect("16 bytes"),
+        ));
+        records.push(RecordLocation::new(offset + at as u64, len as usize))
     }) {
         Ok(DecodeOutcome::Complete { value, .. }) => value,
         Ok(DecodeOutcome::Incomplete { .. }) => {
-            return Ok(Err(Damage("the file ends inside a batch".into())))
+            index.truncate_ids();
+            return Ok(Err(Damage("the file ends inside a batch".into())));
         }
-        Err(d) => return Ok(Err(d)),
+        Err(d) => {
+            index.truncate_ids();
+            return Ok(Err(d));
+        }
     };
-    if let Err(next_version) = index.push_batch(
-        summary.stream_id,
-        summary.first_version,
-        records.iter().copied(),
-    ) {
+    if summary.streams > 1 && window.version < codec::FORMAT_VERSION {
+        index.truncate_ids();
         return Ok(Err(Damage(format!(
-            "batch continues stream {} at version {}, expected {next_version}",
-            summary.stream_id, summary.first_version
+            "a batch of {} streams in a version {} file",
+            summary.streams, window.version
+        ))));
+    }
+    if let Err((stream, next_version)) = index.push_runs(runs, records.iter().copied()) {
+        index.truncate_ids();
+        let first = runs
+            .iter()
+            .find(|r| r.stream_id == stream)
+            .map_or(0, |r| r.first_version);
+        return Ok(Err(Damage(format!(
+            "batch continues stream {stream} at version {first}, expected {next_version}"
         ))));
     }
     Ok(Ok(len))
