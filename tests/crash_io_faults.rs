@@ -120,6 +120,7 @@ const PROFILE: Profile = Profile {
     streams: 2,
     max_payload: 30_000,
     max_size_one_in: 4,
+    multi_one_in: 0,
 };
 
 /// One run with the `n`th call of `kind` failing. Returns whether the fault fired.
