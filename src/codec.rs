@@ -98,6 +98,26 @@ pub fn decode_file_header_version(bytes: &[u8]) -> Result<(u64, u16), Error> {
     Ok((le_u64(bytes, 8), version))
 }
 
+/// The salt of a header that fails [`decode_file_header_version`] but may have been
+/// torn while being rewritten from version 1 to version 2: a crash during that 32-byte
+/// write may leave a mix of the two (every byte the old one's or the new one's, the
+/// same magic, salt and reserved bytes). The rewrite is synced before any batch that
+/// needs version 2 is written, so such a file can hold only single-stream batches;
+/// `open` checks that before it repairs the header as version 1.
+pub fn torn_upgrade(bytes: &[u8]) -> Option<u64> {
+    if bytes.len() < FILE_HEADER_LEN {
+        return None;
+    }
+    let salt = le_u64(bytes, 8);
+    let old = encode_file_header_version(salt, FORMAT_VERSION_1);
+    let new = encode_file_header_version(salt, FORMAT_VERSION);
+    bytes[..FILE_HEADER_LEN]
+        .iter()
+        .zip(old.iter().zip(&new))
+        .all(|(b, (o, n))| b == o || b == n)
+        .then_some(salt)
+}
+
 /// Whether a file that holds only `bytes` can be what a crash while creating a store
 /// left behind: no longer than a header, and either zeros (the size reached the disk,
 /// the data did not) or the start of a header.
@@ -1125,5 +1145,33 @@ mod tests {
                 Err(Error::InvalidHeader)
             ));
         }
+    }
+
+    #[test]
+    fn a_torn_rewrite_from_version_1_to_2_is_recognised() {
+        let old = encode_file_header_version(0xabcd, FORMAT_VERSION_1);
+        let new = encode_file_header_version(0xabcd, FORMAT_VERSION);
+        for t in 1..FILE_HEADER_LEN {
+            let mut torn = old;
+            torn[..t].copy_from_slice(&new[..t]);
+            if decode_file_header_version(&torn).is_err() {
+                assert_eq!(torn_upgrade(&torn), Some(0xabcd), "torn at {t}");
+            }
+            // Blocks may land in any order: the old CRC with the new version, too.
+            let mut mixed = new;
+            mixed[t] = old[t];
+            if decode_file_header_version(&mixed).is_err() {
+                assert_eq!(torn_upgrade(&mixed), Some(0xabcd), "mixed at {t}");
+            }
+        }
+        // Any other damage is not a torn upgrade.
+        let mut bad = new;
+        bad[29] ^= 0x10;
+        assert_eq!(torn_upgrade(&bad), None);
+        let mut bad = old;
+        bad[28..].copy_from_slice(&new[28..]);
+        bad[9] ^= 1;
+        assert_eq!(torn_upgrade(&bad), None);
+        assert_eq!(torn_upgrade(&new[..20]), None);
     }
 }

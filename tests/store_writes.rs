@@ -641,12 +641,9 @@ fn new_stores_are_version_2_and_0_1_refuses_them() {
     assert!(decode_file_header_v01(&as_v1).is_ok());
 }
 
-#[test]
-fn a_multi_stream_batch_in_a_version_1_file_is_not_accepted() {
-    // A v1 header in front of a multi-stream batch cannot come from this library (the
-    // header is synced as version 2 first); recovery must not read it as valid data.
-    let t = temp_store();
-    let store = Store::open(&t.path).unwrap();
+/// A store with one single-stream batch and one multi-stream append; its bytes.
+fn store_with_a_multi_append(path: &Path) -> Vec<u8> {
+    let store = Store::open(path).unwrap();
     store
         .append(Uuid::from_u128(1), ExpectedVersion::Any, vec![ev(1, "A")])
         .unwrap();
@@ -657,16 +654,65 @@ fn a_multi_stream_batch_in_a_version_1_file_is_not_accepted() {
     ];
     store.append_multi(&multi(&parts)).unwrap();
     store.close().unwrap();
-    let mut bytes = std::fs::read(&t.path).unwrap();
+    std::fs::read(path).unwrap()
+}
+
+#[test]
+fn a_valid_multi_stream_batch_behind_a_version_1_header_fails_the_open() {
+    // A version-1 header in front of a multi-stream batch cannot come from a crash
+    // (the header is synced as version 2 first): valid data is not cut off, the open
+    // fails and the file is left unchanged.
+    let t = temp_store();
+    let mut bytes = store_with_a_multi_append(&t.path);
     let salt = u64::from_le_bytes(bytes[8..16].try_into().unwrap());
     bytes[..32].copy_from_slice(&eventstore::codec::encode_file_header_version(salt, 1));
     std::fs::write(&t.path, &bytes).unwrap();
-    let store = Store::open(&t.path).unwrap();
-    assert_eq!(
-        store.global_position(),
-        1,
-        "the multi-stream batch is a torn tail"
-    );
+    match Store::open(&t.path) {
+        Err(Error::CorruptRecord {
+            position, detail, ..
+        }) => {
+            assert_eq!(position, 1);
+            assert!(detail.contains("version 1"), "{detail}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(std::fs::read(&t.path).unwrap(), bytes);
+}
+
+#[test]
+fn a_header_torn_during_the_upgrade_is_repaired_as_version_1() {
+    let t = temp_store();
+    let path = fixture_copy(t.dir.path());
+    let original = std::fs::read(&path).unwrap();
+    let salt = u64::from_le_bytes(original[8..16].try_into().unwrap());
+    let new = eventstore::codec::encode_file_header_version(salt, 2);
+    for torn_at in [7, 20, 29, 30, 31] {
+        let mut bytes = original.clone();
+        bytes[..torn_at].copy_from_slice(&new[..torn_at]);
+        std::fs::write(&path, &bytes).unwrap();
+        let store = Store::open(&path).unwrap_or_else(|e| panic!("torn at {torn_at}: {e}"));
+        assert_eq!(store.global_position(), fixture_events().len() as u64);
+        store.close().unwrap();
+        let repaired = std::fs::read(&path).unwrap();
+        assert_eq!(
+            repaired[..32],
+            original[..32],
+            "torn at {torn_at}: repaired as v1"
+        );
+        assert!(decode_file_header_v01(&repaired).is_ok());
+    }
+}
+
+#[test]
+fn a_damaged_version_byte_in_front_of_multi_stream_batches_is_refused() {
+    // Version 2 with its byte 6 turned into 1 looks like a torn upgrade, but the file
+    // holds a multi-stream batch, so its header was synced as version 2: damage.
+    let t = temp_store();
+    let mut bytes = store_with_a_multi_append(&t.path);
+    bytes[6] = 1;
+    std::fs::write(&t.path, &bytes).unwrap();
+    assert!(matches!(Store::open(&t.path), Err(Error::InvalidHeader)));
+    assert_eq!(std::fs::read(&t.path).unwrap(), bytes, "left unchanged");
 }
 
 // ---------------------------------------------------------------------------------

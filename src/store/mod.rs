@@ -143,6 +143,11 @@ impl Store {
                 let scan = recovery::scan(file.as_ref(), file_len, salt, version)?;
                 (salt, version, scan)
             }
+            Err(_) if file_len > FILE_HEADER_LEN as u64 && codec::torn_upgrade(&head).is_some() => {
+                let salt = codec::torn_upgrade(&head).expect("checked");
+                let scan = repair_torn_header(file.as_ref(), file_len, salt, &shown)?;
+                (salt, codec::FORMAT_VERSION_1, scan)
+            }
             // Only a file no longer than a header can be an interrupted creation: `head`
             // is just the first bytes of a longer file, whose damaged header (salt or
             // CRC) must fail the open rather than have the store re-initialised over it.
@@ -154,6 +159,7 @@ impl Store {
                     index: Index::default(),
                     end: FILE_HEADER_LEN as u64,
                     torn_tail: None,
+                    multi_stream_batches: 0,
                 };
                 (salt, codec::FORMAT_VERSION, scan)
             }
@@ -493,6 +499,30 @@ impl Drop for Store {
             tracing::error!(error = %e, "closing the store failed; the next open recovers");
         }
     }
+}
+
+/// Opens a file whose header a crash may have torn while upgrading it to version 2
+/// (see `codec::torn_upgrade`). Then no batch needs version 2: the file is scanned
+/// (as version 2, which reads everything version 1 does) and, if it holds no
+/// multi-stream batch, its header is rewritten as the version-1 header it was and
+/// synced. A file with multi-stream batches had a synced version-2 header: this one is
+/// damaged, which is `InvalidHeader`, and the file is left unchanged.
+fn repair_torn_header(
+    file: &dyn StorageFile,
+    file_len: u64,
+    salt: u64,
+    shown: &str,
+) -> Result<recovery::Scan, Error> {
+    let scan = recovery::scan(file, file_len, salt, codec::FORMAT_VERSION)?;
+    if scan.multi_stream_batches > 0 {
+        return Err(Error::InvalidHeader);
+    }
+    tracing::warn!(path = %shown, "repairing a header torn while it was upgraded to format version 2");
+    let header = codec::encode_file_header_version(salt, codec::FORMAT_VERSION_1);
+    io::write_all_at(file, &header, 0)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| Error::io(format!("repair the header of {shown}"), e))?;
+    Ok(scan)
 }
 
 /// Writes the header of a new store and makes the file and its name durable.

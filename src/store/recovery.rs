@@ -33,6 +33,8 @@ pub struct Scan {
     pub end: u64,
     /// Why the bytes from `end` to the end of the file do not form a batch, if any.
     pub torn_tail: Option<String>,
+    /// How many batches hold more than one stream (format 2 only).
+    pub multi_stream_batches: u64,
 }
 
 /// A sliding view of the file, read in large chunks.
@@ -47,6 +49,8 @@ struct Window<'a> {
     runs: Vec<Run>,
     /// The file's format version: version 1 has one stream per batch.
     version: u16,
+    /// Multi-stream batches accepted so far.
+    multi: u64,
     /// The file's salted checksum state.
     seed: codec::SaltedCrc,
 }
@@ -61,6 +65,7 @@ impl<'a> Window<'a> {
             records: Vec::new(),
             runs: Vec::new(),
             version,
+            multi: 0,
             seed: codec::SaltedCrc::new(salt),
         }
     }
@@ -104,6 +109,7 @@ pub fn scan(file: &dyn StorageFile, file_len: u64, salt: u64, version: u16) -> R
                     index: index.build(),
                     end: offset,
                     torn_tail: Some(detail),
+                    multi_stream_batches: window.multi,
                 });
             }
         }
@@ -112,6 +118,7 @@ pub fn scan(file: &dyn StorageFile, file_len: u64, salt: u64, version: u16) -> R
         index: index.build(),
         end: offset,
         torn_tail: None,
+        multi_stream_batches: window.multi,
     })
 }
 
@@ -181,11 +188,18 @@ fn next_batch(
         }
     };
     if summary.streams > 1 && window.version < codec::FORMAT_VERSION {
+        // It checks out, so no crash made it: the header was synced as version 2 before
+        // such a batch is written. Fail rather than cut valid data off as a torn tail.
         index.truncate_ids();
-        return Ok(Err(Damage(format!(
-            "a batch of {} streams in a version {} file",
-            summary.streams, window.version
-        ))));
+        return Err(Error::CorruptRecord {
+            position: expected,
+            offset,
+            detail: format!(
+                "a valid batch of {} streams in a version {} file (its header must have \
+                 said version 2)",
+                summary.streams, window.version
+            ),
+        });
     }
     if let Err((stream, next_version)) = index.push_runs(runs, records.iter().copied()) {
         index.truncate_ids();
@@ -196,6 +210,9 @@ fn next_batch(
         return Ok(Err(Damage(format!(
             "batch continues stream {stream} at version {first}, expected {next_version}"
         ))));
+    }
+    if summary.streams > 1 {
+        window.multi += 1;
     }
     Ok(Ok(len))
 }
