@@ -172,12 +172,14 @@ fn retry_of(
     Ok(Some(results))
 }
 
-/// Bytes of records read at a time while rebuilding the id table.
+/// Bytes read at a time while rebuilding the id table.
 const REBUILD_CHUNK: u64 = 8 << 20;
 
 /// A new id table large enough for the index's events plus `additional`, holding the
 /// id of every event in the index. The ids are not in memory, so they are read back
-/// from the file: one sequential pass over the records, every 25% of growth.
+/// from the file: one sequential pass over the records, every 25% of growth. Only the
+/// 16 id bytes of each record are looked at: the records were verified when they were
+/// written or scanned (a record damaged since then fails its checksum when read).
 pub fn grow_ids(
     index: &Index,
     file: &dyn StorageFile,
@@ -186,26 +188,40 @@ pub fn grow_ids(
 ) -> Result<IdTable, Error> {
     let count = index.event_count();
     let mut table = index.grown_id_table(count as usize + additional);
-    let mut batch = EventBatch::default();
+    let mut buf = Vec::new();
     let mut position = 0u64;
     while position < count {
-        // As many records as fit in a chunk (at least one).
-        let mut n = 0u64;
-        let mut bytes = 0u64;
-        while position + n < count {
-            let size = index.location(position + n).map_or(0, |l| l.size() as u64);
-            if n > 0 && bytes + size > REBUILD_CHUNK {
+        // The records of positions `position..end` lie in `start..stop` of the file,
+        // in order (batch frames between them): read that span at once.
+        let first = index.location(position).expect("position < count");
+        let start = first.offset();
+        let mut stop = first.end();
+        let mut end = position + 1;
+        while end < count {
+            let loc = index.location(end).expect("end < count");
+            if loc.end() - start > REBUILD_CHUNK {
                 break;
             }
-            bytes += size;
-            n += 1;
+            stop = loc.end();
+            end += 1;
         }
-        let (first, locations) = index.locate_range(position, n);
-        read_range(file, path, first, &locations, &mut batch, None)?;
-        for (i, v) in batch.iter().enumerate() {
-            table.insert(&v.event_id, first + i as u64);
+        buf.resize((stop - start) as usize, 0);
+        read_exact_at(file, &mut buf, start).map_err(|e| {
+            Error::io(
+                format!(
+                    "read {} bytes of {} at byte offset {start} to rebuild the id index",
+                    buf.len(),
+                    path.display()
+                ),
+                e,
+            )
+        })?;
+        for p in position..end {
+            let at = (index.location(p).expect("p < count").offset() - start) as usize + 44;
+            let id = Uuid::from_bytes(buf[at..at + 16].try_into().expect("16 bytes"));
+            table.insert(&id, p);
         }
-        position += n;
+        position = end;
     }
     Ok(table)
 }

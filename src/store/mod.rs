@@ -206,6 +206,11 @@ impl Store {
     /// Appends `proposed_events` to a stream as one atomic batch, if the stream's state
     /// satisfies `expected_version`, and returns them as recorded. When it returns `Ok`
     /// the batch is on stable storage. Nil event ids are replaced with fresh v4 UUIDs.
+    ///
+    /// Event ids are unique in a store: an exact retry of an acknowledged append (same
+    /// stream, same ids, same order) writes nothing and returns the events where they
+    /// were recorded, whatever `expected_version` says now; any other reuse of an id is
+    /// `Error::DuplicateEventId` (see [`Store::append_multi`]).
     pub fn append(
         &self,
         stream_id: Uuid,
@@ -238,7 +243,9 @@ impl Store {
     }
 
     /// [`Store::append`] for borrowed events: no copy of the events is made besides
-    /// their encoding, and only the placement of the batch is returned.
+    /// their encoding, and only the placement of the batch is returned (with
+    /// `deduplicated` set for an exact retry). The same as a one-stream
+    /// [`Store::append_multi`].
     pub fn append_refs(
         &self,
         stream_id: Uuid,

@@ -210,7 +210,7 @@ impl Writer {
         let recorded_at = now_micros().max(self.last_recorded_at);
         let group_start = self.end;
         self.buf.clear();
-        let path = std::path::PathBuf::from(&self.path);
+        let path = std::path::Path::new(&self.path);
         let mut locations = Vec::new();
         let mut accepted: Vec<Accepted> = Vec::with_capacity(group.len());
         // Exact retries of appends accepted earlier in this group: (slot, which one).
@@ -224,7 +224,7 @@ impl Writer {
             let track_ids = group.len() > 1;
             for r in group {
                 let ids: Vec<(Uuid, Uuid)> = r.batch.record_ids().collect();
-                match dedup::classify(&index, file, &path, &ids, r.batch.parts(), &group_ids) {
+                match dedup::classify(&index, file, path, &ids, r.batch.parts(), &group_ids) {
                     Ok(Verdict::Fresh) => {}
                     Ok(Verdict::Retry(results)) => {
                         answer(out, r.answer, Ok(results));
@@ -328,7 +328,7 @@ impl Writer {
             }
             let new_ids = (next_position - index.event_count()) as usize;
             if !accepted.is_empty() && index.ids_need_growth(new_ids) {
-                match dedup::grow_ids(&index, file, &path, new_ids) {
+                match dedup::grow_ids(&index, file, path, new_ids) {
                     Ok(table) => grown_ids = Some(table),
                     Err(e) => {
                         // Nothing was written: these appends fail, the store does not.
