@@ -933,3 +933,84 @@ fn events_of_a_store_with_many_ids_are_all_indexed_at_open() {
         other => panic!("{other:?}"),
     }
 }
+
+/// Passes everything through, but fails reads while `fail_reads` is set.
+struct FailingReads {
+    file: std::fs::File,
+    fail_reads: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl StorageFile for FailingReads {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        if self.fail_reads.load(Ordering::SeqCst) {
+            return Err(io::Error::from_raw_os_error(libc::EIO));
+        }
+        std::os::unix::fs::FileExt::read_at(&self.file, buf, offset)
+    }
+    fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<usize> {
+        std::os::unix::fs::FileExt::write_at(&self.file, buf, offset)
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+    fn sync_all(&self) -> io::Result<()> {
+        self.file.sync_all()
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.file.set_len(len)
+    }
+    fn file_len(&self) -> io::Result<u64> {
+        Ok(self.file.metadata()?.len())
+    }
+}
+
+#[test]
+fn a_failed_read_while_growing_the_id_index_fails_the_append_alone() {
+    // A new store's id table has 16 slots: the 15th id makes it grow, which reads the
+    // ids of the 14 events before back from the file.
+    let t = temp_store();
+    let fail = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let f = Arc::clone(&fail);
+    let store = Store::open_with(
+        &t.path,
+        OpenOptions::new().storage(move |file| {
+            Box::new(FailingReads {
+                file,
+                fail_reads: f,
+            }) as Box<dyn StorageFile>
+        }),
+    )
+    .unwrap();
+    let s = Uuid::from_u128(1);
+    for i in 0..14u128 {
+        store
+            .append(s, ExpectedVersion::Any, vec![ev(600 + i, "E")])
+            .unwrap();
+    }
+    fail.store(true, Ordering::SeqCst);
+    match store.append(s, ExpectedVersion::Any, vec![ev(700, "E")]) {
+        Err(Error::Io { context, .. }) => assert!(context.contains("id index"), "{context}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        !store.is_poisoned(),
+        "nothing was written: the store goes on"
+    );
+    assert_eq!(store.global_position(), 14);
+    fail.store(false, Ordering::SeqCst);
+    let r = store
+        .append(s, ExpectedVersion::Any, vec![ev(700, "E")])
+        .unwrap();
+    assert_eq!(r[0].global_position, 14);
+    for i in 0..14u128 {
+        assert_eq!(
+            store
+                .read_event(Uuid::from_u128(600 + i))
+                .unwrap()
+                .global_position,
+            i as u64
+        );
+    }
+    store.close().unwrap();
+    assert_eq!(Store::open(&t.path).unwrap().global_position(), 15);
+}
