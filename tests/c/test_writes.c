@@ -3,7 +3,8 @@
  * (after reopen, with a stale expected version, racing from 8 threads), duplicate ids,
  * es_append_multi (results, a conflict on its second stream reported by
  * es_last_conflict, argument checks), es_read_event, backward reads at both ends and
- * past them, and es_list_streams paging with es_free_streams.
+ * past them, es_list_streams paging with es_free_streams, and the 0.1 store of
+ * tests/fixtures opened, read, retried and upgraded to format 2.
  *
  * Usage: test_writes DIR
  */
@@ -376,6 +377,87 @@ static void test_list_streams(void) {
     CHECK(page.items == NULL && page.owner == NULL);
 }
 
+/* A store written by 0.1 (tests/fixtures/v0.1.store, run from the crate's directory as
+ * the test harness does) opens and reads under 0.2, stays version 1 after a
+ * single-stream append, and becomes version 2 at its first multi-append. */
+static int read_byte_6(const char *path) {
+    unsigned char head[8];
+    FILE *f = fopen(path, "rb");
+    size_t n;
+    CHECK(f != NULL);
+    n = fread(head, 1, sizeof head, f);
+    fclose(f);
+    CHECK(n == sizeof head);
+    return head[6];
+}
+
+static void test_store_of_0_1(void) {
+    es_store *store = NULL;
+    es_events out = {NULL, 0, NULL};
+    es_uuid first_id = make_uuid(0, 0x01), a = make_uuid(0, 0xA1), d = make_uuid(0, 0xD4);
+    es_proposed_event ev[2];
+    es_stream_append parts[2];
+    es_append_result r;
+    char buf[4096];
+    size_t n;
+    FILE *in = fopen("tests/fixtures/v0.1.store", "rb"), *out_file;
+
+    CHECK(in != NULL);
+    remove(store_path);
+    out_file = fopen(store_path, "wb");
+    CHECK(out_file != NULL);
+    while ((n = fread(buf, 1, sizeof buf, in)) > 0) {
+        CHECK(fwrite(buf, 1, n, out_file) == n);
+    }
+    fclose(in);
+    fclose(out_file);
+    CHECK(read_byte_6(store_path) == 1);
+
+    first_id.bytes[14] = 0xE0; /* 0xE001 */
+    OK(es_open(store_path, &store));
+    CHECK(es_global_position(store) == 18);
+    OK(es_read_all(store, 0, UINT64_MAX, &out));
+    CHECK(out.len == 18);
+    CHECK(memcmp(out.items[0].event_id.bytes, first_id.bytes, 16) == 0);
+    CHECK(strcmp(out.items[0].event_type, "Type0") == 0);
+    CHECK(out.items[0].payload_len == strlen("payload 1 of stream 0 round 0"));
+    CHECK(memcmp(out.items[0].payload, "payload 1 of stream 0 round 0", out.items[0].payload_len) ==
+          0);
+    es_free(&out);
+    OK(es_read_event(store, &first_id, &out));
+    CHECK(out.len == 1 && out.items[0].global_position == 0);
+    es_free(&out);
+
+    /* The retry of its first append (one event on stream 0xA1) is recognised. */
+    ev[0] = make_event("Type0", "payload 1 of stream 0 round 0");
+    ev[0].event_id = first_id;
+    OK(es_append(store, &a, ES_EXPECTED_NO_STREAM, ev, 1, &r));
+    CHECK(r.deduplicated == 1 && r.first_global_position == 0);
+
+    /* A single-stream append keeps it version 1; a multi-append makes it version 2. */
+    ev[0] = with_id("New", "n", 0xE5, 1);
+    OK(es_append(store, &a, ES_EXPECTED_ANY, ev, 1, NULL));
+    es_close(store);
+    CHECK(read_byte_6(store_path) == 1);
+    OK(es_open(store_path, &store));
+    ev[0] = with_id("X", "x", 0xE5, 2);
+    ev[1] = with_id("Y", "y", 0xE5, 3);
+    parts[0].stream_id = a;
+    parts[0].expected_version = 6; /* 6 events of 0.1, then "New" */
+    parts[0].events = &ev[0];
+    parts[0].count = 1;
+    parts[1].stream_id = d;
+    parts[1].expected_version = ES_EXPECTED_NO_STREAM;
+    parts[1].events = &ev[1];
+    parts[1].count = 1;
+    OK(es_append_multi(store, parts, 2, NULL));
+    es_close(store);
+    CHECK(read_byte_6(store_path) == 2);
+    OK(es_open(store_path, &store));
+    CHECK(es_global_position(store) == 21);
+    es_close(store);
+}
+
 int main(int argc, char **argv) {
     if (argc != 2) {
         fprintf(stderr, "usage: %s DIR\n", argv[0]);
@@ -388,6 +470,7 @@ int main(int argc, char **argv) {
     test_racing_retries();
     test_lookups();
     test_list_streams();
+    test_store_of_0_1();
     report_passed("test_writes");
     return 0;
 }
