@@ -15,7 +15,7 @@ import uuid
 from dataclasses import FrozenInstanceError, dataclass
 from datetime import datetime, timedelta, timezone
 from itertools import repeat
-from typing import Any, Callable, Iterable, List, Optional, Tuple
+from typing import Any, Callable, Iterable, List, Optional, Tuple, cast
 
 from . import _native
 from ._check import bytes_like, event_type, optional_uuid
@@ -69,6 +69,12 @@ class AppendResult:
     count: int
 
 
+def _address(data: bytes) -> int:
+    """The address of a bytes object's contents (valid while it lives)."""
+    # ctypes passes a bytes object as a pointer to its contents; cast reads it back.
+    return ctypes.cast(cast(Any, data), ctypes.c_void_p).value or 0
+
+
 class _Result:
     """One C read result (``es_events``): the memory its events' fields are read from.
     ``es_free`` runs when the last :class:`RecordedEvent` made from it is gone."""
@@ -111,7 +117,7 @@ class _Owned:
         payload: bytes,
     ) -> None:
         self._data = data = event_type + b"\0" + metadata + payload
-        base = ctypes.cast(data, ctypes.c_void_p).value or 0
+        base = _address(data)
         lt, lm = len(event_type), len(metadata)
         self.raw = memoryview(
             struct.pack(
@@ -298,8 +304,8 @@ class RecordedEvent:
 
 
 # Slot setters that bypass the frozen __setattr__ (used by the constructor and reads).
-_set_r: Callable[[RecordedEvent, Any], None] = RecordedEvent._r.__set__  # type: ignore[attr-defined]
-_set_i: Callable[[RecordedEvent, int], None] = RecordedEvent._i.__set__  # type: ignore[attr-defined]
+_set_r: Callable[[RecordedEvent, Any], None] = getattr(RecordedEvent, "_r").__set__
+_set_i: Callable[[RecordedEvent, int], None] = getattr(RecordedEvent, "_i").__set__
 _new = object.__new__
 
 
@@ -329,10 +335,6 @@ def take(events: _native.es_events, free: Callable[[Any], None]) -> List[Recorde
 
 _PROPOSED = struct.Struct(_native.PROPOSED_EVENT_FORMAT)
 _NIL = bytes(16)
-
-
-def _address(data: bytes) -> int:
-    return ctypes.cast(data, ctypes.c_void_p).value or 0
 
 
 def _nbytes(value: Any) -> int:

@@ -204,7 +204,8 @@ def candidates() -> List[Union[Path, str]]:
     """Where the library is looked for, in order."""
     env = os.environ.get(LIBRARY_ENV)
     if env:
-        return [Path(env)]
+        # A bare file name is looked up by the dynamic loader, as ctypes.CDLL does.
+        return [Path(env) if os.sep in env else env]
     found: List[Union[Path, str]] = [package_library()]
     # Not installed, but imported from a checkout (bindings/python/eventstore): the
     # repository's own build, release first.
