@@ -15,10 +15,13 @@ import uuid
 from dataclasses import FrozenInstanceError, dataclass
 from datetime import datetime, timedelta, timezone
 from itertools import repeat
-from typing import Any, Callable, Iterable, List, Optional, Tuple, cast
+from typing import Any, Callable, Iterable, List, Optional, Tuple, Union, cast
 
 from . import _native
 from ._check import bytes_like, event_type, optional_uuid
+
+BytesLike = Union[bytes, bytearray, memoryview]
+"""What payloads and metadata may be given as (anything with the buffer protocol)."""
 
 _MEM = _native.memory()
 _W = _native.EVENT_WORDS
@@ -47,8 +50,8 @@ class ProposedEvent:
     """
 
     event_type: str
-    payload: bytes = b""
-    metadata: bytes = b""
+    payload: BytesLike = b""
+    metadata: BytesLike = b""
     event_id: Optional[uuid.UUID] = None
 
     def __post_init__(self) -> None:
@@ -174,8 +177,8 @@ class RecordedEvent:
         stream_id: uuid.UUID,
         event_id: uuid.UUID,
         event_type: str,
-        metadata: bytes,
-        payload: bytes,
+        metadata: BytesLike,
+        payload: BytesLike,
     ) -> None:
         if not isinstance(recorded_at, datetime):
             raise TypeError(f"recorded_at must be a datetime, not {type(recorded_at).__name__}")

@@ -8,7 +8,7 @@ import struct
 import sys
 import threading
 import uuid
-from typing import Any, Iterator, List, Optional, Sequence
+from typing import Any, Callable, Iterable, Iterator, List, Optional
 
 from . import _check, _events, _native
 from ._errors import StoreClosed, raise_for
@@ -73,9 +73,10 @@ class _CallGuard:
             if self._state == _OPEN:
                 self._state = _CLOSING
                 while self._calls:
-                    if not wait:
+                    # At interpreter exit, threads frozen inside calls never leave.
+                    if not wait or sys.is_finalizing():
                         return False
-                    self._changed.wait()
+                    self._changed.wait(0.1)
                 return True
             while wait and self._state == _CLOSING and not sys.is_finalizing():
                 self._changed.wait(0.1)
@@ -162,12 +163,34 @@ class Store:
         state = "closed" if self.closed else "open"
         return f"<eventstore.Store {self.path!r} {state}>"
 
+    # --- calls ---------------------------------------------------------------------
+    #
+    # Every call that passes the handle goes through _call (or _read), inside the
+    # guard; a wrapper of a new C function is one of these plus its argument checks.
+
+    def _call(self, fn: Callable[..., int], *args: Any) -> int:
+        """``fn(handle, *args)`` inside the guard; returns its status."""
+        guard = self._guard
+        guard.enter()
+        try:
+            return fn(self._handle, *args)
+        finally:
+            guard.leave()
+
+    def _read(self, fn: Callable[..., int], *args: Any) -> List[RecordedEvent]:
+        """A read into an ``es_events`` (its last argument): the events, or the error."""
+        out = _native.es_events()
+        status = self._call(fn, *args, ctypes.byref(out))
+        if status:
+            raise_for(self._lib, status)
+        return _events.take(out, self._lib.es_free)
+
     # --- writing -------------------------------------------------------------------
 
     def append(
         self,
         stream_id: uuid.UUID,
-        events: Sequence[ProposedEvent],
+        events: Iterable[ProposedEvent],
         expected_version: int = _native.ES_EXPECTED_ANY,
     ) -> AppendResult:
         """Appends ``events`` to the stream ``stream_id``, atomically and durably (on
@@ -181,16 +204,10 @@ class Store:
         expected = _check.expected_version(expected_version)
         array, data, count = _events.pack(events)
         out = ctypes.create_string_buffer(_native.OUTPUT_ROOM)
-        lib = self._lib
-        guard = self._guard
-        guard.enter()
-        try:
-            status = lib.es_append(self._handle, sid, expected, array, count, out)
-        finally:
-            guard.leave()
-        del data  # the buffer the array points into, kept until here
+        status = self._call(self._lib.es_append, sid, expected, array, count, out)
+        del data  # the buffer the array points into, kept alive until here
         if status:
-            raise_for(lib, status)
+            raise_for(self._lib, status)
         first_position, first_version, n = _RESULT.unpack_from(out)
         return AppendResult(first_position, first_version, n)
 
@@ -205,34 +222,14 @@ class Store:
         sid = _check.uuid_bytes(stream_id, "stream_id")
         start = _check.u64(from_version, "from_version")
         count = _check.u64(max_count, "max_count")
-        out = _native.es_events()
-        lib = self._lib
-        guard = self._guard
-        guard.enter()
-        try:
-            status = lib.es_read_stream(self._handle, sid, start, count, ctypes.byref(out))
-        finally:
-            guard.leave()
-        if status:
-            raise_for(lib, status)
-        return _events.take(out, lib.es_free)
+        return self._read(self._lib.es_read_stream, sid, start, count)
 
     def read_all(self, from_position: int = 0, max_count: int = _ALL) -> List[RecordedEvent]:
         """Up to ``max_count`` events of the whole log, from global position
         ``from_position`` on, in order."""
         start = _check.u64(from_position, "from_position")
         count = _check.u64(max_count, "max_count")
-        out = _native.es_events()
-        lib = self._lib
-        guard = self._guard
-        guard.enter()
-        try:
-            status = lib.es_read_all(self._handle, start, count, ctypes.byref(out))
-        finally:
-            guard.leave()
-        if status:
-            raise_for(lib, status)
-        return _events.take(out, lib.es_free)
+        return self._read(self._lib.es_read_all, start, count)
 
     def iter_stream(
         self, stream_id: uuid.UUID, from_version: int = 0, page_size: int = DEFAULT_PAGE
@@ -270,28 +267,15 @@ class Store:
         """The stream's last version (0-based), ``None`` when it has no events."""
         sid = _check.uuid_bytes(stream_id, "stream_id")
         out = ctypes.c_uint64()
-        lib = self._lib
-        guard = self._guard
-        guard.enter()
-        try:
-            status = lib.es_stream_version(self._handle, sid, ctypes.byref(out))
-        finally:
-            guard.leave()
+        status = self._call(self._lib.es_stream_version, sid, ctypes.byref(out))
         if status == _native.ES_ERR_STREAM_NOT_FOUND:
             return None
         if status:
-            raise_for(lib, status)
+            raise_for(self._lib, status)
         return out.value
 
     @property
     def global_position(self) -> int:
         """The number of events in the log, which is the next event's global
         position."""
-        lib = self._lib
-        guard = self._guard
-        guard.enter()
-        try:
-            return int(lib.es_global_position(self._handle))
-        finally:
-            guard.leave()
-
+        return int(self._call(self._lib.es_global_position))

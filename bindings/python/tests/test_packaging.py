@@ -4,6 +4,7 @@ and works where there is no Rust; an sdist that builds alone."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -116,12 +117,11 @@ def test_a_library_without_the_functions_is_refused(tmp_path: Path):
 
 
 def have_build_tools() -> bool:
-    try:
-        import build  # noqa: F401
-        import setuptools_rust  # noqa: F401
-        import wheel  # noqa: F401
-    except ImportError:
-        return False
+    # origin None: a namespace package, such as a stray build/ directory, not the tool.
+    for name in ("build", "setuptools_rust", "wheel"):
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.origin is None:
+            return False
     return shutil.which("cargo") is not None
 
 
