@@ -15,8 +15,10 @@ Environment:
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -59,20 +61,39 @@ class build_rust_into_package(build_rust):
         return os.path.join(os.path.dirname(path), "libeventstore.so")
 
 
+def workspace_members(crate: Path) -> list[Path]:
+    """The directories of the crate's other workspace members (cargo needs their
+    manifests to load the workspace, even to build only the library)."""
+    meta = json.loads(
+        subprocess.run(
+            ["cargo", "metadata", "--no-deps", "--format-version", "1", "--offline",
+             "--manifest-path", str(crate / "Cargo.toml")],
+            check=True, capture_output=True, text=True,
+        ).stdout
+    )
+    dirs = {Path(p["manifest_path"]).resolve().parent for p in meta["packages"]}
+    return sorted(d for d in dirs if d != crate.resolve())
+
+
 class sdist_with_crate(sdist):
-    """Puts the crate's sources into the sdist as crate/, so that it builds alone."""
+    """Puts the crate's sources into the sdist as crate/, so that it builds alone:
+    the files the library's build reads, and any other workspace member whole."""
 
     def make_release_tree(self, base_dir: str, files: list[str]) -> None:
         super().make_release_tree(base_dir, files)
         if CRATE == HERE / SDIST_CRATE:
             return  # an sdist of an sdist: crate/ is among the files already
         target = Path(base_dir) / SDIST_CRATE
+        target.mkdir(parents=True, exist_ok=True)
         for pattern in CRATE_FILES:
             for src in CRATE.glob(pattern):
-                target.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(src, target / src.name)
         for name in CRATE_DIRS:
             shutil.copytree(CRATE / name, target / name, dirs_exist_ok=True)
+        skip = shutil.ignore_patterns("target", ".*", "__pycache__")
+        for member in workspace_members(CRATE):
+            relative = member.relative_to(CRATE.resolve())
+            shutil.copytree(member, target / relative, ignore=skip, dirs_exist_ok=True)
 
 
 class platform_wheel(bdist_wheel):
