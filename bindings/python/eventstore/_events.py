@@ -88,18 +88,19 @@ class _Result:
     raw: memoryview  # the same as bytes
 
     def __init__(self, events: _native.es_events, free: Callable[[Any], None]) -> None:
-        self._events = events
-        self._free = free
         start = int(events.items)
         self.raw = _MEM[start : start + int(events.len) * _W * 8]
         self.words = self.raw.cast("Q")
+        # Set last: __del__ frees only a result that was fully taken over.
+        self._free = free
+        self._events = ctypes.byref(events)  # keeps `events` alive too
 
     def __del__(self) -> None:
         # Runs once, when no event refers to the result any more; also at interpreter
-        # exit (the free function is held here, not looked up in a module).
+        # exit, when module globals may be gone: it uses only what it holds.
         events = getattr(self, "_events", None)
         if events is not None:
-            self._free(ctypes.byref(events))
+            self._free(events)
 
 
 class _Owned:
@@ -340,10 +341,6 @@ _PROPOSED = struct.Struct(_native.PROPOSED_EVENT_FORMAT)
 _NIL = bytes(16)
 
 
-def _nbytes(value: Any) -> int:
-    return len(value) if type(value) is bytes else memoryview(value).nbytes
-
-
 def pack(events: Iterable[ProposedEvent]) -> Tuple[bytes, bytes, int]:
     """Packs ``events`` into an ``es_proposed_event`` array. Returns the array, the
     buffer its pointers point into (keep both alive for the call) and the count."""
@@ -363,12 +360,18 @@ def pack(events: Iterable[ProposedEvent]) -> Tuple[bytes, bytes, int]:
     for k, e in enumerate(items):
         if not isinstance(e, ProposedEvent):
             raise TypeError(f"events[{k}] must be a ProposedEvent, not {type(e).__name__}")
-        t: bytes = e._utf8  # type: ignore[attr-defined]
+        t = getattr(e, "_utf8", None) or event_type(e.event_type)
         m = e.metadata
         p = e.payload
+        # A mutable buffer is copied, so that no other thread can change its length
+        # between the sizes taken here and the copy into `data` below.
+        if type(m) is not bytes:
+            m = bytes(bytes_like(m, "metadata"))
+        if type(p) is not bytes:
+            p = bytes(bytes_like(p, "payload"))
         chunks += (t, m, p)
         eid = e.event_id
-        sizes.append((_NIL if eid is None else eid.bytes, len(t), _nbytes(m), _nbytes(p)))
+        sizes.append((_NIL if eid is None else eid.bytes, len(t), len(m), len(p)))
     data = b"".join(chunks)
     at = _address(data)
     parts = []

@@ -161,7 +161,7 @@ class Store:
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
-        return f"<eventstore.Store {self.path!r} {state}>"
+        return f"<eventstore.Store {getattr(self, 'path', None)!r} {state}>"
 
     # --- calls ---------------------------------------------------------------------
     #

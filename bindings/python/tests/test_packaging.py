@@ -43,6 +43,12 @@ def env_without_library(**extra: str) -> Dict[str, str]:
     return env
 
 
+def env_importing(**extra: str) -> Dict[str, str]:
+    """An environment in which a child imports the same eventstore as this process,
+    installed or not."""
+    return env_without_library(PYTHONPATH=str(Path(eventstore.__file__).parents[1]), **extra)
+
+
 def installed() -> bool:
     """Whether the tests run against an installed package (not the source tree)."""
     return Path(eventstore.__file__).resolve().parent != BINDING / "eventstore"
@@ -84,7 +90,7 @@ def test_environment_variable_overrides_the_library(tmp_path: Path):
     out = subprocess.run(
         [sys.executable, "-c", USE_IT, "y.store"],
         cwd=tmp_path,
-        env=env_without_library(EVENTSTORE_LIBRARY=str(copy)),
+        env=env_importing(EVENTSTORE_LIBRARY=str(copy)),
         capture_output=True,
         text=True,
         check=True,
@@ -105,7 +111,7 @@ def test_a_library_without_the_functions_is_refused(tmp_path: Path):
     )
     out = subprocess.run(
         [sys.executable, "-c", code],
-        env=env_without_library(EVENTSTORE_LIBRARY=libm),
+        env=env_importing(EVENTSTORE_LIBRARY=libm),
         capture_output=True,
         text=True,
         check=True,
