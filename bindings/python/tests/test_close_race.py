@@ -212,3 +212,45 @@ def test_garbage_collected_store_with_results_alive(tmp_path: Path):
     gc.collect()
     assert [e.payload for e in events] == [b"payload-%d" % i for i in range(50)]
     assert all(e.stream_id == stream for e in events)
+
+
+def test_call_guard_close_waits_for_calls_in_flight_and_refuses_new_ones():
+    import threading
+    import time
+
+    from eventstore import StoreClosed
+    from eventstore._store import _CallGuard
+
+    guard = _CallGuard()
+    guard.enter()  # a call in flight
+    results = []
+    first = threading.Thread(target=lambda: results.append(("first", guard.close(True))))
+    first.start()
+    time.sleep(0.05)
+    assert first.is_alive()  # waiting for the call in flight
+    with pytest.raises(StoreClosed):
+        guard.enter()  # new calls are refused at once
+    second = threading.Thread(target=lambda: results.append(("second", guard.close(True))))
+    second.start()
+    time.sleep(0.05)
+    assert second.is_alive()
+    guard.leave()  # the call in flight ends: the first closer owns the handle
+    first.join(5)
+    assert results == [("first", True)]
+    time.sleep(0.05)
+    assert second.is_alive()  # ... and the second waits until it is freed
+    guard.closed()
+    second.join(5)
+    assert results == [("first", True), ("second", False)]
+    assert guard.close(True) is False  # idempotent
+
+
+def test_call_guard_without_waiting_leaves_a_busy_handle_alone():
+    from eventstore._store import _CallGuard
+
+    guard = _CallGuard()
+    guard.enter()
+    assert guard.close(False) is False  # never freed under a call
+    guard.leave()
+    idle = _CallGuard()
+    assert idle.close(False) is True
