@@ -18,7 +18,8 @@ from itertools import repeat
 from typing import Any, Callable, Iterable, List, Optional, Tuple, Union, cast
 
 from . import _native
-from ._check import bytes_like, event_type, optional_uuid
+from ._check import bytes_like, optional_uuid, u64
+from ._check import event_type as utf8_event_type
 
 BytesLike = Union[bytes, bytearray, memoryview]
 """What payloads and metadata may be given as (anything with the buffer protocol)."""
@@ -56,7 +57,7 @@ class ProposedEvent:
 
     def __post_init__(self) -> None:
         # The UTF-8 form is kept for append (not a field: not in repr or ==).
-        object.__setattr__(self, "_utf8", event_type(self.event_type))
+        object.__setattr__(self, "_utf8", utf8_event_type(self.event_type))
         bytes_like(self.payload, "payload")
         bytes_like(self.metadata, "metadata")
         optional_uuid(self.event_id, "event_id")
@@ -142,14 +143,6 @@ class _Owned:
         self.words = self.raw.cast("Q")
 
 
-def _u64_field(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
-    if not 0 <= value <= _native.U64_MAX:
-        raise ValueError(f"{name} must be in 0..2**64-1, got {value}")
-    return value
-
-
 class RecordedEvent:
     """An event as stored in the log. Immutable; compares and hashes by its fields.
 
@@ -190,12 +183,12 @@ class RecordedEvent:
         if not isinstance(event_id, uuid.UUID):
             raise TypeError(f"event_id must be a uuid.UUID, not {type(event_id).__name__}")
         owned = _Owned(
-            _u64_field(global_position, "global_position"),
-            _u64_field(stream_version, "stream_version"),
-            _u64_field((recorded_at - _EPOCH) // _MICROSECOND, "recorded_at (since 1970)"),
+            u64(global_position, "global_position"),
+            u64(stream_version, "stream_version"),
+            u64((recorded_at - _EPOCH) // _MICROSECOND, "recorded_at (microseconds since 1970)"),
             stream_id.bytes,
             event_id.bytes,
-            event_type_utf8(event_type),
+            utf8_event_type(event_type),
             bytes(bytes_like(metadata, "metadata")),
             bytes(bytes_like(payload, "payload")),
         )
@@ -313,10 +306,6 @@ _set_i: Callable[[RecordedEvent, int], None] = getattr(RecordedEvent, "_i").__se
 _new = object.__new__
 
 
-def event_type_utf8(value: object) -> bytes:
-    return event_type(value)
-
-
 def _event_at(result: _Result, index: int) -> RecordedEvent:
     event: RecordedEvent = _new(RecordedEvent)
     _set_r(event, result)
@@ -360,7 +349,7 @@ def pack(events: Iterable[ProposedEvent]) -> Tuple[bytes, bytes, int]:
     for k, e in enumerate(items):
         if not isinstance(e, ProposedEvent):
             raise TypeError(f"events[{k}] must be a ProposedEvent, not {type(e).__name__}")
-        t = getattr(e, "_utf8", None) or event_type(e.event_type)
+        t = getattr(e, "_utf8", None) or utf8_event_type(e.event_type)
         m = e.metadata
         p = e.payload
         # A mutable buffer is copied, so that no other thread can change its length
