@@ -234,3 +234,28 @@ def test_sdist_carries_the_crate_and_builds_in_a_clean_directory(tmp_path: Path)
                       CARGO_TARGET_DIR=str(REPO / "target" / "python-sdist"))
     out = install_in_fresh_venv(wheel, tmp_path)
     assert out[2] == eventstore.library_version()
+
+
+def test_search_order_of_a_checkout(tmp_path: Path):
+    # Imported from the source tree (not installed), with no EVENTSTORE_LIBRARY: the
+    # package's own copy first, then the repository's release and debug builds.
+    code = "from eventstore import _native\nfor c in _native.candidates(): print(c)\n"
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env=env_without_library(PYTHONPATH=str(BINDING)),
+        capture_output=True, text=True, check=True,
+    ).stdout.splitlines()
+    assert out[:3] == [
+        str(BINDING / "eventstore" / "libeventstore.so"),
+        str(REPO / "target" / "release" / "libeventstore.so"),
+        str(REPO / "target" / "debug" / "libeventstore.so"),
+    ]
+    # With the variable set, only it is tried.
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env=env_without_library(PYTHONPATH=str(BINDING), EVENTSTORE_LIBRARY="/x/lib.so"),
+        capture_output=True, text=True, check=True,
+    ).stdout.splitlines()
+    assert out == ["/x/lib.so"]
