@@ -609,8 +609,10 @@ es_status es_read_all_backward(const struct es_store *store,
  * Reads the event whose id is `*event_id` into `*out_events`, a one-event result.
  *
  * Event ids are unique in a store (appends refuse to reuse one), so there is at most
- * one such event; the lookup costs no scan (an in-memory id table, confirmed against
- * the file). The all-zero id is never recorded: `ES_ERR_EVENT_NOT_FOUND`.
+ * one such event (a store written by 0.1, which did not check, may hold an id twice:
+ * the earliest is returned). The lookup costs no scan (an in-memory id table,
+ * confirmed against the file). The all-zero id is never recorded:
+ * `ES_ERR_EVENT_NOT_FOUND`.
  *
  * Ownership, NULL handling and threads: as `es_read_stream`.
  *

@@ -278,8 +278,9 @@ pub extern "C" fn es_read_all_backward(
 ///
 /// Event ids are unique in a store (appends refuse to reuse one), so there is at most
 /// one such event (a store written by 0.1, which did not check, may hold an id twice:
-/// the earliest is returned); the lookup costs no scan (an in-memory id table, confirmed against
-/// the file). The all-zero id is never recorded: `ES_ERR_EVENT_NOT_FOUND`.
+/// the earliest is returned). The lookup costs no scan (an in-memory id table,
+/// confirmed against the file). The all-zero id is never recorded:
+/// `ES_ERR_EVENT_NOT_FOUND`.
 ///
 /// Ownership, NULL handling and threads: as `es_read_stream`.
 ///
