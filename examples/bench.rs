@@ -1428,7 +1428,10 @@ impl Bench {
 
     fn memory_workload(&mut self, data: &Data, label: &str, events: usize) {
         let name = format!("memory_after_open_{label}");
-        if !self.wants(&name) {
+        if !self.wants(&name)
+            && !self.wants(&format!("index_ids_{label}"))
+            && !self.wants(&format!("index_total_{label}"))
+        {
             return;
         }
         let stores = build_read_stores(&self.dir, data, events, false);
