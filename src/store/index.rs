@@ -305,6 +305,9 @@ impl Index {
 
     /// Adds the next events of the log, all of one stream, if they continue it at
     /// `first_version`; otherwise returns the version they should have started at.
+    /// Adds no event ids (for tests of the other columns): a path that publishes real
+    /// events uses [`Index::push_append`] with their ids, or `read_event` and the
+    /// idempotency check will not see them.
     pub fn push_batch(
         &mut self,
         stream_id: Uuid,
