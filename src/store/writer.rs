@@ -2,8 +2,10 @@
 //!
 //! Appenders encode their batch on their own thread and queue it. The first to find
 //! no leader at work becomes the leader; the others sleep on their own slot. The
-//! leader takes the whole queue, checks each request's expected version in order
-//! (against the index and the requests before it in the group), places and seals the
+//! leader takes the whole queue, checks each request's event ids (a retry or a
+//! duplicate: `dedup.rs`) and expected versions in order (against the index and the
+//! requests before it in the group; a multi-stream request fails whole if any of its
+//! streams fails), places and seals the
 //! accepted batches, writes them with one write and makes them durable with one
 //! `fdatasync`, and publishes them to the index. Then it wakes every request of its
 //! group with its own answer, and only then hands the leadership to the first request
