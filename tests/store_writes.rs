@@ -1014,3 +1014,86 @@ fn a_failed_read_while_growing_the_id_index_fails_the_append_alone() {
     store.close().unwrap();
     assert_eq!(Store::open(&t.path).unwrap().global_position(), 15);
 }
+
+/// Makes every `fdatasync` take `delay_ms` while it is non-zero.
+struct SlowSync {
+    file: std::fs::File,
+    delay_ms: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl StorageFile for SlowSync {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        std::os::unix::fs::FileExt::read_at(&self.file, buf, offset)
+    }
+    fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<usize> {
+        std::os::unix::fs::FileExt::write_at(&self.file, buf, offset)
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        let ms = self.delay_ms.load(Ordering::SeqCst);
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+        self.file.sync_data()
+    }
+    fn sync_all(&self) -> io::Result<()> {
+        self.file.sync_all()
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.file.set_len(len)
+    }
+    fn file_len(&self) -> io::Result<u64> {
+        Ok(self.file.metadata()?.len())
+    }
+}
+
+#[test]
+fn requests_of_one_group_see_each_others_ids() {
+    // The first append's sync is slow; three appends queue behind it and form the next
+    // group in this order: Y, an exact retry of Y, and Z reusing one id of Y.
+    let t = temp_store();
+    let delay = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let d = Arc::clone(&delay);
+    let store = Store::open_with(
+        &t.path,
+        OpenOptions::new()
+            .preallocate(false)
+            .storage(move |file| Box::new(SlowSync { file, delay_ms: d }) as Box<dyn StorageFile>),
+    )
+    .unwrap();
+    let (x, y, z) = (Uuid::from_u128(1), Uuid::from_u128(2), Uuid::from_u128(3));
+    let ey = vec![ev(801, "Y"), ev(802, "Y")];
+    let ez = vec![ev(803, "Z"), ev(802, "Z")];
+    delay.store(400, Ordering::SeqCst);
+    let results = std::thread::scope(|sc| {
+        let first = sc.spawn(|| store.append(x, ExpectedVersion::Any, vec![ev(800, "X")]));
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let y1 = sc.spawn(|| store.append_refs(y, ExpectedVersion::NoStream, &refs(&ey)));
+        std::thread::sleep(std::time::Duration::from_millis(60));
+        let y2 = sc.spawn(|| store.append_refs(y, ExpectedVersion::NoStream, &refs(&ey)));
+        std::thread::sleep(std::time::Duration::from_millis(60));
+        let z1 = sc.spawn(|| store.append_refs(z, ExpectedVersion::Any, &refs(&ez)));
+        std::thread::sleep(std::time::Duration::from_millis(60));
+        delay.store(0, Ordering::SeqCst);
+        (
+            first.join().unwrap(),
+            y1.join().unwrap(),
+            y2.join().unwrap(),
+            z1.join().unwrap(),
+        )
+    });
+    let (first, y1, y2, z1) = results;
+    assert_eq!(first.unwrap()[0].global_position, 0);
+    let (y1, y2) = (y1.unwrap(), y2.unwrap());
+    assert!(!y1.deduplicated && y2.deduplicated);
+    assert_eq!(
+        (y2.first_global_position, y2.count, y2.recorded_at),
+        (y1.first_global_position, y1.count, y1.recorded_at)
+    );
+    assert_eq!(y1.first_global_position, 1);
+    match z1 {
+        Err(Error::DuplicateEventId { event_id, position }) => {
+            assert_eq!(event_id, Uuid::from_u128(802));
+            assert_eq!(position, 2);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(store.global_position(), 3);
+}
