@@ -1081,7 +1081,12 @@ fn requests_of_one_group_see_each_others_ids() {
     });
     let (first, y1, y2, z1) = results;
     assert_eq!(first.unwrap()[0].global_position, 0);
-    let (y1, y2) = (y1.unwrap(), y2.unwrap());
+    let (mut y1, mut y2) = (y1.unwrap(), y2.unwrap());
+    // Queued 60 ms apart, the first is the original; under a very loaded machine
+    // the threads may queue the other way round, which changes nothing else.
+    if y1.deduplicated {
+        std::mem::swap(&mut y1, &mut y2);
+    }
     assert!(!y1.deduplicated && y2.deduplicated);
     assert_eq!(
         (y2.first_global_position, y2.count, y2.recorded_at),
