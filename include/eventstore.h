@@ -120,9 +120,10 @@ enum es_status
      */
     ES_ERR_CORRUPT_RECORD = 4,
     /**
-     * The optimistic-concurrency check of `es_append` failed; nothing was written.
-     * The message names the stream, the expected and the actual version;
-     * `es_last_conflict()` gives both versions as numbers.
+     * The optimistic-concurrency check of `es_append` (or of one stream of an
+     * `es_append_multi`) failed; nothing was written. The message names the stream,
+     * the expected and the actual version; `es_last_conflict()` gives both versions
+     * as numbers.
      */
     ES_ERR_WRONG_EXPECTED_VERSION = 5,
     /**

@@ -70,9 +70,10 @@ pub enum es_status {
     /// Damaged data with valid data after it (so not a torn tail left by a crash);
     /// the message names the byte offset. The file was left unchanged.
     ES_ERR_CORRUPT_RECORD = 4,
-    /// The optimistic-concurrency check of `es_append` failed; nothing was written.
-    /// The message names the stream, the expected and the actual version;
-    /// `es_last_conflict()` gives both versions as numbers.
+    /// The optimistic-concurrency check of `es_append` (or of one stream of an
+    /// `es_append_multi`) failed; nothing was written. The message names the stream,
+    /// the expected and the actual version; `es_last_conflict()` gives both versions
+    /// as numbers.
     ES_ERR_WRONG_EXPECTED_VERSION = 5,
     /// The stream has no events.
     ES_ERR_STREAM_NOT_FOUND = 6,
