@@ -5,6 +5,7 @@
 //! groups (see [`writer`]); reads run concurrently with appends and never wait for an
 //! fsync.
 
+mod copy;
 pub mod index;
 pub mod io;
 pub(crate) mod read;
@@ -21,6 +22,7 @@ use crate::codec::{self, UnsealedBatch, FILE_HEADER_LEN};
 use crate::error::Error;
 use crate::types::{AppendResult, ExpectedVersion, ProposedEvent, ProposedEventRef, RecordedEvent};
 
+pub use self::copy::{BackupReport, CopiedBatch};
 use self::index::Index;
 pub use self::index::IndexStats;
 use self::io::StorageFile;
@@ -259,6 +261,7 @@ impl Store {
             expected: expected_version,
             batch,
             answer: Arc::default(),
+            recorded_at: None,
         })
     }
 

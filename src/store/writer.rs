@@ -118,6 +118,9 @@ pub struct Request {
     pub expected: ExpectedVersion,
     pub batch: UnsealedBatch,
     pub answer: Answer,
+    /// The commit time to record instead of the group's (for tools that copy a log:
+    /// see `store/copy.rs`); `None` for every ordinary append.
+    pub recorded_at: Option<u64>,
 }
 
 /// The answers a group commit owes, delivered by the caller once it has handed on
@@ -213,6 +216,7 @@ impl Writer {
                 }
                 let first_version = actual.map_or(0, |v| v + 1);
                 let count = u64::from(r.batch.count());
+                let recorded_at = r.recorded_at.unwrap_or(recorded_at);
                 let header = BatchHeader {
                     batch_len: r.batch.len() as u32,
                     first_position: next_position,
@@ -252,7 +256,11 @@ impl Writer {
             return;
         }
         self.end = group_start + self.buf.len() as u64;
-        self.last_recorded_at = recorded_at;
+        // Copied commit times may lie ahead of the clock: later appends never go back.
+        self.last_recorded_at = accepted
+            .iter()
+            .map(|a| a.result.recorded_at)
+            .fold(recorded_at, u64::max);
         {
             let mut index = index.write().unwrap_or_else(|p| p.into_inner());
             for a in &accepted {
