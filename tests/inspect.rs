@@ -13,9 +13,12 @@ use eventstore::inspect::{self, Inspection, RangeKind};
 use eventstore::{CopiedBatch, Error, ExpectedVersion, RecordedEvent, Store};
 use uuid::Uuid;
 
+/// A batch's (offset, len, first position, count).
+type Placed = (u64, u64, u64, u32);
+
 /// A store of `batches` appends (each its own group commit) of 1 to 3 events over 3
 /// streams; returns every event and each batch's (offset, len, first position, count).
-fn build(path: &Path, batches: usize) -> (Vec<RecordedEvent>, Vec<(u64, u64, u64, u32)>) {
+fn build(path: &Path, batches: usize) -> (Vec<RecordedEvent>, Vec<Placed>) {
     let store = open_exact(path);
     let streams = [Uuid::from_u128(1), Uuid::from_u128(2), Uuid::from_u128(3)];
     for i in 0..batches {
@@ -37,7 +40,7 @@ fn build(path: &Path, batches: usize) -> (Vec<RecordedEvent>, Vec<(u64, u64, u64
     (events, layout(path))
 }
 
-fn layout(path: &Path) -> Vec<(u64, u64, u64, u32)> {
+fn layout(path: &Path) -> Vec<Placed> {
     let mut out = Vec::new();
     let found = inspect::scan(path, |b| {
         out.push((b.offset, b.len, b.first_position, b.count));
