@@ -3,13 +3,15 @@
 #   make example                 build the library and run examples/harness.c
 #   make test                    cargo test (C tests under valgrind and ASan included),
 #                                then the Python binding's tests
-#   make install PREFIX=/opt/es  lib/, include/ and lib/pkgconfig/ under PREFIX
+#   make install PREFIX=/opt/es  lib/, include/, lib/pkgconfig/ and bin/eventstore under PREFIX
 
 CARGO ?= cargo
 PREFIX ?= /usr/local
 DESTDIR ?=
 # Where install-files takes the built libraries from (tests point it at cargo test's).
 LIBSRC ?= target/release
+# Where install-bin takes the `eventstore` tool from.
+BINSRC ?= target/release
 # Store file the example uses; empty: the harness's default path.
 EXAMPLE_STORE ?=
 
@@ -23,10 +25,11 @@ PYTHON ?= python3
 # A virtualenv for the Python binding's tests; the binding is pip-installed into it.
 PYENV := target/pyenv
 
-.PHONY: all lib example test test-python install install-files
+.PHONY: all lib example test test-python install install-files install-bin
 
 all: lib
 
+# Builds the library and the `eventstore` tool (the workspace's default members).
 lib:
 	$(CARGO) build --release
 	ln -sf libeventstore.so target/release/libeventstore.so.$(SOMAJOR)
@@ -37,7 +40,7 @@ example: lib
 	LD_LIBRARY_PATH=target/release ./target/release/harness $(EXAMPLE_STORE)
 
 test:
-	$(CARGO) test
+	$(CARGO) test --workspace
 	$(MAKE) --no-print-directory test-python
 
 # Runs against the library `cargo test` built (target/debug), through `pip install`.
@@ -48,7 +51,11 @@ test-python:
 	EVENTSTORE_LIBRARY=$(CURDIR)/target/debug/libeventstore.so \
 		$(PYENV)/bin/python -m pytest -q -p no:cacheprovider bindings/python/tests
 
-install: lib install-files
+install: lib install-files install-bin
+
+install-bin:
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 0755 $(BINSRC)/eventstore $(DESTDIR)$(PREFIX)/bin/eventstore
 
 install-files:
 	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include
