@@ -36,8 +36,12 @@ pub struct Line<'a> {
 
 /// Parses one line; the error names the cause (the caller adds the line number).
 pub fn parse(text: &str) -> Result<Line<'_>, String> {
+    // serde would take a JSON array for the fields in order: say what a line must be.
+    if !text.trim_start().starts_with('{') && serde_json::from_str::<&RawValue>(text).is_ok() {
+        return Err("expected an event object ({...}), found another JSON value".into());
+    }
     serde_json::from_str(text).map_err(|e| {
-        let e = e.to_string();
+        let e = e.to_string().replace("struct Line", "an event object");
         // serde_json says "at line 1 column N": within a line, only the column counts.
         match e.rfind(" at line 1 column ") {
             Some(at) => format!("{} (at column {})", &e[..at], &e[at + 18..]),

@@ -254,6 +254,8 @@ fn commit(
         )
     }
     .or_stdout()?;
+    // Reported at once: a program feeding lines one by one waits for each answer.
+    out.flush().or_stdout()?;
     Ok(p.last_line)
 }
 
