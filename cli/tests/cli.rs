@@ -652,9 +652,9 @@ fn append_stops_at_a_malformed_line_and_writes_nothing_of_it() {
     assert_eq!(count(&path), 2);
 
     for (bad, needle) in [
-        (format!("{{\"type\":\"NoStream\"}}\n"), "stream_id"),
+        ("{\"type\":\"NoStream\"}\n".to_string(), "stream_id"),
         (format!("{{\"stream\":\"{A}\"}}\n"), "event_type"),
-        (format!("{{\"stream\":\"nope\",\"type\":\"T\"}}\n"), "not a UUID"),
+        ("{\"stream\":\"nope\",\"type\":\"T\"}\n".to_string(), "not a UUID"),
         (format!("{{\"stream\":\"{A}\",\"type\":\"T\",\"colour\":1}}\n"), "unknown field `colour`"),
         (format!("{{\"stream\":\"{A}\",\"type\":\"T\",\"payload\":\"%%\",\"payload_encoding\":\"base64\"}}\n"), "base64"),
         (format!("{{\"stream\":\"{A}\",\"type\":\"T\",\"payload_encoding\":\"rot13\",\"payload\":1}}\n"), "rot13"),
