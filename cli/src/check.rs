@@ -12,6 +12,15 @@ use crate::progress::{Progress, Unit};
 use crate::read::stdout;
 use crate::seams;
 
+/// "1 event", "3 events".
+fn events(n: u64) -> String {
+    if n == 1 {
+        "1 event".into()
+    } else {
+        format!("{n} events")
+    }
+}
+
 fn file_len(path: &Path) -> u64 {
     std::fs::metadata(path).map_or(0, |m| m.len())
 }
@@ -31,13 +40,14 @@ fn range_json(r: &DamagedRange) -> Value {
 /// One line per range, for a person.
 fn range_line(r: &DamagedRange) -> String {
     let what = match r.kind {
-        RangeKind::Damage => "damage   ",
+        RangeKind::Damage => "damage",
         RangeKind::TornTail => "torn tail",
-        RangeKind::Unused => "unused   ",
+        RangeKind::Unused => "unused",
     };
     let lost = match (r.kind, r.lost_events) {
         (RangeKind::Unused, _) => "preallocated space, nothing lost".to_string(),
         (_, Some(0)) => format!("no event lost before position {}", r.first_lost_position),
+        (_, Some(1)) => format!("position {} lost (1 event)", r.first_lost_position),
         (_, Some(n)) => format!(
             "positions {}-{} lost ({n} events)",
             r.first_lost_position,
@@ -49,7 +59,7 @@ fn range_line(r: &DamagedRange) -> String {
         ),
     };
     format!(
-        "  {what}  bytes {}..{} ({} bytes): {lost}: {}",
+        "  {what:<9} bytes {}..{} ({} bytes): {lost}: {}",
         r.start,
         r.end,
         r.end - r.start,
@@ -121,12 +131,12 @@ fn write_verdict(out: &mut dyn Write, path: &Path, found: &Inspection) -> Result
         }
     } else {
         text.push_str(&format!(
-            "  open refuses this store (CorruptRecord); its intact prefix is {} events ({} bytes)\n  salvage would keep {} batches ({} events) and lose {} events: run `eventstore salvage {p} NEW`\n",
+            "  open refuses this store (CorruptRecord); its intact prefix is {} events ({} bytes)\n  salvage would keep {} batches ({} events) and lose {}: run `eventstore salvage {p} NEW`\n",
             found.valid_events,
             found.valid_end,
             found.batches,
             found.events,
-            found.lost_events()
+            events(found.lost_events())
         ));
     }
     out.write_all(text.as_bytes()).or_stdout()
@@ -221,7 +231,7 @@ pub fn salvage(path: &Path, dest: &Path, json: bool, quiet: bool) -> Result<i32>
             text.push('\n');
         }
         if damaged {
-            text.push_str(&format!("  lost: {} events\n", found.lost_events()));
+            text.push_str(&format!("  lost: {}\n", events(found.lost_events())));
         }
         if let Some(p) = report.renumbered_from {
             text.push_str(&format!(

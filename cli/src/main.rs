@@ -281,7 +281,7 @@ fn dispatch(cli: Cli) -> fail::Result<i32> {
             lines,
             follow,
             json,
-        } => read::tail(&path, &filter.into(), lines, follow, json),
+        } => read::tail(&path, &filter.into(), lines, follow, json, quiet),
         Command::Append { path, batch, json } => {
             write::append(&path, batch.map(NonZeroU64::get), json, quiet)
         }

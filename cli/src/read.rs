@@ -189,12 +189,22 @@ pub fn export(path: &Path, from: u64, quiet: bool) -> Result<i32> {
     )
 }
 
-pub fn tail(path: &Path, filter: &Filter, lines: u64, follow: bool, json: bool) -> Result<i32> {
+pub fn tail(
+    path: &Path,
+    filter: &Filter,
+    lines: u64,
+    follow: bool,
+    json: bool,
+    quiet: bool,
+) -> Result<i32> {
     let store = seams::open_for_read(path)?;
     let mut out = stdout();
     let end = last_events(&store, filter, lines, json, &mut out)?;
     out.flush().or_stdout()?;
     if follow {
+        if !quiet {
+            eprintln!("eventstore: following; until read-only opens land this holds the store's lock, so writers in other processes cannot open it meanwhile (Ctrl-C to stop)");
+        }
         follow_from(&store, filter, end, json, &mut out, &mut |_| false)?;
     }
     Ok(EXIT_OK)
