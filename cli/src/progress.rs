@@ -4,7 +4,7 @@
 use std::io::IsTerminal;
 use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{HumanBytes, HumanCount, ProgressBar, ProgressState, ProgressStyle};
 
 pub struct Progress(Option<ProgressBar>);
 
@@ -19,16 +19,28 @@ impl Progress {
         if quiet || !std::io::stderr().is_terminal() {
             return Progress(None);
         }
-        let (count, rate) = match unit {
-            Unit::Bytes => ("{bytes}/{total_bytes}", "{bytes_per_sec}"),
-            Unit::Events => ("{human_pos}/{human_len} events", "{per_sec}"),
+        let bytes = matches!(unit, Unit::Bytes);
+        let count = if bytes {
+            "{bytes}/{total_bytes}"
+        } else {
+            "{human_pos}/{human_len} events"
+        };
+        // Whole units per second: indicatif's own rates print fractions.
+        let rate = move |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+            let per_sec = state.per_sec() as u64;
+            let _ = if bytes {
+                write!(w, "{}/s", HumanBytes(per_sec))
+            } else {
+                write!(w, "{}/s", HumanCount(per_sec))
+            };
         };
         let bar = match total {
             Some(n) => {
                 let style = ProgressStyle::with_template(&format!(
-                    "{{msg}} [{{bar:30}}] {count} {rate} ETA {{eta}}"
+                    "{{msg}} [{{bar:25}}] {count} {{rate}} ETA {{eta}}"
                 ))
                 .expect("a valid template")
+                .with_key("rate", rate)
                 .progress_chars("=> ");
                 ProgressBar::new(n).with_style(style)
             }
@@ -38,8 +50,9 @@ impl Progress {
                     Unit::Events => "{human_pos} events",
                 };
                 let style =
-                    ProgressStyle::with_template(&format!("{{spinner}} {{msg}} {count} {rate}"))
-                        .expect("a valid template");
+                    ProgressStyle::with_template(&format!("{{spinner}} {{msg}} {count} {{rate}}"))
+                        .expect("a valid template")
+                        .with_key("rate", rate);
                 ProgressBar::new_spinner().with_style(style)
             }
         };
