@@ -1038,3 +1038,34 @@ fn make_install_bin_installs_the_tool() {
     assert!(o.status.success());
     assert!(String::from_utf8_lossy(&o.stdout).starts_with("eventstore "));
 }
+
+/// A progress bar with rate and ETA on a terminal; nothing with --quiet or when
+/// standard error is not a terminal. (`script`, from util-linux, gives the command a
+/// terminal.)
+#[test]
+fn progress_is_drawn_on_a_terminal_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, _) = sample(dir.path());
+    let on_terminal = |quiet: &str| {
+        let o = Command::new("script")
+            .args(["-q", "-e", "-c"])
+            .arg(format!("{EXE} {quiet} verify {}", s(&path)))
+            .arg("/dev/null")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run script(1)");
+        assert!(o.status.success(), "{o:?}");
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let drawn = on_terminal("");
+    assert!(
+        drawn.contains("verifying") && drawn.contains("ETA"),
+        "{drawn}"
+    );
+    assert!(drawn.contains("sound"), "{drawn}");
+    let quiet = on_terminal("--quiet");
+    assert!(!quiet.contains("ETA"), "{quiet}");
+    assert!(quiet.contains("sound"), "{quiet}");
+    let piped = es(&["verify", s(&path)]);
+    assert_eq!(stderr(&piped), "");
+}
