@@ -45,6 +45,7 @@ enum Command {
     /// Facts about a store: format version, events, streams, data and file bytes,
     /// first and last commit time, index memory, whether a writer has it open.
     Info {
+        /// The store file.
         path: PathBuf,
         /// One JSON object.
         #[arg(long)]
@@ -57,6 +58,7 @@ enum Command {
     /// with its byte offsets, the positions and events it held, and what a salvage
     /// would keep.
     Verify {
+        /// The store file.
         path: PathBuf,
         /// One JSON object.
         #[arg(long)]
@@ -65,6 +67,7 @@ enum Command {
     /// Every stream in order of creation: id, events, last version, first and last
     /// global position.
     Streams {
+        /// The store file.
         path: PathBuf,
         /// Start at the stream with this index (0: the first stream created).
         #[arg(long, default_value_t = 0, value_name = "INDEX")]
@@ -82,6 +85,7 @@ enum Command {
     /// UTF-8, else as base64.
     #[command(visible_alias = "cat")]
     Dump {
+        /// The store file.
         path: PathBuf,
         #[command(flatten)]
         filter: FilterArgs,
@@ -102,7 +106,11 @@ enum Command {
         json: bool,
     },
     /// The last N events; with -f, then follow new events as they are acknowledged.
+    ///
+    /// Until read-only opens land, following holds the store's lock: writers in other
+    /// processes cannot open the store meanwhile (see docs/cli.md).
     Tail {
+        /// The store file.
         path: PathBuf,
         #[command(flatten)]
         filter: FilterArgs,
@@ -125,6 +133,7 @@ enum Command {
     /// positions of every batch. A malformed line stops the command with its line
     /// number; nothing of that line (or of its unfinished batch) is written.
     Append {
+        /// The store file.
         path: PathBuf,
         /// Group up to N consecutive event lines of the same stream into one batch.
         #[arg(long, value_name = "N")]
@@ -136,6 +145,7 @@ enum Command {
     /// The whole log as JSON lines (the event schema of docs/cli.md), for `import`
     /// or for moving to another event store.
     Export {
+        /// The store file.
         path: PathBuf,
         /// Start at this global position.
         #[arg(long, value_name = "POS", default_value_t = 0)]
@@ -147,6 +157,7 @@ enum Command {
     /// DEST must not exist; the store is built beside it and renamed into place only
     /// when complete, so a failed import leaves nothing.
     Import {
+        /// The new file to write (it must not exist).
         dest: PathBuf,
         /// One JSON object at the end.
         #[arg(long)]
@@ -156,7 +167,9 @@ enum Command {
     /// lock held for long, whole batches only); the copy is verified before it is
     /// renamed into place.
     Backup {
+        /// The store file.
         path: PathBuf,
+        /// The new file to write (it must not exist).
         dest: PathBuf,
         /// One JSON object.
         #[arg(long)]
@@ -168,7 +181,9 @@ enum Command {
     /// Exit 0 when nothing was lost, 1 when damage was found (DEST holds everything
     /// intact all the same). Events after a lost range move down to close the gap.
     Salvage {
+        /// The store file.
         path: PathBuf,
+        /// The new file to write (it must not exist).
         dest: PathBuf,
         /// One JSON object.
         #[arg(long)]
