@@ -45,18 +45,21 @@ out.write("".join(buf))
 PY
 
 STORE="$DIR/bench.store"
+# One row: wall-clock and CPU (user + system) seconds of a command, output discarded.
 row() {
     local name=$1; shift
-    local start end
-    start=$(date +%s.%N)
-    "$@" > /dev/null
-    end=$(date +%s.%N)
-    printf '%-34s %8.2f s\n' "$name" "$(echo "$end - $start" | bc)"
+    local TIMEFORMAT="%R %U %S" times
+    times=$( { time "$@" > /dev/null 2> "$DIR/stderr"; } 2>&1 ) || {
+        echo "$name failed:"; cat "$DIR/stderr"; exit 1
+    }
+    read -r wall user sys <<< "$times"
+    printf '%-36s %8.2f s %8.2f s\n' "$name" "$wall" "$(echo "$user + $sys" | bc)"
 }
 rm -f "$STORE" "$DIR/backup.store" "$DIR/salvaged.store" "$DIR/imported.store"
-echo "eventstore commands on $N events, $STREAMS streams ($(nproc) cores)"
+echo "eventstore commands on $N events, $STREAMS streams ($(nproc) cores, load $(cut -d' ' -f1 /proc/loadavg))"
+printf '%-36s %10s %10s\n' "command" "wall" "cpu"
 row "import (build the store)" sh -c "$ES import -q $STORE < $DIR/log.jsonl"
-printf '%-34s %8s MB\n' "store size" "$(( $(stat -c %s "$STORE") / 1000000 ))"
+printf '%-36s %8s MB\n' "store size" "$(( $(stat -c %s "$STORE") / 1000000 ))"
 STREAM=$(head -n 1 "$DIR/log.jsonl" | sed 's/.*"stream_id":"\([^"]*\)".*/\1/')
 row "info" "$ES" info "$STORE"
 row "verify" "$ES" verify -q "$STORE"
