@@ -217,7 +217,8 @@ impl From<FilterArgs> for seams::Filter {
 
 fn main() {
     std::panic::set_hook(Box::new(|info| {
-        eprintln!("eventstore: internal error (a bug, please report it): {info}");
+        let text = info.to_string().replace('\n', " ");
+        eprintln!("eventstore: internal error (a bug, please report it): {text}");
     }));
     let code = match std::panic::catch_unwind(run) {
         Ok(code) => code,
