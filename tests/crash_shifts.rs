@@ -290,7 +290,7 @@ fn inserted_ranges_of_every_length() {
         places.push(o.bytes.len() as u64); // a tail: garbage appended
         for (i, at) in places.into_iter().enumerate() {
             // Zeros (a hole) or garbage, alternately.
-            let bytes = if (len as usize + i) % 2 == 0 {
+            let bytes = if (len as usize + i).is_multiple_of(2) {
                 vec![0; len as usize]
             } else {
                 rng.bytes(len as usize)
