@@ -24,7 +24,9 @@ const EXPORTS: &[&str] = &[
     "es_open",
     "es_read_all",
     "es_read_stream",
+    "es_set_log_callback",
     "es_status_name",
+    "es_store_info_get",
     "es_stream_version",
     "es_uuid_format",
     "es_uuid_parse",
@@ -59,6 +61,13 @@ const PROGRAMS: &[Program] = &[
     Program {
         name: "test_threads",
         source: "tests/c/test_threads.c",
+        cxx: false,
+        takes_store_path: false,
+        success: "checks passed",
+    },
+    Program {
+        name: "test_info",
+        source: "tests/c/test_info.c",
         cxx: false,
         takes_store_path: false,
         success: "checks passed",

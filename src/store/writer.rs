@@ -244,7 +244,13 @@ impl Writer {
             return;
         }
         if let Err(e) = self.write_durably(file, group_start) {
-            tracing::error!(error = %e, "append failed; the store is poisoned until reopened");
+            crate::log::log(
+                crate::log::Level::Error,
+                &format!(
+                    "append to {} failed; the store is poisoned until reopened: {e}",
+                    self.path
+                ),
+            );
             self.poisoned = Some(e.to_string());
             for a in accepted {
                 answer(out, a.answer, Err(e.duplicate()));
