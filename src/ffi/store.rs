@@ -22,8 +22,12 @@ use crate::types::ProposedEventRef;
 /// `path` is a NUL-terminated file name (bytes, as the OS takes them; relative to the
 /// current directory unless absolute). A new file gets its header and is fsynced,
 /// and its directory is fsynced. An existing file is recovered: a torn or corrupt
-/// tail left by a crash (no valid data after it) is cut off; damage followed by valid
-/// data fails with `ES_ERR_CORRUPT_RECORD` and leaves the file unchanged. A zero-length
+/// tail left by a crash (no valid data after it) is cut off, which is logged
+/// (`es_set_log_callback`) and reported by `es_store_info_get`
+/// (`recovered_bytes_dropped`); damage followed by valid data — a batch written later,
+/// or one that bytes were deleted or inserted in front of, wherever it now sits (see
+/// `docs/format.md`) — fails with `ES_ERR_CORRUPT_RECORD` and leaves the file
+/// unchanged. A zero-length
 /// file, or one holding only the first bytes of a header (a crash during creation), is
 /// initialised as a new store.
 ///
