@@ -291,3 +291,144 @@ fn evidence(bytes: &[u8], at: u64, judged: &Judged, seed: &codec::SaltedCrc) -> 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
+
+#[cfg(test)]
+mod tests {
+    //! The judgement on group commits, whose batches share a `group_start`: what the
+    //! suites in `tests/` cannot build with one appender.
+    use super::*;
+    use crate::codec::{BatchHeader, UnsealedBatch};
+    use crate::types::ProposedEventRef;
+    use std::sync::RwLock;
+    use uuid::Uuid;
+
+    struct Mem(RwLock<Vec<u8>>);
+
+    impl StorageFile for Mem {
+        fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+            let d = self.0.read().unwrap();
+            let start = (offset as usize).min(d.len());
+            let n = buf.len().min(d.len() - start);
+            buf[..n].copy_from_slice(&d[start..start + n]);
+            Ok(n)
+        }
+        fn write_at(&self, _: &[u8], _: u64) -> std::io::Result<usize> {
+            unreachable!("the scan never writes")
+        }
+        fn sync_data(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn sync_all(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn set_len(&self, _: u64) -> std::io::Result<()> {
+            unreachable!("the scan never truncates")
+        }
+        fn file_len(&self) -> std::io::Result<u64> {
+            Ok(self.0.read().unwrap().len() as u64)
+        }
+    }
+
+    const SALT: u64 = 0x5a17;
+
+    /// A file of `groups` group commits, each a list of batch sizes (events per batch);
+    /// returns the bytes and the (start, end) of every batch.
+    fn file(groups: &[&[usize]]) -> (Vec<u8>, Vec<(u64, u64)>) {
+        let mut out = codec::encode_file_header(SALT).to_vec();
+        let mut spans = Vec::new();
+        let mut position = 0;
+        for (g, group) in groups.iter().enumerate() {
+            let group_start = out.len() as u64;
+            for (b, &count) in group.iter().enumerate() {
+                let stream = Uuid::from_u128((g * 100 + b) as u128 + 1);
+                let payload = vec![7u8; 40];
+                let events: Vec<_> = (0..count)
+                    .map(|i| ProposedEventRef {
+                        event_id: Uuid::from_u128((position + i as u64) as u128 + 1),
+                        event_type: "T",
+                        metadata: b"",
+                        payload: &payload,
+                    })
+                    .collect();
+                let batch = UnsealedBatch::encode(&stream, &events).unwrap();
+                let start = out.len() as u64;
+                let header = BatchHeader {
+                    batch_len: batch.len() as u32,
+                    first_position: position,
+                    count: count as u32,
+                    recorded_at: 1,
+                    group_start,
+                };
+                batch.seal_into(&mut out, SALT, header, 0, |_, _| {});
+                spans.push((start, out.len() as u64));
+                position += count as u64;
+            }
+        }
+        (out, spans)
+    }
+
+    fn judge(bytes: Vec<u8>) -> Result<Scan, Error> {
+        let len = bytes.len() as u64;
+        scan(&Mem(RwLock::new(bytes)), len, SALT)
+    }
+
+    #[test]
+    fn damage_inside_the_last_group_is_a_torn_write() {
+        // Old group, then a last group of three batches whose middle one is damaged
+        // in place: its third batch is where that write put it, so it is no evidence.
+        let (mut bytes, spans) = file(&[&[2], &[2, 1, 3]]);
+        bytes[(spans[2].0 + 60) as usize] ^= 0xff;
+        let scan = judge(bytes).unwrap();
+        assert_eq!(scan.end, spans[2].0);
+        assert_eq!(scan.index.event_count(), 4);
+    }
+
+    #[test]
+    fn damage_before_the_last_group_is_refused() {
+        let (mut bytes, spans) = file(&[&[2, 2], &[1, 3]]);
+        bytes[(spans[1].0 + 60) as usize] ^= 0xff;
+        match judge(bytes) {
+            Err(Error::CorruptRecord { offset, detail, .. }) => {
+                assert_eq!(offset, spans[1].0);
+                assert!(detail.contains("later write"), "{detail}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_batch_of_the_last_group_moved_by_inserted_bytes_is_refused() {
+        // The last group's first batch is torn away; its second batch sits where that
+        // write cannot have put it (bytes inserted before the group's start).
+        let (bytes, spans) = file(&[&[2], &[1, 2]]);
+        let at = spans[1].0 as usize;
+        let moved = [&bytes[..at], &[0u8; 10], &bytes[at..]].concat();
+        match judge(moved) {
+            Err(Error::CorruptRecord { offset, detail, .. }) => {
+                assert_eq!(offset, spans[1].0);
+                assert!(detail.contains("cannot have put it"), "{detail}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // Torn for real: the first batch of the last group lost (zeros), the second in
+        // its place: a torn write, cut at the group's start.
+        let (mut bytes, spans) = file(&[&[2], &[1, 2]]);
+        bytes[spans[1].0 as usize..spans[1].1 as usize].fill(0);
+        let scan = judge(bytes).unwrap();
+        assert_eq!(scan.end, spans[1].0);
+    }
+
+    #[test]
+    fn a_batch_moved_left_by_deleted_bytes_is_refused() {
+        let (bytes, spans) = file(&[&[1], &[2], &[3]]);
+        let at = (spans[1].0 + 50) as usize;
+        let cut = [&bytes[..at], &bytes[at + 7..]].concat();
+        match judge(cut) {
+            Err(Error::CorruptRecord { offset, detail, .. }) => {
+                assert_eq!(offset, spans[1].0);
+                assert!(detail.contains("bytes are missing before it"), "{detail}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
