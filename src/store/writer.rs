@@ -337,17 +337,23 @@ impl Writer {
                         }
                     }
                     self.grow_cap = (grow / 4).max(4096);
+                    let next = if grow > 4 * 4096 { grow / 4 } else { 0 };
+                    let then = if grow == 0 {
+                        "the append grows the file itself".to_string()
+                    } else {
+                        format!("trying {} bytes past the write", next)
+                    };
+                    crate::log::log(
+                        crate::log::Level::Debug,
+                        &format!(
+                            "{}: preallocating to {target} bytes failed ({e}); {then}",
+                            self.path
+                        ),
+                    );
                     if grow == 0 {
-                        crate::log::log(
-                            crate::log::Level::Debug,
-                            &format!(
-                                "{}: no space to preallocate ({e}); the append grows the file itself",
-                                self.path
-                            ),
-                        );
                         return;
                     }
-                    grow = if grow > 4 * 4096 { grow / 4 } else { 0 };
+                    grow = next;
                 }
             }
         }
