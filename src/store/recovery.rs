@@ -263,10 +263,15 @@ fn evidence(bytes: &[u8], at: u64, judged: &Judged, seed: &codec::SaltedCrc) -> 
                 "a valid batch header (global position {p}) at byte offset {at} was written \
                  at byte offset {g}: bytes are missing before it"
             )
-        } else {
+        } else if g > x {
             format!(
                 "a valid batch (global position {p}) of a later write follows at byte \
                  offset {at}"
+            )
+        } else {
+            format!(
+                "a valid batch (global position {p}) at byte offset {at} names a write at \
+                 byte offset {g}, before the one that covers the damage: bytes were moved"
             )
         });
     }
