@@ -393,15 +393,15 @@ fn write_fuzz_seeds() {
         ),
         (
             "crafted-later-writes",
-            crafted(dir.path(), 64 << 10, Crafted::LaterWrites).0,
+            crafted(dir.path(), 8 << 10, Crafted::LaterWrites).0,
         ),
         (
             "crafted-same-write",
-            crafted(dir.path(), 64 << 10, Crafted::SameWrite).0,
+            crafted(dir.path(), 8 << 10, Crafted::SameWrite).0,
         ),
         (
             "crafted-old-positions",
-            crafted(dir.path(), 64 << 10, Crafted::OldPositions).0,
+            crafted(dir.path(), 8 << 10, Crafted::OldPositions).0,
         ),
     ];
     for (name, bytes) in &seeds {
