@@ -1,7 +1,5 @@
 //! What a store can say about itself: `Store::info()` (`es_store_info_get` in C).
 
-use std::sync::atomic::Ordering;
-
 use super::{read_lock, Store};
 use crate::codec::{BATCH_TRAILER_LEN, FILE_HEADER_LEN};
 
@@ -45,7 +43,7 @@ impl Store {
         StoreInfo {
             format_version: self.format_version,
             read_only: false,
-            poisoned: self.poisoned.load(Ordering::Acquire),
+            poisoned: self.is_poisoned(),
             event_count: stats.events,
             stream_count: stats.streams,
             data_bytes,

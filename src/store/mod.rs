@@ -496,7 +496,8 @@ impl Store {
 
     /// Whether an earlier failure has made the store refuse appends. Never waits.
     pub fn is_poisoned(&self) -> bool {
-        self.poisoned.load(Ordering::Acquire)
+        // A panic in a group commit poisons the writer's mutex before the flag is set.
+        self.poisoned.load(Ordering::Acquire) || self.writer.is_poisoned()
     }
 
     /// Closes the store: cuts the file back to its committed data (dropping
