@@ -590,6 +590,10 @@ impl Drop for LeadGuard<'_> {
             slot.answer(result);
         }
         if std::thread::panicking() {
+            crate::log::log(
+                crate::log::Level::Error,
+                "an append panicked during its group commit (a bug); the store is poisoned until reopened",
+            );
             for slot in &self.slots {
                 slot.answer_if_waiting(|| {
                     Err(Error::Poisoned {
