@@ -26,7 +26,7 @@ use crate::codec::{
     self, DecodeOutcome, RecordView, SaltedCrc, BATCH_HEADER_LEN, BATCH_MAGIC, FILE_HEADER_LEN,
     MAGIC,
 };
-use crate::error::Error;
+use crate::error::{Error, HeaderCause};
 use crate::store::io::{read_exact_at, StorageFile};
 use crate::store::{CopiedBatch, OpenOptions, Store};
 use crate::types::{ExpectedVersion, ProposedEvent};
@@ -267,19 +267,27 @@ pub fn scan(
         .metadata()
         .map_err(|e| Error::io(format!("stat {shown}"), e))?
         .len();
+    let invalid = |cause| Error::InvalidHeader {
+        path: path.to_path_buf(),
+        cause,
+    };
     if file_len < FILE_HEADER_LEN as u64 {
-        return Err(Error::InvalidHeader);
+        return Err(invalid(HeaderCause::NotAStore));
     }
     let mut head = [0u8; FILE_HEADER_LEN];
     read_exact_at(&file, &mut head, 0)
         .map_err(|e| Error::io(format!("read the header of {shown}"), e))?;
-    let format_version = codec::decode_header(&head)?;
+    let format_version = codec::decode_header(&head).map_err(|e| match e {
+        Error::InvalidHeader { cause, .. } => invalid(cause),
+        other => other,
+    })?;
     let (salt, header_damage) = match codec::decode_file_header(&head) {
         Ok(salt) => (salt, None),
         Err(_) if head[..6] == MAGIC => (
             u64::from_le_bytes(head[8..16].try_into().expect("8 bytes")),
             Some("file header checksum mismatch".to_string()),
         ),
+        Err(Error::InvalidHeader { cause, .. }) => return Err(invalid(cause)),
         Err(e) => return Err(e),
     };
     let mut window = Window {
@@ -293,7 +301,7 @@ pub fn scan(
     found.format_version = format_version;
     if let Some(detail) = header_damage {
         if found.batches == 0 {
-            return Err(Error::InvalidHeader);
+            return Err(invalid(HeaderCause::DamagedChecksum));
         }
         found.ranges.insert(
             0,

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use common::{all, event, open_exact, temp_store};
 use eventstore::inspect::{self, Inspection, RangeKind};
-use eventstore::{CopiedBatch, Error, ExpectedVersion, RecordedEvent, Store};
+use eventstore::{CopiedBatch, Error, ExpectedVersion, HeaderCause, RecordedEvent, Store};
 use uuid::Uuid;
 
 /// A batch's (offset, len, first position, count).
@@ -269,7 +269,10 @@ fn a_damaged_file_header_is_a_range_and_its_batches_are_salvaged() {
     let mut bytes = fs::read(&t.path).unwrap();
     bytes[20] ^= 1; // a reserved byte: the header checksum fails, the salt is intact
     fs::write(&t.path, &bytes).unwrap();
-    assert!(matches!(Store::open(&t.path), Err(Error::InvalidHeader)));
+    assert!(matches!(
+        Store::open(&t.path),
+        Err(Error::InvalidHeader { .. })
+    ));
     let (found, seen) = scan_all(&t.path);
     assert_eq!(found.ranges[0].start, 0);
     assert_eq!(found.ranges[0].end, 32);
@@ -284,12 +287,18 @@ fn a_file_that_is_not_a_store_is_invalid_header() {
     fs::write(&t.path, vec![b'x'; 4096]).unwrap();
     assert!(matches!(
         inspect::scan(&t.path, |_| Ok(())),
-        Err(Error::InvalidHeader)
+        Err(Error::InvalidHeader {
+            cause: HeaderCause::NotAStore,
+            ..
+        })
     ));
     fs::write(&t.path, b"").unwrap();
     assert!(matches!(
         inspect::scan(&t.path, |_| Ok(())),
-        Err(Error::InvalidHeader)
+        Err(Error::InvalidHeader {
+            cause: HeaderCause::NotAStore,
+            ..
+        })
     ));
     let missing = t.dir.path().join("missing.store");
     assert!(matches!(

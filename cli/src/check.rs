@@ -194,7 +194,7 @@ pub fn salvage(path: &Path, dest: &Path, json: bool, quiet: bool) -> Result<i32>
     let progress = Progress::new(quiet, "salvaging", Unit::Bytes, Some(file_len(path)));
     let report =
         inspect::salvage(path, dest, &mut |done, _| progress.set(done)).map_err(|e| match e {
-            Error::InvalidHeader | Error::Io { .. } if !dest.exists() => {
+            Error::InvalidHeader { .. } | Error::Io { .. } if !dest.exists() => {
                 Fail::store(path, e, false)
             }
             e => Fail::store(dest, e, true),

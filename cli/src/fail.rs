@@ -49,9 +49,9 @@ impl Fail {
                 EXIT_IO,
                 format!("{p} is locked: a writer has it open, and this version can only read a store no writer has open (read-only opens beside a running writer come with ES_OPEN_READ_ONLY); stop the writer or retry once it has closed the store"),
             ),
-            Error::InvalidHeader => Fail::new(
+            Error::InvalidHeader { .. } => Fail::new(
                 EXIT_FOUND,
-                format!("{p} is not an event store (its header is not a store header of a format this tool reads); check the path, or run `eventstore verify {p}`"),
+                format!("{e}; check the path, or run `eventstore verify {p}`"),
             ),
             Error::CorruptRecord { .. } => Fail::new(
                 EXIT_FOUND,
