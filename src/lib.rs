@@ -27,11 +27,15 @@
 pub mod codec;
 pub mod error;
 pub mod ffi;
+pub mod inspect;
+pub(crate) mod log;
 pub mod store;
 pub mod types;
 
-pub use error::Error;
-pub use store::{EventBatch, IndexStats, OpenOptions, Store, StreamInfo};
+pub use error::{Error, HeaderCause};
+pub use store::{
+    BackupReport, CopiedBatch, EventBatch, IndexStats, OpenOptions, Store, StoreInfo, StreamInfo,
+};
 pub use types::{
     AppendResult, ExpectedVersion, ProposedEvent, ProposedEventRef, RecordedEvent, StreamAppend,
     MAX_EVENT_SIZE, MAX_EVENT_TYPE_LEN, RECORD_OVERHEAD,

@@ -711,7 +711,10 @@ fn a_damaged_version_byte_in_front_of_multi_stream_batches_is_refused() {
     let mut bytes = store_with_a_multi_append(&t.path);
     bytes[6] = 1;
     std::fs::write(&t.path, &bytes).unwrap();
-    assert!(matches!(Store::open(&t.path), Err(Error::InvalidHeader)));
+    assert!(matches!(
+        Store::open(&t.path),
+        Err(Error::InvalidHeader { .. })
+    ));
     assert_eq!(std::fs::read(&t.path).unwrap(), bytes, "left unchanged");
 }
 
@@ -1101,4 +1104,66 @@ fn requests_of_one_group_see_each_others_ids() {
         other => panic!("{other:?}"),
     }
     assert_eq!(store.global_position(), 3);
+}
+
+#[test]
+fn store_info_reports_the_format_version_before_and_after_the_upgrade() {
+    let t = temp_store();
+    let path = fixture_copy(t.dir.path());
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.info().format_version, 1);
+    let (ea, eb) = (vec![ev(2, "X")], vec![ev(3, "Y")]);
+    let parts = [
+        (Uuid::from_u128(0xB2), ExpectedVersion::Any, refs(&ea)),
+        (Uuid::from_u128(0xD4), ExpectedVersion::NoStream, refs(&eb)),
+    ];
+    store.append_multi(&multi(&parts)).unwrap();
+    assert_eq!(store.info().format_version, 2);
+    let t2 = temp_store();
+    assert_eq!(Store::open(&t2.path).unwrap().info().format_version, 2);
+}
+
+#[test]
+fn inspect_and_salvage_keep_the_streams_of_a_multi_append() {
+    let t = temp_store();
+    let store = Store::open(&t.path).unwrap();
+    let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
+    store
+        .append(a, ExpectedVersion::Any, vec![ev(1, "A0")])
+        .unwrap();
+    let (ea, eb) = (vec![ev(2, "A1"), ev(3, "A2")], vec![ev(4, "B0")]);
+    let parts = [
+        (b, ExpectedVersion::NoStream, refs(&eb)),
+        (a, ExpectedVersion::Exact(0), refs(&ea)),
+    ];
+    store.append_multi(&multi(&parts)).unwrap();
+    store
+        .append(b, ExpectedVersion::Exact(0), vec![ev(5, "B1")])
+        .unwrap();
+    let original = all(&store);
+    store.close().unwrap();
+    let mut seen = Vec::new();
+    let found = eventstore::inspect::scan(&t.path, |batch| {
+        seen.push(batch.streams.to_vec());
+        Ok(())
+    })
+    .unwrap();
+    assert!(found.is_clean(), "{:?}", found.ranges);
+    assert_eq!(seen[1], vec![(b, 0, 1), (a, 1, 2)]);
+    let dest = t.dir.path().join("salvaged.store");
+    eventstore::inspect::salvage(&t.path, &dest, &mut |_, _| {}).unwrap();
+    let copy = Store::open(&dest).unwrap();
+    let key = |e: &eventstore::RecordedEvent| {
+        (
+            e.global_position,
+            e.stream_id,
+            e.stream_version,
+            e.event_id,
+            e.recorded_at,
+        )
+    };
+    assert_eq!(
+        all(&copy).iter().map(key).collect::<Vec<_>>(),
+        original.iter().map(key).collect::<Vec<_>>()
+    );
 }

@@ -11,6 +11,7 @@
 //! - [`events`]: `es_read_stream`, `es_read_all`, `es_free` and the read-result arena.
 //! - [`misc`]: `es_last_error`, `es_last_conflict`, `es_status_name`, `es_version`,
 //!   `es_uuid_parse`, `es_uuid_format`.
+//! - [`info`]: `es_store_info_get`, `es_set_log_callback`.
 //! - [`append`]: `es_append_multi` (and `es_stream_append`).
 //! - [`streams`]: `es_list_streams`, `es_free_streams`.
 //! - [`events`] also has `es_read_stream_backward`, `es_read_all_backward`,
@@ -35,6 +36,7 @@ pub mod events;
 pub mod misc;
 
 pub mod append;
+pub mod info;
 
 pub mod streams;
 
@@ -68,7 +70,7 @@ pub(crate) fn status_of(e: &Error) -> es_status {
         Error::StreamNotFound { .. } => es_status::ES_ERR_STREAM_NOT_FOUND,
         Error::Io { .. } => es_status::ES_ERR_IO,
         Error::CorruptRecord { .. } => es_status::ES_ERR_CORRUPT_RECORD,
-        Error::InvalidHeader => es_status::ES_ERR_INVALID_HEADER,
+        Error::InvalidHeader { .. } => es_status::ES_ERR_INVALID_HEADER,
         Error::EventTooLarge { .. } => es_status::ES_ERR_EVENT_TOO_LARGE,
         Error::InvalidArgument(_) => es_status::ES_ERR_INVALID_ARGUMENT,
         Error::Locked { .. } => es_status::ES_ERR_LOCKED,
@@ -328,7 +330,13 @@ mod tests {
                 },
                 es_status::ES_ERR_CORRUPT_RECORD,
             ),
-            (Error::InvalidHeader, es_status::ES_ERR_INVALID_HEADER),
+            (
+                Error::InvalidHeader {
+                    path: "p".into(),
+                    cause: crate::error::HeaderCause::NotAStore,
+                },
+                es_status::ES_ERR_INVALID_HEADER,
+            ),
             (
                 Error::EventTooLarge { size: 2, max: 1 },
                 es_status::ES_ERR_EVENT_TOO_LARGE,

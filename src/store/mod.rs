@@ -5,9 +5,11 @@
 //! groups (see [`writer`]); reads run concurrently with appends and never wait for an
 //! fsync.
 
+mod copy;
 mod dedup;
 pub mod ids;
 pub mod index;
+mod info;
 pub mod io;
 pub(crate) mod read;
 mod recovery;
@@ -16,6 +18,7 @@ mod writes;
 
 use std::fs::{File, OpenOptions as FsOpenOptions};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use uuid::Uuid;
@@ -24,8 +27,10 @@ use crate::codec::{self, FILE_HEADER_LEN};
 use crate::error::Error;
 use crate::types::{AppendResult, ExpectedVersion, ProposedEvent, ProposedEventRef, RecordedEvent};
 
+pub use self::copy::{BackupReport, CopiedBatch};
 use self::index::Index;
 pub use self::index::{IndexStats, StreamInfo};
+pub use self::info::StoreInfo;
 use self::io::StorageFile;
 pub(crate) use self::read::advise_huge;
 pub use self::read::{EventBatch, EventBatchIter};
@@ -83,6 +88,15 @@ pub struct Store {
     writer: Mutex<Writer>,
     queue: Mutex<Queue>,
     closed: bool,
+    /// The file's format version, from its header; 2 once the writer has upgraded a
+    /// version-1 file (copied from the writer after each group commit, readable
+    /// without waiting for the writer lock).
+    format_version: std::sync::atomic::AtomicU16,
+    /// Bytes this open's recovery cut off the end of the file (0: none).
+    recovered_bytes_dropped: u64,
+    /// Set once appends are refused (a failed write or sync, a panic): readable
+    /// without waiting for the writer lock.
+    poisoned: AtomicBool,
 }
 
 impl std::fmt::Debug for Store {
@@ -145,7 +159,7 @@ impl Store {
             }
             Err(_) if file_len > FILE_HEADER_LEN as u64 && codec::torn_upgrade(&head).is_some() => {
                 let salt = codec::torn_upgrade(&head).expect("checked");
-                let scan = repair_torn_header(file.as_ref(), file_len, salt, &shown)?;
+                let scan = repair_torn_header(file.as_ref(), file_len, salt, path)?;
                 (salt, codec::FORMAT_VERSION_1, scan)
             }
             // Only a file no longer than a header can be an interrupted creation: `head`
@@ -163,22 +177,32 @@ impl Store {
                 };
                 (salt, codec::FORMAT_VERSION, scan)
             }
+            Err(Error::InvalidHeader { cause, .. }) => {
+                return Err(Error::InvalidHeader {
+                    path: path.to_path_buf(),
+                    cause,
+                })
+            }
             Err(e) => return Err(e),
         };
         let file_len = file_len.max(FILE_HEADER_LEN as u64);
+        let mut recovered_bytes_dropped = 0;
         if scan.end < file_len {
-            if let Some(why) = &scan.torn_tail {
-                tracing::warn!(
-                    path = %shown,
-                    offset = scan.end,
-                    dropped_bytes = file_len - scan.end,
-                    reason = %why,
-                    "cutting off a torn tail"
-                );
-            }
             file.set_len(scan.end)
                 .and_then(|()| file.sync_all())
                 .map_err(|e| Error::io(format!("truncate {shown} to {} bytes", scan.end), e))?;
+            recovered_bytes_dropped = file_len - scan.end;
+            let why = match &scan.torn_tail {
+                Some(why) => format!("a torn tail: {why}"),
+                None => "preallocated space".into(),
+            };
+            crate::log::log(
+                crate::log::Level::Warn,
+                &format!(
+                    "recovery of {shown}: cut off {recovered_bytes_dropped} bytes at byte offset {} ({why})",
+                    scan.end
+                ),
+            );
         }
         Ok(Store {
             writer: Mutex::new(Writer::new(
@@ -195,6 +219,9 @@ impl Store {
             index: RwLock::new(scan.index),
             queue: Mutex::new(Queue::default()),
             closed: false,
+            format_version: std::sync::atomic::AtomicU16::new(version),
+            recovered_bytes_dropped,
+            poisoned: AtomicBool::new(false),
         })
     }
 
@@ -303,14 +330,22 @@ impl Store {
             answers: Vec::with_capacity(group.len()),
         };
         match self.writer.lock() {
-            Ok(mut writer) => writer.commit_group(
-                self.file.as_ref(),
-                self.salt,
-                &self.index,
-                group,
-                &mut guard.answers,
-            ),
+            Ok(mut writer) => {
+                writer.commit_group(
+                    self.file.as_ref(),
+                    self.salt,
+                    &self.index,
+                    group,
+                    &mut guard.answers,
+                );
+                if writer.poisoned.is_some() {
+                    self.poisoned.store(true, Ordering::Release);
+                }
+                self.format_version
+                    .store(writer.format_version, Ordering::Release);
+            }
             Err(_) => {
+                self.poisoned.store(true, Ordering::Release);
                 for r in group {
                     guard.answers.push((
                         r.answer,
@@ -462,12 +497,10 @@ impl Store {
         read_lock(&self.index).stats()
     }
 
-    /// Whether an earlier failure has made the store refuse appends.
+    /// Whether an earlier failure has made the store refuse appends. Never waits.
     pub fn is_poisoned(&self) -> bool {
-        match self.writer.lock() {
-            Ok(w) => w.poisoned.is_some(),
-            Err(_) => true,
-        }
+        // A panic in a group commit poisons the writer's mutex before the flag is set.
+        self.poisoned.load(Ordering::Acquire) || self.writer.is_poisoned()
     }
 
     /// Closes the store: cuts the file back to its committed data (dropping
@@ -478,6 +511,17 @@ impl Store {
     }
 
     fn shut_down(&mut self) -> Result<(), Error> {
+        let result = self.cut_and_sync();
+        if let Err(e) = &result {
+            crate::log::log(
+                crate::log::Level::Error,
+                &format!("closing the store failed (the next open recovers): {e}"),
+            );
+        }
+        result
+    }
+
+    fn cut_and_sync(&mut self) -> Result<(), Error> {
         if self.closed {
             return Ok(());
         }
@@ -502,9 +546,8 @@ impl Store {
 
 impl Drop for Store {
     fn drop(&mut self) {
-        if let Err(e) = self.shut_down() {
-            tracing::error!(error = %e, "closing the store failed; the next open recovers");
-        }
+        // `close` logs its own failure; a drop has no one else to tell.
+        let _ = self.shut_down();
     }
 }
 
@@ -518,13 +561,20 @@ fn repair_torn_header(
     file: &dyn StorageFile,
     file_len: u64,
     salt: u64,
-    shown: &str,
+    path: &Path,
 ) -> Result<recovery::Scan, Error> {
+    let shown = path.display();
     let scan = recovery::scan(file, file_len, salt, codec::FORMAT_VERSION)?;
     if scan.multi_stream_batches > 0 {
-        return Err(Error::InvalidHeader);
+        return Err(Error::InvalidHeader {
+            path: path.to_path_buf(),
+            cause: crate::error::HeaderCause::DamagedChecksum,
+        });
     }
-    tracing::warn!(path = %shown, "repairing a header torn while it was upgraded to format version 2");
+    crate::log::log(
+        crate::log::Level::Warn,
+        &format!("{shown}: repairing a header torn while it was upgraded to format version 2"),
+    );
     let header = codec::encode_file_header_version(salt, codec::FORMAT_VERSION_1);
     io::write_all_at(file, &header, 0)
         .and_then(|()| file.sync_all())
@@ -574,6 +624,10 @@ impl Drop for LeadGuard<'_> {
             slot.answer(result);
         }
         if std::thread::panicking() {
+            crate::log::log(
+                crate::log::Level::Error,
+                "an append panicked during its group commit (a bug); the store is poisoned until reopened",
+            );
             for slot in &self.slots {
                 slot.answer_if_waiting(|| {
                     Err(Error::Poisoned {

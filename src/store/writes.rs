@@ -110,6 +110,7 @@ impl Store {
                 .collect(),
             batch,
             answer: Default::default(),
+            recorded_at: None,
         })
     }
 
