@@ -1167,3 +1167,41 @@ fn inspect_and_salvage_keep_the_streams_of_a_multi_append() {
         original.iter().map(key).collect::<Vec<_>>()
     );
 }
+
+#[test]
+fn copied_batches_keep_a_duplicated_id_and_salvage_copies_them() {
+    // A store written by 0.1 may hold an id twice; the tools that copy a log keep it
+    // (append_copied does not check ids), and ordinary appends still refuse it.
+    let t = temp_store();
+    let store = Store::open(&t.path).unwrap();
+    let s = Uuid::from_u128(1);
+    let copied = |recorded_at| eventstore::CopiedBatch {
+        stream_id: s,
+        expected_version: ExpectedVersion::Any,
+        recorded_at,
+        events: vec![ev(77, "Same")],
+    };
+    store
+        .append_copied(vec![copied(1_000), copied(2_000)])
+        .unwrap();
+    assert_eq!(store.global_position(), 2);
+    assert_eq!(
+        store
+            .read_event(Uuid::from_u128(77))
+            .unwrap()
+            .global_position,
+        0
+    );
+    assert!(matches!(
+        store.append(
+            Uuid::from_u128(2),
+            ExpectedVersion::Any,
+            vec![ev(77, "Same")]
+        ),
+        Err(Error::DuplicateEventId { .. })
+    ));
+    store.close().unwrap();
+    let dest = t.dir.path().join("salvaged.store");
+    eventstore::inspect::salvage(&t.path, &dest, &mut |_, _| {}).unwrap();
+    assert_eq!(Store::open(&dest).unwrap().global_position(), 2);
+}

@@ -53,6 +53,8 @@ impl Store {
     ///
     /// Commit times are taken as given, also when they are older than the last one:
     /// ordinary appends after them are never stamped earlier than the latest of them.
+    /// Event ids are not checked for uniqueness (a store written by 0.1 may hold an id
+    /// twice, and a copy keeps it so); ordinary appends after them still are.
     pub fn append_copied(&self, batches: Vec<CopiedBatch>) -> Result<Vec<AppendResult>, Error> {
         if batches.is_empty() {
             return Ok(Vec::new());
@@ -83,6 +85,8 @@ impl Store {
                 batch: UnsealedBatch::encode(&b.stream_id, &refs)?,
                 answer: Arc::default(),
                 recorded_at: Some(b.recorded_at),
+                // A copy keeps the log as it is: a 0.1 store may hold an id twice.
+                check_ids: false,
             });
         }
         let slots: Vec<_> = requests.iter().map(|r| Arc::clone(&r.answer)).collect();

@@ -134,6 +134,10 @@ pub struct Request {
     /// The commit time to record instead of the group's (for tools that copy a log:
     /// see `store/copy.rs`); `None` for every ordinary append.
     pub recorded_at: Option<u64>,
+    /// Whether the event ids are checked (a retry, a duplicate: `dedup.rs`). Every
+    /// ordinary append checks them; tools that copy a log as it is (`store/copy.rs`)
+    /// do not, since a store written by 0.1 may hold an id twice.
+    pub check_ids: bool,
 }
 
 /// The answers a group commit owes, delivered by the caller once it has handed on
@@ -233,7 +237,12 @@ impl Writer {
             let track_ids = group.len() > 1;
             for r in group {
                 let ids: Vec<(Uuid, Uuid)> = r.batch.record_ids().collect();
-                match dedup::classify(&index, file, path, &ids, r.batch.parts(), &group_ids) {
+                let verdict = if r.check_ids {
+                    dedup::classify(&index, file, path, &ids, r.batch.parts(), &group_ids)
+                } else {
+                    Ok(Verdict::Fresh)
+                };
+                match verdict {
                     Ok(Verdict::Fresh) => {}
                     Ok(Verdict::Retry(results)) => {
                         answer(out, r.answer, Ok(results));

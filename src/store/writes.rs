@@ -111,6 +111,7 @@ impl Store {
             batch,
             answer: Default::default(),
             recorded_at: None,
+            check_ids: true,
         })
     }
 
