@@ -39,7 +39,7 @@ from ._errors import (
     StreamNotFound,
     WrongExpectedVersion,
 )
-from ._events import AppendResult, ProposedEvent, RecordedEvent
+from ._events import AppendResult, ProposedEvent, RecordedEvent, StoreInfo, StreamInfo
 from ._native import LibraryNotFound
 from ._store import Store, library
 
@@ -53,6 +53,8 @@ __all__ = [
     "ProposedEvent",
     "RecordedEvent",
     "AppendResult",
+    "StoreInfo",
+    "StreamInfo",
     "EventStoreError",
     "InvalidArgument",
     "StoreClosed",

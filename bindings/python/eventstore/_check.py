@@ -45,6 +45,13 @@ def u64(value: Any, name: str) -> int:
     return v
 
 
+def flag(value: Any, name: str) -> bool:
+    """A ``bool`` argument (a truthy object is refused: ``backward="no"`` is a bug)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, not {type(value).__name__}")
+    return value
+
+
 def page_size(value: Any, name: str = "page_size") -> int:
     """A page size: ``1 <= value <= 2**64 - 1``."""
     v = _int(value, name)

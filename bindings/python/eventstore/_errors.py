@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import ctypes
+import re
+import uuid
 from typing import Dict, NoReturn, Optional, Type
 
 from . import _native
@@ -69,15 +71,24 @@ class WrongExpectedVersion(EventStoreError):
     """``ES_ERR_WRONG_EXPECTED_VERSION``: the optimistic-concurrency check failed and
     nothing was written. ``expected`` is what the append asked for (``ANY``,
     ``NO_STREAM``, ``STREAM_EXISTS`` or a version); ``actual`` is the stream's last
-    version, ``None`` when it had no events."""
+    version, ``None`` when it had no events. ``stream_id`` is the stream whose check
+    failed (for ``append_multi``, the one of its streams that conflicted), ``None``
+    only if the library's message did not name it."""
 
     status = _native.ES_ERR_WRONG_EXPECTED_VERSION
     status_name = "ES_ERR_WRONG_EXPECTED_VERSION"
 
-    def __init__(self, message: str, expected: int, actual: Optional[int]) -> None:
+    def __init__(
+        self,
+        message: str,
+        expected: int,
+        actual: Optional[int],
+        stream_id: Optional[uuid.UUID] = None,
+    ) -> None:
         super().__init__(message)
         self.expected = expected
         self.actual = actual
+        self.stream_id = stream_id
 
 
 class StreamNotFound(EventStoreError):
@@ -127,10 +138,16 @@ class ReadOnly(EventStoreError):
 
 class DuplicateEventId(EventStoreError):
     """``ES_ERR_DUPLICATE_EVENT_ID`` (libeventstore 0.2): an event id of the append is
-    already recorded and the append is not an exact retry. Nothing was written."""
+    already recorded and the append is not an exact retry. Nothing was written. The
+    message names the id; ``event_id`` is it (``None`` only if the message did not
+    name it)."""
 
     status = _native.ES_ERR_DUPLICATE_EVENT_ID
     status_name = "ES_ERR_DUPLICATE_EVENT_ID"
+
+    def __init__(self, message: str, status: Optional[int] = None) -> None:
+        super().__init__(message, status)
+        self.event_id = _named_uuid(message, "duplicate event id ")
 
 
 class EventNotFound(EventStoreError):
@@ -160,6 +177,15 @@ BY_STATUS: Dict[int, Type[EventStoreError]] = {
 }
 
 
+_UUID = "([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})"
+
+
+def _named_uuid(message: str, prefix: str) -> Optional[uuid.UUID]:
+    """The UUID right after ``prefix`` in a library message, if there is one."""
+    found = re.search(re.escape(prefix) + _UUID, message)
+    return uuid.UUID(found.group(1)) if found else None
+
+
 def raise_for(lib: _native.Library, status: int) -> NoReturn:
     """Raises the exception for a failed call. Must run on the thread that made the
     call, before any other call into the library there (``es_last_error`` is
@@ -170,7 +196,10 @@ def raise_for(lib: _native.Library, status: int) -> NoReturn:
         actual = ctypes.c_int64()
         lib.es_last_conflict(ctypes.byref(expected), ctypes.byref(actual))
         raise WrongExpectedVersion(
-            message, expected.value, None if actual.value < 0 else actual.value
+            message,
+            expected.value,
+            None if actual.value < 0 else actual.value,
+            _named_uuid(message, "stream "),
         )
     cls = BY_STATUS.get(status)
     if cls is None:

@@ -66,14 +66,58 @@ class ProposedEvent:
 @dataclass(frozen=True)
 class AppendResult:
     """Where an append's events were placed: the first event's global position and
-    stream version, and how many events were appended."""
+    stream version, and how many events were appended. ``deduplicated`` is true when
+    the append was an exact retry of an earlier acknowledged one (same streams, same
+    event ids, same order): nothing was written and the other fields are the earlier
+    append's."""
 
     first_global_position: int
     first_stream_version: int
     count: int
+    deduplicated: bool = False
 
 
-def _address(data: bytes) -> int:
+@dataclass(frozen=True)
+class StreamInfo:
+    """One stream, as :meth:`Store.list_streams` reports it: its id, its last
+    (0-based) version (its event count is ``last_version + 1``), and the global
+    positions of its first and last events."""
+
+    stream_id: uuid.UUID
+    last_version: int
+    first_global_position: int
+    last_global_position: int
+
+
+@dataclass(frozen=True)
+class StoreInfo:
+    """Facts about an open store, taken at one moment (:meth:`Store.info`)."""
+
+    format_version: int
+    """The format version of the file's header (1 or 2)."""
+    read_only: bool
+    """True for a handle opened read-only."""
+    poisoned: bool
+    """True when appends are refused after a failed write or sync."""
+    event_count: int
+    """Events in the log: the global position the next event gets."""
+    stream_count: int
+    """Streams with at least one event."""
+    data_bytes: int
+    """Bytes of the file holding data: its header and committed batches."""
+    recovered_bytes_dropped: int
+    """Bytes this handle's open cut off the end of the file while recovering it (a
+    torn tail, garbage appended to the file...); 0 when it cut nothing."""
+    index_bytes: int
+    """Memory the in-memory index holds, in bytes."""
+
+
+def memory_at(address: int, size: int) -> bytes:
+    """A copy of ``size`` bytes at ``address`` (memory a live C result owns)."""
+    return _MEM[address : address + size].tobytes()
+
+
+def address(data: bytes) -> int:
     """The address of a bytes object's contents (valid while it lives)."""
     # ctypes passes a bytes object as a pointer to its contents; cast reads it back.
     return ctypes.cast(cast(Any, data), ctypes.c_void_p).value or 0
@@ -122,7 +166,7 @@ class _Owned:
         payload: bytes,
     ) -> None:
         self._data = data = event_type + b"\0" + metadata + payload
-        base = _address(data)
+        base = address(data)
         lt, lm = len(event_type), len(metadata)
         self.raw = memoryview(
             struct.pack(
@@ -362,7 +406,7 @@ def pack(events: Iterable[ProposedEvent]) -> Tuple[bytes, bytes, int]:
         eid = e.event_id
         sizes.append((_NIL if eid is None else eid.bytes, len(t), len(m), len(p)))
     data = b"".join(chunks)
-    at = _address(data)
+    at = address(data)
     parts = []
     for eid_bytes, lt, lm, lp in sizes:
         parts.append(_PROPOSED.pack(eid_bytes, at, lt, at + lt, lm, at + lt + lm, lp))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import struct
 import sys
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Tuple, Type, Union
@@ -42,6 +43,10 @@ ES_EXPECTED_NO_STREAM = -1
 ES_EXPECTED_STREAM_EXISTS = -4
 ES_MAX_EVENT_SIZE = 65536
 ES_MAX_EVENT_TYPE_LEN = 256
+ES_LOG_ERROR = 1
+ES_LOG_WARN = 2
+ES_LOG_INFO = 3
+ES_LOG_DEBUG = 4
 
 U64_MAX = 2**64 - 1
 I64_MAX = 2**63 - 1
@@ -97,21 +102,74 @@ class es_append_result(ctypes.Structure):
         ("first_global_position", ctypes.c_uint64),
         ("first_stream_version", ctypes.c_uint64),
         ("count", ctypes.c_uint64),
+        ("deduplicated", ctypes.c_uint32),
     ]
+
+
+class es_stream_append(ctypes.Structure):
+    _fields_ = [
+        ("stream_id", es_uuid),
+        ("expected_version", ctypes.c_int64),
+        ("events", ctypes.c_void_p),  # const es_proposed_event *
+        ("count", ctypes.c_size_t),
+    ]
+
+
+class es_stream_info(ctypes.Structure):
+    _fields_ = [
+        ("stream_id", es_uuid),
+        ("last_version", ctypes.c_uint64),
+        ("first_global_position", ctypes.c_uint64),
+        ("last_global_position", ctypes.c_uint64),
+    ]
+
+
+class es_streams(ctypes.Structure):
+    _fields_ = [
+        ("items", ctypes.c_void_p),  # const es_stream_info *: read with STREAM_INFO_FORMAT
+        ("len", ctypes.c_size_t),
+        ("owner", ctypes.c_void_p),
+    ]
+
+
+class es_store_info(ctypes.Structure):
+    _fields_ = [
+        ("format_version", ctypes.c_uint32),
+        ("read_only", ctypes.c_uint32),
+        ("poisoned", ctypes.c_uint32),
+        ("event_count", ctypes.c_uint64),
+        ("stream_count", ctypes.c_uint64),
+        ("data_bytes", ctypes.c_uint64),
+        ("recovered_bytes_dropped", ctypes.c_uint64),
+        ("index_bytes", ctypes.c_uint64),
+    ]
+
+
+# typedef void (*es_log_fn)(void *context, int32_t level, const char *message);
+es_log_fn = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int32, ctypes.c_char_p)
 
 
 # The binding packs es_proposed_event arrays with `struct` and reads es_event arrays as
 # 64-bit words (eventstore._events); these checks tie that to the layouts above.
 PROPOSED_EVENT_FORMAT = "=16sQQQQQQ"
 EVENT_WORDS = 13
+APPEND_RESULT_FORMAT = "=QQQI4x"
+STREAM_APPEND_FORMAT = "=16sqQQ"
+STREAM_INFO_FORMAT = "=16sQQQ"
+STORE_INFO_FORMAT = "=III4xQQQQQ"
 assert ctypes.sizeof(ctypes.c_void_p) == 8, "libeventstore's binding needs a 64-bit platform"
 assert ctypes.sizeof(es_proposed_event) == 64
 assert ctypes.sizeof(es_event) == EVENT_WORDS * 8
 assert es_event.payload_len.offset == 12 * 8
+assert ctypes.sizeof(es_append_result) == struct.calcsize(APPEND_RESULT_FORMAT) == 32
+assert ctypes.sizeof(es_stream_append) == struct.calcsize(STREAM_APPEND_FORMAT) == 40
+assert ctypes.sizeof(es_stream_info) == struct.calcsize(STREAM_INFO_FORMAT) == 40
+assert ctypes.sizeof(es_store_info) == struct.calcsize(STORE_INFO_FORMAT) == 56
 
-# Output structures that later versions may extend (0.2 adds a field to
-# es_append_result) are given this much room, so that a newer library loaded through
-# EVENTSTORE_LIBRARY can never write past them.
+# Output structures that later versions may extend (0.2 added a field to
+# es_append_result; es_store_info may grow) are given this much room, so that a newer
+# library loaded through EVENTSTORE_LIBRARY can never write past them. (es_append_multi's
+# results are an array: their stride is fixed, so they get no such room.)
 OUTPUT_ROOM = 128
 
 # --- functions: the one table of signatures -----------------------------------------
@@ -142,6 +200,26 @@ SIGNATURES: Dict[str, Tuple[Any, List[Any]]] = {
     "es_last_conflict": (_c.c_int32, [_c.POINTER(_c.c_int64), _c.POINTER(_c.c_int64)]),
     "es_status_name": (_c.c_char_p, [_c.c_int32]),
     "es_version": (_c.c_char_p, []),
+    # --- 0.2 (issues 9 and 11) ---
+    "es_store_info_get": (_c.c_int32, [_store, _c.c_void_p]),  # out: OUTPUT_ROOM bytes
+    "es_set_log_callback": (None, [es_log_fn, _c.c_void_p]),
+    # es_append_multi(store, appends, count, out_results): appends a packed
+    # es_stream_append array (bytes), out_results a buffer of count * 32 bytes.
+    "es_append_multi": (_c.c_int32, [_store, _c.c_char_p, _c.c_size_t, _c.c_void_p]),
+    "es_read_stream_backward": (
+        _c.c_int32,
+        [_store, _uuid, _c.c_uint64, _c.c_uint64, _c.POINTER(es_events)],
+    ),
+    "es_read_all_backward": (
+        _c.c_int32,
+        [_store, _c.c_uint64, _c.c_uint64, _c.POINTER(es_events)],
+    ),
+    "es_read_event": (_c.c_int32, [_store, _uuid, _c.POINTER(es_events)]),
+    "es_list_streams": (
+        _c.c_int32,
+        [_store, _c.c_uint64, _c.c_uint64, _c.POINTER(es_streams)],
+    ),
+    "es_free_streams": (None, [_c.POINTER(es_streams)]),
 }
 """name -> (restype, argtypes). Every function the binding calls is declared here and
 must exist in the library. Functions a newer library may have go in

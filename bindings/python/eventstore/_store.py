@@ -8,11 +8,23 @@ import struct
 import sys
 import threading
 import uuid
-from typing import Any, Callable, Iterable, Iterator, List, Optional
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Iterable,
+    Iterator,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    Tuple,
+    Union,
+)
 
-from . import _check, _events, _native
-from ._errors import StoreClosed, raise_for
-from ._events import AppendResult, ProposedEvent, RecordedEvent
+from . import _check, _events, _log, _native
+from ._errors import InvalidArgument, StoreClosed, raise_for
+from ._events import AppendResult, ProposedEvent, RecordedEvent, StoreInfo, StreamInfo
 
 _lib_lock = threading.Lock()
 _lib: Optional[_native.Library] = None
@@ -23,15 +35,67 @@ def library() -> _native.Library:
     global _lib
     with _lib_lock:
         if _lib is None:
-            _lib = _native.load()
+            lib = _native.load()
+            _log.install(lib)
+            _lib = lib
         return _lib
 
 
 _OPEN, _CLOSING, _CLOSED = 0, 1, 2
 _ALL = _native.U64_MAX
 DEFAULT_PAGE = 1000
-# The first fields of es_append_result (0.2 adds `deduplicated` after them).
-_RESULT = struct.Struct("=QQQ")
+_RESULT = struct.Struct(_native.APPEND_RESULT_FORMAT)
+_STREAM_APPEND = struct.Struct(_native.STREAM_APPEND_FORMAT)
+_STREAM_INFO = struct.Struct(_native.STREAM_INFO_FORMAT)
+_STORE_INFO = struct.Struct(_native.STORE_INFO_FORMAT)
+
+MultiAppend = Union[
+    Mapping[uuid.UUID, Tuple[int, Iterable[ProposedEvent]]],
+    Iterable[Tuple[uuid.UUID, int, Iterable[ProposedEvent]]],
+]
+"""What :meth:`Store.append_multi` takes: ``{stream_id: (expected_version, events)}``
+or an iterable of ``(stream_id, expected_version, events)``."""
+
+
+def _result(out: Any, offset: int = 0) -> AppendResult:
+    first_position, first_version, n, dedup = _RESULT.unpack_from(out, offset)
+    return AppendResult(first_position, first_version, n, bool(dedup))
+
+
+def _multi_entries(appends: Any) -> List[Tuple[uuid.UUID, Any, Any]]:
+    """The (stream_id, expected_version, events) entries of an append_multi argument,
+    in order, with their shapes checked (values are checked by the caller)."""
+    if isinstance(appends, Mapping):
+        entries = []
+        for stream_id, value in appends.items():
+            if not isinstance(value, (tuple, list)) or len(value) != 2:
+                raise TypeError(
+                    f"appends[{stream_id!r}] must be an (expected_version, events) "
+                    f"tuple, not {type(value).__name__}"
+                )
+            entries.append((stream_id, value[0], value[1]))
+        return entries
+    if isinstance(appends, (str, bytes)) or not isinstance(appends, Iterable):
+        raise TypeError(
+            "appends must be a dict {stream_id: (expected_version, events)} or a list "
+            f"of (stream_id, expected_version, events) tuples, not {type(appends).__name__}"
+        )
+    entries = []
+    for k, entry in enumerate(appends):
+        if not isinstance(entry, (tuple, list)) or len(entry) != 3:
+            raise TypeError(
+                f"appends[{k}] must be a (stream_id, expected_version, events) tuple, "
+                f"not {type(entry).__name__}"
+            )
+        entries.append((entry[0], entry[1], entry[2]))
+    return entries
+
+
+def _start(value: Optional[int], name: str, backward: bool) -> int:
+    """A read's start: ``None`` is the first event, or the last one backward."""
+    if value is None:
+        return _ALL if backward else 0
+    return _check.u64(value, name)
 
 
 class _CallGuard:
@@ -208,52 +272,122 @@ class Store:
         del data  # the buffer the array points into, kept alive until here
         if status:
             raise_for(self._lib, status)
-        first_position, first_version, n = _RESULT.unpack_from(out)
-        return AppendResult(first_position, first_version, n)
+        return _result(out)
+
+    def append_multi(self, appends: MultiAppend) -> Dict[uuid.UUID, AppendResult]:
+        """Appends to several streams as one atomic unit: all of them or none, also
+        across a crash, with one sync.
+
+        ``appends`` is ``{stream_id: (expected_version, events)}`` or an iterable of
+        ``(stream_id, expected_version, events)`` tuples. Its order is the append
+        order: the events take contiguous global positions in that order, and streams
+        it creates are created in that order. Returns ``{stream_id: AppendResult}`` in
+        the same order. If any expected version is not satisfied,
+        :class:`~eventstore.WrongExpectedVersion` names that stream (``stream_id``)
+        and nothing is written.
+        """
+        entries = _multi_entries(appends)
+        if not entries:
+            raise InvalidArgument("appends must hold at least one stream")
+        keep: List[bytes] = []  # packed arrays and the data they point into
+        packed = []
+        ids = []
+        for stream_id, expected_version, events in entries:
+            sid = _check.uuid_bytes(stream_id, "stream_id")
+            expected = _check.expected_version(expected_version)
+            array, data, count = _events.pack(events)
+            keep += (array, data)
+            ids.append(stream_id)
+            packed.append(_STREAM_APPEND.pack(sid, expected, _events.address(array), count))
+        array = b"".join(packed)
+        out = ctypes.create_string_buffer(_RESULT.size * len(entries))
+        status = self._call(self._lib.es_append_multi, array, len(entries), out)
+        del keep
+        if status:
+            raise_for(self._lib, status)
+        return {sid: _result(out, k * _RESULT.size) for k, sid in enumerate(ids)}
 
     # --- reading -------------------------------------------------------------------
 
     def read_stream(
-        self, stream_id: uuid.UUID, from_version: int = 0, max_count: int = _ALL
+        self,
+        stream_id: uuid.UUID,
+        from_version: Optional[int] = None,
+        max_count: int = _ALL,
+        backward: bool = False,
     ) -> List[RecordedEvent]:
         """Up to ``max_count`` events of the stream ``stream_id``, from version
-        ``from_version`` on, in version order. Raises
+        ``from_version`` on, in version order; with ``backward=True`` in descending
+        order from ``from_version`` down. ``from_version=None`` starts at the first
+        event (forward) or the last (backward). Raises
         :class:`~eventstore.StreamNotFound` when the stream has no events."""
         sid = _check.uuid_bytes(stream_id, "stream_id")
-        start = _check.u64(from_version, "from_version")
+        backward = _check.flag(backward, "backward")
+        start = _start(from_version, "from_version", backward)
         count = _check.u64(max_count, "max_count")
-        return self._read(self._lib.es_read_stream, sid, start, count)
+        fn = self._lib.es_read_stream_backward if backward else self._lib.es_read_stream
+        return self._read(fn, sid, start, count)
 
-    def read_all(self, from_position: int = 0, max_count: int = _ALL) -> List[RecordedEvent]:
+    def read_all(
+        self,
+        from_position: Optional[int] = None,
+        max_count: int = _ALL,
+        backward: bool = False,
+    ) -> List[RecordedEvent]:
         """Up to ``max_count`` events of the whole log, from global position
-        ``from_position`` on, in order."""
-        start = _check.u64(from_position, "from_position")
+        ``from_position`` on, in order; with ``backward=True`` in descending order
+        from ``from_position`` down. ``from_position=None`` starts at the first event
+        (forward) or the last (backward)."""
+        backward = _check.flag(backward, "backward")
+        start = _start(from_position, "from_position", backward)
         count = _check.u64(max_count, "max_count")
-        return self._read(self._lib.es_read_all, start, count)
+        fn = self._lib.es_read_all_backward if backward else self._lib.es_read_all
+        return self._read(fn, start, count)
+
+    def read_event(self, event_id: uuid.UUID) -> RecordedEvent:
+        """The event whose id is ``event_id``. Raises
+        :class:`~eventstore.EventNotFound` when no event has that id."""
+        eid = _check.uuid_bytes(event_id, "event_id")
+        return self._read(self._lib.es_read_event, eid)[0]
 
     def iter_stream(
-        self, stream_id: uuid.UUID, from_version: int = 0, page_size: int = DEFAULT_PAGE
+        self,
+        stream_id: uuid.UUID,
+        from_version: Optional[int] = None,
+        page_size: int = DEFAULT_PAGE,
+        backward: bool = False,
     ) -> Iterator[RecordedEvent]:
-        """Iterates over a stream from ``from_version`` on, reading ``page_size``
-        events per call; it sees events appended while it runs. Arguments are checked
-        at the call."""
+        """Iterates over a stream from ``from_version`` on (``backward=True``: down to
+        version 0), reading ``page_size`` events per call; forward, it sees events
+        appended while it runs. Arguments are checked at the call."""
         _check.uuid_bytes(stream_id, "stream_id")
-        start = _check.u64(from_version, "from_version")
+        backward = _check.flag(backward, "backward")
+        start = _start(from_version, "from_version", backward)
         size = _check.page_size(page_size)
-        return self._pages(lambda at: self.read_stream(stream_id, at, size), start, size, 1)
+        return self._pages(
+            lambda at: self.read_stream(stream_id, at, size, backward), start, size, 1, backward
+        )
 
     def iter_all(
-        self, from_position: int = 0, page_size: int = DEFAULT_PAGE
+        self,
+        from_position: Optional[int] = None,
+        page_size: int = DEFAULT_PAGE,
+        backward: bool = False,
     ) -> Iterator[RecordedEvent]:
-        """Iterates over the whole log from ``from_position`` on, reading
-        ``page_size`` events per call; it sees events appended while it runs.
-        Arguments are checked at the call."""
-        start = _check.u64(from_position, "from_position")
+        """Iterates over the whole log from ``from_position`` on (``backward=True``:
+        down to position 0), reading ``page_size`` events per call; forward, it sees
+        events appended while it runs. Arguments are checked at the call."""
+        backward = _check.flag(backward, "backward")
+        start = _start(from_position, "from_position", backward)
         size = _check.page_size(page_size)
-        return self._pages(lambda at: self.read_all(at, size), start, size, 0)
+        return self._pages(
+            lambda at: self.read_all(at, size, backward), start, size, 0, backward
+        )
 
     @staticmethod
-    def _pages(read: Any, start: int, size: int, field: int) -> Iterator[RecordedEvent]:
+    def _pages(
+        read: Any, start: int, size: int, field: int, backward: bool = False
+    ) -> Iterator[RecordedEvent]:
         at = start
         while True:
             page: List[RecordedEvent] = read(at)
@@ -261,7 +395,70 @@ class Store:
             if len(page) < size:
                 return
             last = page[-1]
-            at = (last.stream_version if field else last.global_position) + 1
+            at = last.stream_version if field else last.global_position
+            if backward:
+                if at == 0:
+                    return
+                at -= 1
+            else:
+                at += 1
+
+    def list_streams(
+        self, from_index: int = 0, max_count: Optional[int] = None
+    ) -> List[StreamInfo]:
+        """Up to ``max_count`` streams (``None``: all) in order of creation, from the
+        ``from_index``-th (0-based) on. The listing is a snapshot: streams created
+        later come at the end, so paging never skips or repeats one."""
+        start = _check.u64(from_index, "from_index")
+        count = _ALL if max_count is None else _check.u64(max_count, "max_count")
+        out = _native.es_streams()
+        status = self._call(self._lib.es_list_streams, start, count, ctypes.byref(out))
+        if status:
+            raise_for(self._lib, status)
+        try:
+            n = int(out.len)
+            if n == 0:
+                return []
+            at = int(out.items)
+            raw = _events.memory_at(at, n * _STREAM_INFO.size)
+        finally:
+            self._lib.es_free_streams(ctypes.byref(out))
+        return [
+            StreamInfo(uuid.UUID(bytes=sid), last, first_pos, last_pos)
+            for sid, last, first_pos, last_pos in _STREAM_INFO.iter_unpack(raw)
+        ]
+
+    def iter_streams(
+        self, from_index: int = 0, page_size: int = DEFAULT_PAGE
+    ) -> Iterator[StreamInfo]:
+        """Iterates over every stream in order of creation from ``from_index`` on,
+        listing ``page_size`` streams per call; it sees streams created while it runs.
+        Arguments are checked at the call."""
+        start = _check.u64(from_index, "from_index")
+        size = _check.page_size(page_size)
+
+        def pages() -> Iterator[StreamInfo]:
+            at = start
+            while True:
+                page = self.list_streams(at, size)
+                yield from page
+                if len(page) < size:
+                    return
+                at += len(page)
+
+        return pages()
+
+    def info(self) -> StoreInfo:
+        """Facts about the store, taken at one moment: format version, read-only and
+        poisoned flags, event and stream counts, data size, what recovery cut off when
+        this handle opened the file, and the index's memory."""
+        out = ctypes.create_string_buffer(_native.OUTPUT_ROOM)
+        status = self._call(self._lib.es_store_info_get, out)
+        if status:
+            raise_for(self._lib, status)
+        fmt, read_only, poisoned, *counts = _STORE_INFO.unpack_from(out)
+        events, streams, data, dropped, index = counts
+        return StoreInfo(fmt, bool(read_only), bool(poisoned), events, streams, data, dropped, index)
 
     def stream_version(self, stream_id: uuid.UUID) -> Optional[int]:
         """The stream's last version (0-based), ``None`` when it has no events."""
