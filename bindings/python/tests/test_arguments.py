@@ -106,9 +106,9 @@ def test_expected_version_largest_is_a_conflict_not_a_wrap(filled):
 def test_integer_arguments_of_the_wrong_type(filled, value):
     store, stream = filled
     calls = [
-        lambda: store.read_all(value),
+        lambda: store.read_all(value if value is not None else "1"),
         lambda: store.read_all(0, value),
-        lambda: store.read_stream(stream, value),
+        lambda: store.read_stream(stream, value if value is not None else "1"),
         lambda: store.read_stream(stream, 0, value),
         lambda: store.append(stream, [ProposedEvent("E")], expected_version=value),
         lambda: list(store.iter_all(page_size=value)),
