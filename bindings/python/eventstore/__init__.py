@@ -39,6 +39,7 @@ from ._errors import (
     StreamNotFound,
     WrongExpectedVersion,
 )
+from ._follow import Subscription
 from ._events import AppendResult, ProposedEvent, RecordedEvent, StoreInfo, StreamInfo
 from ._native import LibraryNotFound
 from ._store import Store, library
@@ -50,6 +51,7 @@ __all__ = [
     "NO_STREAM",
     "STREAM_EXISTS",
     "Store",
+    "Subscription",
     "ProposedEvent",
     "RecordedEvent",
     "AppendResult",

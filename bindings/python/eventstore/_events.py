@@ -246,6 +246,12 @@ class RecordedEvent:
         return int(self._r.words[self._i])
 
     @property
+    def position(self) -> int:
+        """The same as ``global_position`` (the name subscriptions and ``wait`` use);
+        to resume after this event, subscribe from ``position + 1``."""
+        return int(self._r.words[self._i])
+
+    @property
     def stream_version(self) -> int:
         return int(self._r.words[self._i + _STREAM_VERSION])
 

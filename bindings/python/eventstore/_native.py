@@ -43,6 +43,8 @@ ES_EXPECTED_NO_STREAM = -1
 ES_EXPECTED_STREAM_EXISTS = -4
 ES_MAX_EVENT_SIZE = 65536
 ES_MAX_EVENT_TYPE_LEN = 256
+ES_OPEN_READ_ONLY = 1
+ES_OPEN_MUST_EXIST = 2
 ES_LOG_ERROR = 1
 ES_LOG_WARN = 2
 ES_LOG_INFO = 3
@@ -145,6 +147,20 @@ class es_store_info(ctypes.Structure):
     ]
 
 
+class es_string(ctypes.Structure):
+    _fields_ = [("ptr", ctypes.c_char_p), ("len", ctypes.c_size_t)]
+
+
+class es_filter(ctypes.Structure):
+    _fields_ = [
+        ("stream_id", ctypes.c_char_p),  # const es_uuid *: 16 bytes, or NULL
+        ("event_types", ctypes.POINTER(es_string)),
+        ("event_type_count", ctypes.c_size_t),
+        ("event_type_prefixes", ctypes.POINTER(es_string)),
+        ("event_type_prefix_count", ctypes.c_size_t),
+    ]
+
+
 # typedef void (*es_log_fn)(void *context, int32_t level, const char *message);
 es_log_fn = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int32, ctypes.c_char_p)
 
@@ -225,7 +241,35 @@ SIGNATURES: Dict[str, Tuple[Any, List[Any]]] = {
 must exist in the library. Functions a newer library may have go in
 :data:`OPTIONAL_SIGNATURES`."""
 
-OPTIONAL_SIGNATURES: Dict[str, Tuple[Any, List[Any]]] = {}
+_sub = _c.c_void_p  # es_subscription *
+
+OPTIONAL_SIGNATURES: Dict[str, Tuple[Any, List[Any]]] = {
+    # --- 0.2, issue 10 (following the log) ---
+    "es_open_with": (_c.c_int32, [_c.c_char_p, _c.c_uint32, _c.POINTER(_store)]),
+    "es_wait": (_c.c_int32, [_store, _c.c_uint64, _c.c_int64, _c.POINTER(_c.c_uint64)]),
+    "es_wake": (None, [_store]),
+    "es_subscribe": (
+        _c.c_int32,
+        [_store, _c.c_uint64, _c.POINTER(es_filter), _c.POINTER(_sub)],
+    ),
+    "es_subscription_next": (
+        _c.c_int32,
+        [_sub, _c.c_uint64, _c.c_int64, _c.POINTER(es_events)],
+    ),
+    "es_subscription_position": (_c.c_uint64, [_sub]),
+    "es_subscription_close": (None, [_sub]),
+    "es_read_all_filtered": (
+        _c.c_int32,
+        [
+            _store,
+            _c.c_uint64,
+            _c.c_uint64,
+            _c.POINTER(es_filter),
+            _c.POINTER(es_events),
+            _c.POINTER(_c.c_uint64),
+        ],
+    ),
+}
 """Declared when the loaded library exports them (``Library.has(name)`` tells); for
 functions newer than the oldest library the binding supports."""
 

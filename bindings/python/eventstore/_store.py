@@ -8,6 +8,7 @@ import struct
 import sys
 import threading
 import uuid
+import weakref
 from typing import (
     Any,
     Callable,
@@ -22,7 +23,7 @@ from typing import (
     Union,
 )
 
-from . import _check, _events, _log, _native
+from . import _check, _events, _follow, _log, _native
 from ._errors import InvalidArgument, StoreClosed, raise_for
 from ._events import AppendResult, ProposedEvent, RecordedEvent, StoreInfo, StreamInfo
 
@@ -91,6 +92,22 @@ def _multi_entries(appends: Any) -> List[Tuple[uuid.UUID, Any, Any]]:
     return entries
 
 
+def _nothing() -> None:
+    pass
+
+
+def _need(lib: _native.Library, name: str) -> Callable[..., Any]:
+    """A function of :data:`_native.OPTIONAL_SIGNATURES`, or a clear error."""
+    if not lib.has(name):
+        raise NotImplementedError(
+            f"{name} is not in the loaded libeventstore ({lib.path}, version "
+            f"{lib.es_version().decode()}): read-only handles, wait and subscriptions "
+            "need a libeventstore 0.2 built with them"
+        )
+    fn: Callable[..., Any] = getattr(lib, name)
+    return fn
+
+
 def _start(value: Optional[int], name: str, backward: bool) -> int:
     """A read's start: ``None`` is the first event, or the last one backward."""
     if value is None:
@@ -127,12 +144,18 @@ class _CallGuard:
             if self._calls == 0 and self._state == _CLOSING:
                 self._changed.notify_all()
 
-    def close(self, wait: bool) -> bool:
+    def close(self, wait: bool, wake: Callable[[], None]) -> bool:
         """Refuses new calls and waits until none is in flight. True when the caller
         now owns the handle and must free it (then calls :meth:`closed`); False when
         it was closed already (or is, by another thread: this waits for that), or
         when ``wait`` is false and calls are in flight (the handle is then left to the
-        process's exit: it is never freed under a call)."""
+        process's exit: it is never freed under a call).
+
+        ``wake()`` is called (with calls in flight, so on a live handle) while
+        waiting: it ends the calls that wait for new events (``es_wait``,
+        ``es_subscription_next``), which would otherwise hold the close for as long
+        as their timeout. It is called repeatedly, because a call that starts
+        waiting just after a wake is not woken by it."""
         with self._lock:
             if self._state == _OPEN:
                 self._state = _CLOSING
@@ -140,7 +163,8 @@ class _CallGuard:
                     # At interpreter exit, threads frozen inside calls never leave.
                     if not wait or sys.is_finalizing():
                         return False
-                    self._changed.wait(0.1)
+                    wake()
+                    self._changed.wait(0.01)
                 return True
             while wait and self._state == _CLOSING and not sys.is_finalizing():
                 self._changed.wait(0.1)
@@ -174,35 +198,58 @@ class Store:
     path: Any
     """The path as given to the constructor."""
 
-    def __init__(self, path: _check.PathArg) -> None:
+    def __init__(
+        self, path: _check.PathArg, read_only: bool = False, must_exist: bool = False
+    ) -> None:
         self._guard = _CallGuard()
         self._handle: Optional[int] = None
+        self._subscriptions: "weakref.WeakSet[_follow.Subscription]" = weakref.WeakSet()
+        self._wakes = 0
         encoded = _check.path(path)
+        read_only = _check.flag(read_only, "read_only")
+        must_exist = _check.flag(must_exist, "must_exist")
         lib = library()
         handle = ctypes.c_void_p()
-        status = lib.es_open(encoded, ctypes.byref(handle))
+        flags = (_native.ES_OPEN_READ_ONLY if read_only else 0) | (
+            _native.ES_OPEN_MUST_EXIST if must_exist else 0
+        )
+        if flags:
+            status = _need(lib, "es_open_with")(encoded, flags, ctypes.byref(handle))
+        else:
+            status = lib.es_open(encoded, ctypes.byref(handle))
         if status:
             raise_for(lib, status)
         self._lib = lib
         self._handle = handle.value
         self.path = path
+        self.read_only = read_only
 
     # --- lifecycle -----------------------------------------------------------------
 
     def close(self) -> None:
         """Closes the store. Idempotent, and safe while other threads are inside calls
         on it: new calls fail at once with :class:`~eventstore.StoreClosed`, calls in
-        flight finish (an append in flight is durable when it returns), then the file
-        is closed and its lock released. Results already read stay valid."""
+        flight finish (an append in flight is durable when it returns; a
+        :meth:`wait` or a subscription waiting for events is woken), then its
+        subscriptions are closed, the file is closed and its lock released. Results
+        already read stay valid."""
         self._close(wait=True)
 
     def _close(self, wait: bool) -> None:
         guard = getattr(self, "_guard", None)
         if guard is None or self._handle is None:
             return
-        if guard.close(wait):
+        handle = self._handle
+        lib = self._lib
+        wake = getattr(lib, "es_wake", None) if lib.has("es_wake") else None
+        if guard.close(wait, (lambda: wake(handle)) if wake is not None else _nothing):
             try:
-                self._lib.es_close(self._handle)
+                # No call is in flight: close the subscriptions (es_subscription_close
+                # must come before es_close), then the handle. A subscription held by
+                # a thread frozen at interpreter exit leaves the handle to the
+                # process's end.
+                if all(sub._release(wait) for sub in list(self._subscriptions)):
+                    lib.es_close(handle)
             finally:
                 guard.closed()
 
@@ -241,6 +288,16 @@ class Store:
         finally:
             guard.leave()
 
+    def _call_raw(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` inside the guard (for calls on a subscription of this store,
+        which must not overlap ``es_close``)."""
+        guard = self._guard
+        guard.enter()
+        try:
+            return fn(*args)
+        finally:
+            guard.leave()
+
     def _read(self, fn: Callable[..., int], *args: Any) -> List[RecordedEvent]:
         """A read into an ``es_events`` (its last argument): the events, or the error."""
         out = _native.es_events()
@@ -248,6 +305,16 @@ class Store:
         if status:
             raise_for(self._lib, status)
         return _events.take(out, self._lib.es_free)
+
+    def _take(self, out: _native.es_events) -> List[RecordedEvent]:
+        return _events.take(out, self._lib.es_free)
+
+    def _wake_internal(self) -> None:
+        """es_wake, if the store is open (else nothing is waiting on it any more)."""
+        try:
+            self._call(_need(self._lib, "es_wake"))
+        except StoreClosed:
+            pass
 
     # --- writing -------------------------------------------------------------------
 
@@ -333,16 +400,55 @@ class Store:
         from_position: Optional[int] = None,
         max_count: int = _ALL,
         backward: bool = False,
+        *,
+        stream_id: Optional[uuid.UUID] = None,
+        event_types: Optional[Iterable[str]] = None,
+        event_type_prefixes: Optional[Iterable[str]] = None,
     ) -> List[RecordedEvent]:
         """Up to ``max_count`` events of the whole log, from global position
         ``from_position`` on, in order; with ``backward=True`` in descending order
         from ``from_position`` down. ``from_position=None`` starts at the first event
-        (forward) or the last (backward)."""
+        (forward) or the last (backward).
+
+        Filters (forward only): ``stream_id`` keeps the events of one stream;
+        ``event_types`` (a list of names) and ``event_type_prefixes`` (a list of
+        prefixes) keep the events whose type is one of the names or starts with one
+        of the prefixes. Events filtered out are judged from the index and not read."""
         backward = _check.flag(backward, "backward")
         start = _start(from_position, "from_position", backward)
         count = _check.u64(max_count, "max_count")
-        fn = self._lib.es_read_all_backward if backward else self._lib.es_read_all
-        return self._read(fn, start, count)
+        if stream_id is None and event_types is None and event_type_prefixes is None:
+            fn = self._lib.es_read_all_backward if backward else self._lib.es_read_all
+            return self._read(fn, start, count)
+        where = _follow.Filter(stream_id, event_types, event_type_prefixes)
+        if backward:
+            raise InvalidArgument("filters (stream_id, event_types...) apply to forward reads only")
+        found, _ = self._read_filtered(where, start, count)
+        return found
+
+    def _read_filtered(
+        self, where: "_follow.Filter", start: int, count: int
+    ) -> Tuple[List[RecordedEvent], int]:
+        """Up to ``count`` matching events from ``start`` on, and the position after
+        what was examined. The C call may stop early on a work budget: this calls it
+        again until ``count`` are found or it reaches the end (it no longer
+        advances)."""
+        fn = _need(self._lib, "es_read_all_filtered")
+        found: List[RecordedEvent] = []
+        at = start
+        while len(found) < count:
+            out = _native.es_events()
+            after = ctypes.c_uint64()
+            status = self._call(
+                fn, at, count - len(found), where.ref(), ctypes.byref(out), ctypes.byref(after)
+            )
+            if status:
+                raise_for(self._lib, status)
+            found += self._take(out)
+            if after.value == at:
+                break
+            at = after.value
+        return found, at
 
     def read_event(self, event_id: uuid.UUID) -> RecordedEvent:
         """The event whose id is ``event_id``. Raises
@@ -373,16 +479,91 @@ class Store:
         from_position: Optional[int] = None,
         page_size: int = DEFAULT_PAGE,
         backward: bool = False,
+        *,
+        stream_id: Optional[uuid.UUID] = None,
+        event_types: Optional[Iterable[str]] = None,
+        event_type_prefixes: Optional[Iterable[str]] = None,
     ) -> Iterator[RecordedEvent]:
         """Iterates over the whole log from ``from_position`` on (``backward=True``:
         down to position 0), reading ``page_size`` events per call; forward, it sees
-        events appended while it runs. Arguments are checked at the call."""
+        events appended while it runs. Filters as for :meth:`read_all`. Arguments are
+        checked at the call."""
         backward = _check.flag(backward, "backward")
         start = _start(from_position, "from_position", backward)
         size = _check.page_size(page_size)
-        return self._pages(
-            lambda at: self.read_all(at, size, backward), start, size, 0, backward
-        )
+        if stream_id is None and event_types is None and event_type_prefixes is None:
+            return self._pages(
+                lambda at: self.read_all(at, size, backward), start, size, 0, backward
+            )
+        where = _follow.Filter(stream_id, event_types, event_type_prefixes)
+        if backward:
+            raise InvalidArgument("filters (stream_id, event_types...) apply to forward reads only")
+
+        def filtered() -> Iterator[RecordedEvent]:
+            at = start
+            while True:
+                page, after = self._read_filtered(where, at, size)
+                yield from page
+                if len(page) < size:
+                    return
+                at = after
+
+        return filtered()
+
+    # --- following -------------------------------------------------------------------
+
+    def wait(self, position: int, timeout: Optional[float] = None) -> int:
+        """Waits until the store holds more than ``position`` events (its
+        :attr:`global_position` is greater), ``timeout`` seconds have passed
+        (``None``: no limit), or :meth:`wake` is called; returns the global position
+        then (so a timeout or a wake is "not greater than ``position``"). Appends in
+        this or another process wake it as soon as they are acknowledged; it uses no
+        CPU while it waits. Raises :class:`~eventstore.StoreClosed` if the store is
+        closed meanwhile."""
+        fn = _need(self._lib, "es_wait")
+        at = _check.u64(position, "position")
+        deadline = _follow.timeout_ms(timeout)
+        wakes = self._wakes
+        out = ctypes.c_uint64()
+        while True:
+            status = self._call(fn, at, _follow.slice_ms(deadline), ctypes.byref(out))
+            if status:
+                raise_for(self._lib, status)
+            if out.value > at or self._wakes != wakes or _follow.expired(deadline):
+                return out.value
+
+    def wake(self) -> None:
+        """Ends every :meth:`wait` and every subscription iteration waiting on this
+        store, in any thread, at once (a wait returns the position, an iteration
+        ends). Calls that start waiting afterwards wait normally."""
+        fn = _need(self._lib, "es_wake")
+        self._wakes += 1
+        self._call(fn)
+
+    def subscribe(
+        self,
+        from_position: int = 0,
+        stream_id: Optional[uuid.UUID] = None,
+        event_types: Optional[Iterable[str]] = None,
+        event_type_prefixes: Optional[Iterable[str]] = None,
+        timeout: Optional[float] = None,
+        page_size: int = DEFAULT_PAGE,
+    ) -> "_follow.Subscription":
+        """A subscription: an iterator over every event from ``from_position`` on that
+        the filters select (as for :meth:`read_all`), in order, exactly once — what is
+        stored first, then new events as they are acknowledged. An iteration ends when
+        ``timeout`` seconds pass without an event (``None``: it waits for ever), on
+        :meth:`wake`, or when the subscription or the store is closed. Save
+        ``subscription.position`` to resume later. Close it (or use ``with``) when
+        done; :meth:`close` of the store closes it too."""
+        _need(self._lib, "es_subscribe")
+        start = _check.u64(from_position, "from_position")
+        where = None
+        if stream_id is not None or event_types is not None or event_type_prefixes is not None:
+            where = _follow.Filter(stream_id, event_types, event_type_prefixes)
+        _follow.timeout_ms(timeout)  # checked now
+        size = _check.page_size(page_size)
+        return _follow.Subscription(self, start, where, timeout, size)
 
     @staticmethod
     def _pages(
