@@ -144,7 +144,7 @@ class _CallGuard:
             if self._calls == 0 and self._state == _CLOSING:
                 self._changed.notify_all()
 
-    def close(self, wait: bool, wake: Callable[[], None]) -> bool:
+    def close(self, wait: bool, wake: Callable[[], None] = lambda: None) -> bool:
         """Refuses new calls and waits until none is in flight. True when the caller
         now owns the handle and must free it (then calls :meth:`closed`); False when
         it was closed already (or is, by another thread: this waits for that), or
