@@ -361,3 +361,21 @@ def test_a_start_of_none_is_the_first_event_forward(two_streams):
     assert store.read_all(None) == store.read_all(0)
     assert store.read_stream(a, None) == store.read_stream(a, 0)
     assert list(store.iter_all(None)) == store.read_all()
+
+
+def test_a_library_without_a_0_2_function_is_refused_naming_it():
+    from eventstore import _native
+
+    class Fn:
+        pass
+
+    class Old:
+        """A 0.1 library: every function but those of 0.2."""
+
+        def __getattr__(self, name: str):
+            if name in ("es_append_multi", "es_list_streams") or name not in _native.SIGNATURES:
+                raise AttributeError(name)
+            return Fn()
+
+    with pytest.raises(eventstore.LibraryNotFound, match="has no es_append_multi"):
+        _native.Library(Old(), "/old/libeventstore.so")  # type: ignore[arg-type]
