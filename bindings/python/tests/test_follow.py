@@ -428,3 +428,65 @@ def test_interpreter_exit_with_followers_in_flight(path: Path):
         assert run.stdout.strip() == "ok"
     with Store(path) as s:
         assert s.global_position == 3
+
+
+CLOSE_RACE = r"""
+import sys, threading, time, uuid
+import eventstore
+from eventstore import ProposedEvent, Store, StoreClosed
+path, rounds = sys.argv[1], int(sys.argv[2])
+stream = uuid.uuid4()
+for r in range(rounds):
+    store = Store(path)
+    reader = Store(path, read_only=True)
+    subs = [store.subscribe(), reader.subscribe(event_types=["E"]), store.subscribe(timeout=0.01)]
+    go = threading.Barrier(6)
+    def follow(sub):
+        go.wait()
+        while not sub.closed:
+            for _ in sub:
+                pass
+    def waiter(s):
+        go.wait()
+        try:
+            while True:
+                s.wait(s.global_position)
+        except StoreClosed:
+            pass
+    def appender():
+        go.wait()
+        try:
+            while True:
+                store.append(stream, [ProposedEvent("E")])
+        except StoreClosed:
+            pass
+    threads = [threading.Thread(target=follow, args=(s,)) for s in subs]
+    threads += [threading.Thread(target=waiter, args=(reader,)), threading.Thread(target=appender)]
+    for t in threads:
+        t.start()
+    go.wait()
+    time.sleep(0.02 * (r % 3))
+    if r % 2:
+        subs[1].close()
+        reader.close()
+        store.close()
+    else:
+        store.close()
+        reader.close()
+    for t in threads:
+        t.join(10)
+        assert not t.is_alive(), "a follower was not ended by close()"
+    assert all(s.closed for s in subs)
+print("ok")
+"""
+
+
+def test_close_races_followers_many_rounds(path: Path):
+    """close() of the writer and of a read-only handle while subscriptions iterate,
+    wait() waits and an appender appends: never a crash, never a hang."""
+    run = subprocess.run(
+        [sys.executable, "-c", CLOSE_RACE, str(path), "30"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert run.returncode == 0, (run.returncode, run.stderr[-3000:])
+    assert run.stdout.strip() == "ok"
