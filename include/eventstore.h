@@ -150,6 +150,11 @@ enum es_status
      * poisons the handle.
      */
     ES_ERR_INTERNAL = 10,
+    /**
+     * An append (or any write) on a handle opened with `ES_OPEN_READ_ONLY`. Nothing
+     * was written.
+     */
+    ES_ERR_READ_ONLY = 11,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L

@@ -65,6 +65,10 @@ pub enum Error {
     /// store is reopened, which recovers from what is on disk.
     #[error("store is poisoned and refuses appends (reopen it to recover): {cause}")]
     Poisoned { cause: String },
+
+    /// A write on a handle opened read-only.
+    #[error("store {} is open read-only: appends are refused", .path.display())]
+    ReadOnly { path: PathBuf },
 }
 
 fn display_actual(actual: Option<u64>) -> String {
@@ -126,6 +130,7 @@ impl Error {
             Error::Poisoned { cause } => Error::Poisoned {
                 cause: cause.clone(),
             },
+            Error::ReadOnly { path } => Error::ReadOnly { path: path.clone() },
         }
     }
 }

@@ -31,7 +31,7 @@ pub mod store;
 pub mod types;
 
 pub use error::Error;
-pub use store::{EventBatch, IndexStats, OpenOptions, Store};
+pub use store::{EventBatch, Filter, IndexStats, OpenOptions, Store, Subscription};
 pub use types::{
     AppendResult, ExpectedVersion, ProposedEvent, ProposedEventRef, RecordedEvent, MAX_EVENT_SIZE,
     MAX_EVENT_TYPE_LEN, RECORD_OVERHEAD,

@@ -65,6 +65,7 @@ pub(crate) fn status_of(e: &Error) -> es_status {
         Error::InvalidArgument(_) => es_status::ES_ERR_INVALID_ARGUMENT,
         Error::Locked { .. } => es_status::ES_ERR_LOCKED,
         Error::Poisoned { .. } => es_status::ES_ERR_POISONED,
+        Error::ReadOnly { .. } => es_status::ES_ERR_READ_ONLY,
     }
 }
 
@@ -331,6 +332,10 @@ mod tests {
             (
                 Error::Poisoned { cause: "c".into() },
                 es_status::ES_ERR_POISONED,
+            ),
+            (
+                Error::ReadOnly { path: "p".into() },
+                es_status::ES_ERR_READ_ONLY,
             ),
         ];
         for (e, status) in cases {

@@ -89,6 +89,9 @@ pub enum es_status {
     /// and no Rust unwinding crosses the boundary; a panic in the middle of an append
     /// poisons the handle.
     ES_ERR_INTERNAL = 10,
+    /// An append (or any write) on a handle opened with `ES_OPEN_READ_ONLY`. Nothing
+    /// was written.
+    ES_ERR_READ_ONLY = 11,
 }
 
 /// An open event store: opaque, created by `es_open`, destroyed by `es_close`.
@@ -247,6 +250,7 @@ mod tests {
             (ES_ERR_LOCKED, 8),
             (ES_ERR_POISONED, 9),
             (ES_ERR_INTERNAL, 10),
+            (ES_ERR_READ_ONLY, 11),
         ];
         for (status, value) in all {
             assert_eq!(status as i32, value, "{status:?}");

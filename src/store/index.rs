@@ -7,6 +7,8 @@ use std::hash::{BuildHasher, Hasher};
 
 use uuid::Uuid;
 
+use crate::store::types_table::{TypeMatch, TypeTable};
+
 type StreamMap = HashMap<Uuid, Vec<u64>, StreamIdHash>;
 
 /// Hashes stream ids with a folded 64x64->128-bit multiply of their two halves,
@@ -122,6 +124,8 @@ pub struct IndexBuilder {
     lens: Vec<u64>,
     /// Per event: its stream's slot.
     event_slots: Vec<u32>,
+    /// Per event: its type id.
+    types: TypeTable,
 }
 
 impl IndexBuilder {
@@ -160,6 +164,13 @@ impl IndexBuilder {
         Ok(())
     }
 
+    /// Records the types of the events just pushed, in order.
+    pub fn push_types<'t>(&mut self, names: impl Iterator<Item = &'t [u8]>) {
+        for name in names {
+            self.types.push(name);
+        }
+    }
+
     /// The index of everything pushed.
     pub fn build(self) -> Index {
         let IndexBuilder {
@@ -167,7 +178,9 @@ impl IndexBuilder {
             slots,
             lens,
             event_slots,
+            mut types,
         } = self;
+        types.shrink_to_fit();
         records.shrink_to_fit();
         let mut lists: Vec<Vec<u64>> = lens
             .iter()
@@ -181,7 +194,11 @@ impl IndexBuilder {
         for (stream_id, slot) in slots {
             streams.insert(stream_id, std::mem::take(&mut lists[slot as usize]));
         }
-        Index { records, streams }
+        Index {
+            records,
+            streams,
+            types,
+        }
     }
 }
 
@@ -189,6 +206,8 @@ impl IndexBuilder {
 pub struct Index {
     records: Vec<RecordLocation>,
     streams: StreamMap,
+    /// Per event: its type id (see `types_table.rs`).
+    types: TypeTable,
 }
 
 impl Index {
@@ -220,6 +239,77 @@ impl Index {
         positions.extend(first..first + locations.len() as u64);
         self.records.extend(locations);
         Ok(())
+    }
+
+    /// Records the types of the events just pushed, in order.
+    pub fn push_types<'t>(&mut self, names: impl Iterator<Item = &'t [u8]>) {
+        for name in names {
+            self.types.push(name);
+        }
+        debug_assert_eq!(self.types.len(), self.event_count());
+    }
+
+    /// Positions and locations of up to `max_count` events from position `from` on
+    /// that `matcher` selects, examining at most `budget` events (the type-id column,
+    /// or the filtered stream's position list; no record is read). Also returns where
+    /// the next call should start: past the last match when `max_count` were found,
+    /// else past what was examined; never less than `from`.
+    pub fn locate_filtered(
+        &self,
+        from: u64,
+        max_count: u64,
+        budget: u64,
+        matcher: &mut TypeMatch,
+    ) -> (Vec<(u64, RecordLocation)>, u64) {
+        matcher.update(&self.types);
+        let len = self.event_count();
+        let mut found = Vec::new();
+        if max_count == 0 || from >= len {
+            return (found, from);
+        }
+        let by_type = matcher.filter().selects_types();
+        let wanted = max_count.min(budget) as usize;
+        let mut take = |p: u64| {
+            if !by_type || matcher.matches(self.types.type_id(p)) {
+                found.push((p, self.records[p as usize]));
+            }
+            found.len() >= wanted
+        };
+        let next = match matcher.filter().stream_id {
+            Some(id) => {
+                let Some(positions) = self.streams.get(&id) else {
+                    return (found, len);
+                };
+                let first = positions.partition_point(|&p| p < from);
+                let rest = &positions[first..];
+                let examined = rest.len().min(budget as usize);
+                let mut next = if examined == rest.len() {
+                    len
+                } else {
+                    rest[examined]
+                };
+                for &p in &rest[..examined] {
+                    if take(p) {
+                        next = p + 1;
+                        break;
+                    }
+                }
+                next
+            }
+            None => {
+                let end = len.min(from.saturating_add(budget));
+                let mut p = from;
+                while p < end {
+                    let full = take(p);
+                    p += 1;
+                    if full {
+                        break;
+                    }
+                }
+                p
+            }
+        };
+        (found, next.max(from))
     }
 
     /// Locations of positions `from..from + max_count`, clipped to the log.
@@ -256,6 +346,7 @@ impl Index {
         for positions in self.streams.values_mut() {
             positions.shrink_to_fit();
         }
+        self.types.shrink_to_fit();
     }
 
     pub fn stats(&self) -> IndexStats {
@@ -266,7 +357,8 @@ impl Index {
             streams: self.streams.len() as u64,
             heap_bytes: self.records.capacity() as u64 * 8
                 + self.streams.capacity() as u64 * per_entry
-                + lists,
+                + lists
+                + self.types.heap_bytes(),
         }
     }
 }

@@ -14,10 +14,46 @@
 //! - A torn tail is cut off (and the cut synced); damage fails the open and leaves the
 //!   file untouched.
 
+use uuid::Uuid;
+
 use crate::codec::{self, Damage, DecodeOutcome, BATCH_HEADER_LEN, BATCH_MAGIC, FILE_HEADER_LEN};
 use crate::error::Error;
 use crate::store::index::{Index, IndexBuilder, RecordLocation};
 use crate::store::io::{read_exact_at, StorageFile};
+
+/// Where a scan puts the batches it accepts: a fresh index being built (open), or
+/// the additions to an existing one (a read-only handle catching up).
+pub(crate) trait Sink {
+    /// Number of events so far: the next global position.
+    fn event_count(&self) -> u64;
+    /// Adds a batch of one stream if it continues it at `first_version`; otherwise
+    /// returns the version it should have started at.
+    fn push_batch(
+        &mut self,
+        stream_id: Uuid,
+        first_version: u64,
+        locations: &[RecordLocation],
+    ) -> Result<(), u64>;
+    /// The event types of the batch just pushed, in order.
+    fn push_types<'t>(&mut self, names: impl Iterator<Item = &'t [u8]>);
+}
+
+impl Sink for IndexBuilder {
+    fn event_count(&self) -> u64 {
+        IndexBuilder::event_count(self)
+    }
+    fn push_batch(
+        &mut self,
+        stream_id: Uuid,
+        first_version: u64,
+        locations: &[RecordLocation],
+    ) -> Result<(), u64> {
+        IndexBuilder::push_batch(self, stream_id, first_version, locations.iter().copied())
+    }
+    fn push_types<'t>(&mut self, names: impl Iterator<Item = &'t [u8]>) {
+        IndexBuilder::push_types(self, names)
+    }
+}
 
 /// Bytes read at a time while scanning: large reads, small enough that a chunk is
 /// still in the CPU's cache when its batches are checked.
@@ -77,11 +113,31 @@ impl<'a> Window<'a> {
 
 /// Scans a file whose header has been validated.
 pub fn scan(file: &dyn StorageFile, file_len: u64, salt: u64) -> Result<Scan, Error> {
-    let mut window = Window::new(file, file_len, salt);
     let mut index = IndexBuilder::default();
-    let mut offset = FILE_HEADER_LEN as u64;
+    let (end, torn_tail) = scan_into(file, file_len, salt, FILE_HEADER_LEN as u64, &mut index)?;
+    Ok(Scan {
+        index: index.build(),
+        end,
+        torn_tail,
+    })
+}
+
+/// Scans the batches from byte `start` (where the batch for position
+/// `sink.event_count()` must begin) up to `file_len`, adding each to `sink`. Returns
+/// the end of the last valid batch and, when it is before `file_len`, why the bytes
+/// after it do not form a batch (a torn tail: no later valid batch follows; one that
+/// does makes it `CorruptRecord`).
+pub(crate) fn scan_into(
+    file: &dyn StorageFile,
+    file_len: u64,
+    salt: u64,
+    start: u64,
+    index: &mut impl Sink,
+) -> Result<(u64, Option<String>), Error> {
+    let mut window = Window::new(file, file_len, salt);
+    let mut offset = start;
     while offset < file_len {
-        match next_batch(&mut window, offset, &mut index)? {
+        match next_batch(&mut window, offset, index)? {
             Ok(len) => offset += len,
             Err(Damage(detail)) => {
                 let position = index.event_count();
@@ -92,19 +148,11 @@ pub fn scan(file: &dyn StorageFile, file_len: u64, salt: u64) -> Result<Scan, Er
                         detail: format!("{detail}; a valid batch follows at byte offset {found}"),
                     });
                 }
-                return Ok(Scan {
-                    index: index.build(),
-                    end: offset,
-                    torn_tail: Some(detail),
-                });
+                return Ok((offset, Some(detail)));
             }
         }
     }
-    Ok(Scan {
-        index: index.build(),
-        end: offset,
-        torn_tail: None,
-    })
+    Ok((offset, None))
 }
 
 /// Checks the batch at `offset` and adds it to the index; returns its length, or why
@@ -112,7 +160,7 @@ pub fn scan(file: &dyn StorageFile, file_len: u64, salt: u64) -> Result<Scan, Er
 fn next_batch(
     window: &mut Window<'_>,
     offset: u64,
-    index: &mut IndexBuilder,
+    index: &mut impl Sink,
 ) -> Result<Result<u64, Damage>, Error> {
     let file_len = window.file_len;
     let seed = &window.seed.clone();
@@ -152,16 +200,18 @@ fn next_batch(
         }
         Err(d) => return Ok(Err(d)),
     };
-    if let Err(next_version) = index.push_batch(
-        summary.stream_id,
-        summary.first_version,
-        records.iter().copied(),
-    ) {
+    if let Err(next_version) = index.push_batch(summary.stream_id, summary.first_version, records)
+    {
         return Ok(Err(Damage(format!(
             "batch continues stream {} at version {}, expected {next_version}",
             summary.stream_id, summary.first_version
         ))));
     }
+    index.push_types(
+        records
+            .iter()
+            .map(|l| codec::record_type_bytes(&bytes[(l.offset() - offset) as usize..])),
+    );
     Ok(Ok(len))
 }
 

@@ -1,0 +1,224 @@
+//! Event types as small ids: one `u32` per event into a table of the distinct type
+//! names, so that a filter by type is decided from the index, without reading (and
+//! checksumming) the records it discards.
+//!
+//! A filter is turned into the set of matching type ids once ([`TypeMatch`]); types
+//! first seen later (a live subscription) are judged when they first appear.
+
+use std::collections::HashMap;
+
+use uuid::Uuid;
+
+/// The distinct type names of a store and the type id of every event.
+#[derive(Debug, Default)]
+pub struct TypeTable {
+    /// Per type id: its name (the record's bytes, UTF-8 checked when written).
+    names: Vec<Box<[u8]>>,
+    ids: HashMap<Box<[u8]>, u32>,
+    /// Per global position: the event's type id.
+    column: Vec<u32>,
+}
+
+impl TypeTable {
+    /// Records the type of the next event of the log.
+    pub fn push(&mut self, name: &[u8]) {
+        // Consecutive events very often share their type (one append, one kind of
+        // event): compare with the previous one before hashing.
+        if let Some(&last) = self.column.last() {
+            if *self.names[last as usize] == *name {
+                self.column.push(last);
+                return;
+            }
+        }
+        let id = match self.ids.get(name) {
+            Some(&id) => id,
+            None => {
+                let id = u32::try_from(self.names.len()).expect("fewer than 2^32 event types");
+                self.names.push(name.into());
+                self.ids.insert(name.into(), id);
+                id
+            }
+        };
+        self.column.push(id);
+    }
+
+    /// Number of events recorded.
+    pub fn len(&self) -> u64 {
+        self.column.len() as u64
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.column.is_empty()
+    }
+
+    /// The type id of the event at `position`.
+    pub fn type_id(&self, position: u64) -> u32 {
+        self.column[position as usize]
+    }
+
+    /// The name of a type id.
+    pub fn name(&self, id: u32) -> &[u8] {
+        &self.names[id as usize]
+    }
+
+    /// Number of distinct types.
+    pub fn type_count(&self) -> u32 {
+        self.names.len() as u32
+    }
+
+    pub fn shrink_to_fit(&mut self) {
+        self.column.shrink_to_fit();
+    }
+
+    /// Heap bytes held: the column, and the names (twice: list and map).
+    pub fn heap_bytes(&self) -> u64 {
+        let names: usize = self.names.iter().map(|n| n.len()).sum();
+        (self.column.capacity() * 4
+            + 2 * names
+            + self.names.capacity() * std::mem::size_of::<Box<[u8]>>()
+            + self.ids.capacity() * (std::mem::size_of::<(Box<[u8]>, u32)>() + 1)) as u64
+    }
+}
+
+/// What a subscription or a filtered read selects: a stream (or every stream), and
+/// event types by exact name or prefix (none given: every type).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// Only events of this stream; `None`: every stream.
+    pub stream_id: Option<Uuid>,
+    /// Exact type names.
+    pub event_types: Vec<String>,
+    /// Type prefixes (`"Order"` matches `"OrderPlaced"`; `""` matches every type).
+    pub event_type_prefixes: Vec<String>,
+}
+
+impl Filter {
+    /// Everything.
+    pub fn all() -> Filter {
+        Filter::default()
+    }
+
+    /// Only the events of one stream.
+    pub fn stream(stream_id: Uuid) -> Filter {
+        Filter {
+            stream_id: Some(stream_id),
+            ..Filter::default()
+        }
+    }
+
+    /// Only events whose type is one of `types`.
+    pub fn types<S: Into<String>>(types: impl IntoIterator<Item = S>) -> Filter {
+        Filter {
+            event_types: types.into_iter().map(Into::into).collect(),
+            ..Filter::default()
+        }
+    }
+
+    /// Only events whose type starts with one of `prefixes`.
+    pub fn prefixes<S: Into<String>>(prefixes: impl IntoIterator<Item = S>) -> Filter {
+        Filter {
+            event_type_prefixes: prefixes.into_iter().map(Into::into).collect(),
+            ..Filter::default()
+        }
+    }
+
+    /// Whether the filter looks at types at all.
+    pub fn selects_types(&self) -> bool {
+        !self.event_types.is_empty() || !self.event_type_prefixes.is_empty()
+    }
+
+    /// Whether an event type (its bytes) passes the type part of the filter.
+    pub fn type_matches(&self, name: &[u8]) -> bool {
+        !self.selects_types()
+            || self.event_types.iter().any(|t| t.as_bytes() == name)
+            || self
+                .event_type_prefixes
+                .iter()
+                .any(|p| name.starts_with(p.as_bytes()))
+    }
+}
+
+/// A filter's verdict on each type id, computed once per id from the table.
+#[derive(Debug, Clone)]
+pub struct TypeMatch {
+    filter: Filter,
+    /// Per type id judged so far: whether it matches.
+    verdicts: Vec<bool>,
+}
+
+impl TypeMatch {
+    pub fn new(filter: Filter) -> TypeMatch {
+        TypeMatch {
+            filter,
+            verdicts: Vec::new(),
+        }
+    }
+
+    pub fn filter(&self) -> &Filter {
+        &self.filter
+    }
+
+    /// Judges the types the table gained since the last call.
+    pub fn update(&mut self, table: &TypeTable) {
+        for id in self.verdicts.len() as u32..table.type_count() {
+            let v = self.filter.type_matches(table.name(id));
+            self.verdicts.push(v);
+        }
+    }
+
+    /// Whether a type id matches; `update` must have seen the table that holds it.
+    #[inline]
+    pub fn matches(&self, id: u32) -> bool {
+        self.verdicts[id as usize]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn types_are_interned_once_and_looked_up_per_event() {
+        let mut t = TypeTable::default();
+        for name in ["A", "A", "B", "A", "C", "B"] {
+            t.push(name.as_bytes());
+        }
+        assert_eq!(t.len(), 6);
+        assert_eq!(t.type_count(), 3);
+        let ids: Vec<u32> = (0..6).map(|p| t.type_id(p)).collect();
+        assert_eq!(ids, vec![0, 0, 1, 0, 2, 1]);
+        assert_eq!(t.name(2), b"C");
+    }
+
+    #[test]
+    fn filters_match_exact_names_and_prefixes() {
+        let f = Filter {
+            stream_id: None,
+            event_types: vec!["Exact".into()],
+            event_type_prefixes: vec!["Order".into()],
+        };
+        assert!(f.type_matches(b"Exact"));
+        assert!(!f.type_matches(b"Exactly"));
+        assert!(f.type_matches(b"OrderPlaced"));
+        assert!(f.type_matches(b"Order"));
+        assert!(!f.type_matches(b"Orde"));
+        assert!(Filter::all().type_matches(b"anything"));
+        assert!(Filter::prefixes([""]).type_matches(b"x"), "an empty prefix matches all");
+        assert!(!Filter::types(Vec::<String>::new())
+            .selects_types());
+    }
+
+    #[test]
+    fn type_match_judges_new_types_as_they_appear() {
+        let mut t = TypeTable::default();
+        t.push(b"OrderPlaced");
+        let mut m = TypeMatch::new(Filter::prefixes(["Order"]));
+        m.update(&t);
+        assert!(m.matches(0));
+        t.push(b"Shipped");
+        t.push(b"OrderCancelled");
+        m.update(&t);
+        assert!(!m.matches(1));
+        assert!(m.matches(2));
+    }
+}
