@@ -25,11 +25,11 @@ use crate::codec::{self, UnsealedBatch, FILE_HEADER_LEN};
 use crate::error::Error;
 use crate::types::{AppendResult, ExpectedVersion, ProposedEvent, ProposedEventRef, RecordedEvent};
 
+pub use self::follow::Subscription;
 use self::index::Index;
 pub use self::index::IndexStats;
 use self::io::StorageFile;
 pub(crate) use self::read::advise_huge;
-pub use self::follow::Subscription;
 pub use self::read::{EventBatch, EventBatchIter};
 pub use self::types_table::Filter;
 use self::writer::{Request, Writer};

@@ -188,9 +188,7 @@ impl Follower {
                 tail.end = FILE_HEADER_LEN as u64;
                 Ok(true)
             }
-            Err(_)
-                if len <= FILE_HEADER_LEN as u64 && codec::is_interrupted_creation(&head) =>
-            {
+            Err(_) if len <= FILE_HEADER_LEN as u64 && codec::is_interrupted_creation(&head) => {
                 Ok(false)
             }
             Err(e) => Err(e),
@@ -406,11 +404,7 @@ impl super::Store {
         let follower = Follower::new(path);
         let side = OnceLock::new();
         let index = follower.open(&raw, file.as_ref(), &side, path)?;
-        let end = follower
-            .tail
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .end;
+        let end = follower.tail.lock().unwrap_or_else(|p| p.into_inner()).end;
         Ok(super::Store {
             writer: std::sync::Mutex::new(super::writer::Writer::new(end, end, false, shown)),
             path: path.to_path_buf(),
@@ -446,7 +440,13 @@ impl super::Store {
     pub(crate) fn refresh(&self) -> Result<(), Error> {
         match &self.follower {
             None => Ok(()),
-            Some(f) => f.refresh(&self._lock, self.file.as_ref(), &self.side, &self.index, &self.path),
+            Some(f) => f.refresh(
+                &self._lock,
+                self.file.as_ref(),
+                &self.side,
+                &self.index,
+                &self.path,
+            ),
         }
     }
 

@@ -200,8 +200,7 @@ fn next_batch(
         }
         Err(d) => return Ok(Err(d)),
     };
-    if let Err(next_version) = index.push_batch(summary.stream_id, summary.first_version, records)
-    {
+    if let Err(next_version) = index.push_batch(summary.stream_id, summary.first_version, records) {
         return Ok(Err(Damage(format!(
             "batch continues stream {} at version {}, expected {next_version}",
             summary.stream_id, summary.first_version

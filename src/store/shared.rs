@@ -162,7 +162,8 @@ impl SideFile {
             // file that still works for this writer.
             let _ = file.set_permissions(std::fs::Permissions::from_mode(mode));
             // SAFETY: plain system call on an open descriptor.
-            if unsafe { libc::geteuid() } == 0 && (own.uid() != meta.uid() || own.gid() != meta.gid())
+            if unsafe { libc::geteuid() } == 0
+                && (own.uid() != meta.uid() || own.gid() != meta.gid())
             {
                 let _ = std::os::unix::fs::fchown(&file, Some(meta.uid()), Some(meta.gid()));
             }
@@ -413,7 +414,12 @@ pub fn futex_wait(
         // Kernels before 5.16 have no futex_waitv: wait on the shared word, in short
         // steps so that a wake of this handle (`local`) is seen within 10 ms.
         let step = std::time::Duration::from_millis(10);
-        wait_one(word, val, true, Some(remaining.map_or(step, |r| r.min(step))));
+        wait_one(
+            word,
+            val,
+            true,
+            Some(remaining.map_or(step, |r| r.min(step))),
+        );
         return;
     }
     wait_one(local.0, local.1, false, remaining);

@@ -203,9 +203,11 @@ mod tests {
         assert!(f.type_matches(b"Order"));
         assert!(!f.type_matches(b"Orde"));
         assert!(Filter::all().type_matches(b"anything"));
-        assert!(Filter::prefixes([""]).type_matches(b"x"), "an empty prefix matches all");
-        assert!(!Filter::types(Vec::<String>::new())
-            .selects_types());
+        assert!(
+            Filter::prefixes([""]).type_matches(b"x"),
+            "an empty prefix matches all"
+        );
+        assert!(!Filter::types(Vec::<String>::new()).selects_types());
     }
 
     #[test]

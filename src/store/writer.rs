@@ -263,7 +263,9 @@ impl Writer {
                 );
                 debug_assert!(published.is_ok(), "checked against this index above");
                 index.push_types(locations[a.locations.clone()].iter().map(|l| {
-                    crate::codec::record_type_bytes(&self.buf[(l.offset() - group_start) as usize..])
+                    crate::codec::record_type_bytes(
+                        &self.buf[(l.offset() - group_start) as usize..],
+                    )
                 }));
             }
         }
