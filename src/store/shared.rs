@@ -111,14 +111,14 @@ fn map_page(file: &File, writable: bool) -> io::Result<*mut u8> {
 
 impl SideFile {
     fn u32_at(&self, at: usize) -> &AtomicU32 {
-        debug_assert!(at % 4 == 0 && at + 4 <= PAGE);
+        debug_assert!(at.is_multiple_of(4) && at + 4 <= PAGE);
         // SAFETY: `at` is 4-aligned inside the page-aligned mapping, which lives as
         // long as `self`; every access to shared words is atomic.
         unsafe { &*self.map.add(at).cast::<AtomicU32>() }
     }
 
     fn u64_at(&self, at: usize) -> &AtomicU64 {
-        debug_assert!(at % 8 == 0 && at + 8 <= PAGE);
+        debug_assert!(at.is_multiple_of(8) && at + 8 <= PAGE);
         // SAFETY: as in `u32_at`, 8-aligned.
         unsafe { &*self.map.add(at).cast::<AtomicU64>() }
     }
