@@ -151,8 +151,11 @@ fn a_torn_tail_is_ignored_never_repaired_and_damage_is_corrupt_record() {
 /// written its batch and is about to sync, and says when the sync may go on.
 struct HeldSync {
     file: File,
-    gate: Arc<Mutex<Option<(mpsc::Sender<()>, mpsc::Receiver<()>)>>>,
+    gate: Gate,
 }
+
+/// When armed: where to say "written", and where to wait for "go on".
+type Gate = Arc<Mutex<Option<(mpsc::Sender<()>, mpsc::Receiver<()>)>>>;
 
 impl StorageFile for HeldSync {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
