@@ -9,7 +9,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{all, event, temp_store};
+use common::{all, event, temp_store, HeldSync};
 use eventstore::store::io::StorageFile;
 use eventstore::{Error, ExpectedVersion, OpenOptions, Store};
 use uuid::Uuid;
@@ -145,41 +145,6 @@ fn a_torn_tail_is_ignored_never_repaired_and_damage_is_corrupt_record() {
         other => panic!("expected CorruptRecord, got {other:?}"),
     }
     assert_eq!(std::fs::read(&t.path).unwrap(), damaged);
-}
-
-/// A file seam whose `sync_data` can be held: the test learns when the writer has
-/// written its batch and is about to sync, and says when the sync may go on.
-struct HeldSync {
-    file: File,
-    gate: Gate,
-}
-
-/// When armed: where to say "written", and where to wait for "go on".
-type Gate = Arc<Mutex<Option<(mpsc::Sender<()>, mpsc::Receiver<()>)>>>;
-
-impl StorageFile for HeldSync {
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        StorageFile::read_at(&self.file, buf, offset)
-    }
-    fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<usize> {
-        StorageFile::write_at(&self.file, buf, offset)
-    }
-    fn sync_data(&self) -> io::Result<()> {
-        if let Some((written, go_on)) = self.gate.lock().unwrap().take() {
-            written.send(()).unwrap();
-            go_on.recv().unwrap();
-        }
-        self.file.sync_data()
-    }
-    fn sync_all(&self) -> io::Result<()> {
-        self.file.sync_all()
-    }
-    fn set_len(&self, len: u64) -> io::Result<()> {
-        self.file.set_len(len)
-    }
-    fn file_len(&self) -> io::Result<u64> {
-        StorageFile::file_len(&self.file)
-    }
 }
 
 #[test]
