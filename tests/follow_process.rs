@@ -77,7 +77,7 @@ fn follow_child_entry() {
                 let n = 1 + (i % 4) as usize;
                 let evs = (0..n)
                     .map(|k| {
-                        let ty = if (first + k as u64) % 2 == 0 {
+                        let ty = if (first + k as u64).is_multiple_of(2) {
                             "Even"
                         } else {
                             "Odd"
