@@ -376,17 +376,19 @@ fn a_batch_written_but_not_synced_is_invisible_to_another_process() {
         written_rx.recv().unwrap();
         let mut count = spawn("count", &path, &[]);
         let count_rx = lines(&mut count);
+        let counted = expect_line(&count_rx, "COUNT");
+        let counted_ok = wait_child(count).success();
+        let woken_early = idle_rx.recv_timeout(Duration::from_millis(200)).ok();
+        go_tx.send(()).unwrap();
         assert_eq!(
-            expect_line(&count_rx, "COUNT"),
-            "1 1",
+            counted, "1 1",
             "a reader process opened while the batch is written but not synced"
         );
-        assert!(wait_child(count).success());
-        assert!(
-            idle_rx.recv_timeout(Duration::from_millis(200)).is_err(),
+        assert!(counted_ok);
+        assert_eq!(
+            woken_early, None,
             "the waiting follower was not woken by the unsynced batch"
         );
-        go_tx.send(()).unwrap();
         appending.join().unwrap();
     });
     let woke = expect_line(&idle_rx, "WOKE");
