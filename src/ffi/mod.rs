@@ -11,6 +11,10 @@
 //! - [`events`]: `es_read_stream`, `es_read_all`, `es_free` and the read-result arena.
 //! - [`misc`]: `es_last_error`, `es_last_conflict`, `es_status_name`, `es_version`,
 //!   `es_uuid_parse`, `es_uuid_format`.
+//! - [`open`]: `es_open_with` and its flags (read-only handles, must-exist).
+//! - [`filter`]: `es_string`, `es_filter`, `es_read_all_filtered`.
+//! - [`follow`]: `es_wait`, `es_wake`, `es_subscribe`, `es_subscription_next`,
+//!   `es_subscription_position`, `es_subscription_close`.
 
 #![allow(non_camel_case_types)]
 // The `extern "C"` functions take raw pointers from C and are safe to call exactly
@@ -29,6 +33,12 @@ pub mod store;
 pub mod events;
 
 pub mod misc;
+
+pub mod open;
+
+pub mod filter;
+
+pub mod follow;
 
 use std::cell::RefCell;
 use std::ffi::{CStr, CString};

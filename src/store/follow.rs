@@ -144,6 +144,27 @@ impl Store {
         Ok((batch, next))
     }
 
+    /// [`Store::read_all_filtered`], calling `visit` with each record as soon as it is
+    /// verified (for the C ABI).
+    pub(crate) fn read_all_filtered_visit(
+        &self,
+        from_position: u64,
+        max_count: u64,
+        filter: &Filter,
+        visit: Visitor<'_>,
+    ) -> Result<(EventBatch, u64), Error> {
+        let mut batch = EventBatch::default();
+        let mut matcher = TypeMatch::new(filter.clone());
+        let next = self.read_filtered_into(
+            from_position,
+            max_count,
+            &mut matcher,
+            &mut batch,
+            Some(visit),
+        )?;
+        Ok((batch, next))
+    }
+
     /// [`Store::read_all_filtered`] with a compiled filter, into `batch`.
     pub(crate) fn read_filtered_into(
         &self,
