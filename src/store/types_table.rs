@@ -17,20 +17,38 @@ pub struct TypeTable {
     ids: HashMap<Box<[u8]>, u32>,
     /// Per global position: the event's type id.
     column: Vec<u32>,
+    /// The ids met most recently, most recent first: a handful of types usually
+    /// make up a log, and comparing a few short names is several times cheaper than
+    /// hashing one (which opening a store would pay per event).
+    recent: [u32; RECENT],
+    recent_len: usize,
 }
+
+const RECENT: usize = 8;
 
 impl TypeTable {
     /// Records the type of the next event of the log.
     pub fn push(&mut self, name: &[u8]) {
-        // Consecutive events very often share their type (one append, one kind of
-        // event): compare with the previous one before hashing.
-        if let Some(&last) = self.column.last() {
-            if *self.names[last as usize] == *name {
-                self.column.push(last);
+        for i in 0..self.recent_len {
+            let id = self.recent[i];
+            if *self.names[id as usize] == *name {
+                // Move it to the front, so that the hottest types are found first.
+                self.recent.copy_within(0..i, 1);
+                self.recent[0] = id;
+                self.column.push(id);
                 return;
             }
         }
-        let id = match self.ids.get(name) {
+        let id = self.intern(name);
+        let keep = self.recent_len.min(RECENT - 1);
+        self.recent.copy_within(0..keep, 1);
+        self.recent[0] = id;
+        self.recent_len = keep + 1;
+        self.column.push(id);
+    }
+
+    fn intern(&mut self, name: &[u8]) -> u32 {
+        match self.ids.get(name) {
             Some(&id) => id,
             None => {
                 let id = u32::try_from(self.names.len()).expect("fewer than 2^32 event types");
@@ -38,8 +56,7 @@ impl TypeTable {
                 self.ids.insert(name.into(), id);
                 id
             }
-        };
-        self.column.push(id);
+        }
     }
 
     /// Number of events recorded.
@@ -188,6 +205,16 @@ mod tests {
         let ids: Vec<u32> = (0..6).map(|p| t.type_id(p)).collect();
         assert_eq!(ids, vec![0, 0, 1, 0, 2, 1]);
         assert_eq!(t.name(2), b"C");
+        // More distinct types than the recent cache holds, cycling.
+        let mut t = TypeTable::default();
+        let names: Vec<String> = (0..20).map(|i| format!("T{i}")).collect();
+        for round in 0..3 {
+            for (i, n) in names.iter().enumerate() {
+                t.push(n.as_bytes());
+                assert_eq!(t.type_id(t.len() - 1), i as u32, "round {round}");
+            }
+        }
+        assert_eq!(t.type_count(), 20);
     }
 
     #[test]
