@@ -1681,7 +1681,14 @@ fn follow_child(args: &[String]) {
                     let ty = r.get_ref(4).unwrap().as_str().unwrap();
                     let meta = r.get_ref(5).unwrap().as_blob().unwrap();
                     let payload = r.get_ref(6).unwrap().as_blob().unwrap();
-                    consume(&mut acc, position as u64, version as u64, ty.as_bytes(), meta, payload);
+                    consume(
+                        &mut acc,
+                        position as u64,
+                        version as u64,
+                        ty.as_bytes(),
+                        meta,
+                        payload,
+                    );
                     last = position;
                     page += 1;
                 }
@@ -1908,7 +1915,11 @@ impl Bench {
                     .output()
                     .unwrap()
             });
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             rows[2].rates.push(events as f64 / d.as_secs_f64());
             rows[2].latencies.push(d.as_nanos() as u64);
         }
@@ -1944,7 +1955,10 @@ impl Bench {
                 system: "es-rust".into(),
                 rates: vec![per_event],
                 latencies: vec![],
-                note: format!("index heap of a read-only handle over {events} events, {} streams", stats.streams),
+                note: format!(
+                    "index heap of a read-only handle over {events} events, {} streams",
+                    stats.streams
+                ),
             }],
             floor: None,
             target: "<= 24 B/event".into(),
@@ -1969,7 +1983,8 @@ impl Bench {
             sink ^= acc;
             rows[0].rates.push(events as f64 / d.as_secs_f64());
             rows[0].latencies.push(d.as_nanos() as u64);
-            let ((n, acc), d) = timed(|| drain(&store, eventstore::Filter::types(["RareType0001"])));
+            let ((n, acc), d) =
+                timed(|| drain(&store, eventstore::Filter::types(["RareType0001"])));
             assert_eq!(n, events.div_ceil(100) as u64);
             sink ^= acc;
             rows[1].rates.push(events as f64 / d.as_secs_f64());
@@ -1985,9 +2000,16 @@ impl Bench {
             floor: Some("es-unfiltered".into()),
             target: "filtered >= 10x faster than unfiltered".into(),
             met: None,
-            extra: format!("{events} events, 1% of type RareType0001; rate = events examined / time"),
+            extra: format!(
+                "{events} events, 1% of type RareType0001; rate = events examined / time"
+            ),
         };
-        report.met = Some(report.ratio("es-filtered-1%", "es-unfiltered").unwrap_or(0.0) >= 10.0);
+        report.met = Some(
+            report
+                .ratio("es-filtered-1%", "es-unfiltered")
+                .unwrap_or(0.0)
+                >= 10.0,
+        );
         self.finish(report);
     }
 
@@ -2011,7 +2033,9 @@ impl Bench {
                         // The backlog it finds each time it comes back for more.
                         let lag = writer.global_position().saturating_sub(sub.position());
                         max_lag.fetch_max(lag, Ordering::Relaxed);
-                        let b = sub.next_batch(100_000, Some(Duration::from_secs(10))).unwrap();
+                        let b = sub
+                            .next_batch(100_000, Some(Duration::from_secs(10)))
+                            .unwrap();
                         assert!(!b.is_empty());
                         n += b.len() as u64;
                         std::hint::black_box(consume_batch(&b));
@@ -2025,7 +2049,11 @@ impl Bench {
                             for k in 0..calls / 8 {
                                 let i = t * (calls / 8) + k;
                                 writer
-                                    .append_refs(data.streams[i % STREAMS], ExpectedVersion::Any, &[data.event(i)])
+                                    .append_refs(
+                                        data.streams[i % STREAMS],
+                                        ExpectedVersion::Any,
+                                        &[data.event(i)],
+                                    )
                                     .unwrap();
                             }
                         })

@@ -10,40 +10,61 @@ use std::collections::HashMap;
 use uuid::Uuid;
 
 /// The distinct type names of a store and the type id of every event.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct TypeTable {
     /// Per type id: its name (the record's bytes, UTF-8 checked when written).
     names: Vec<Box<[u8]>>,
     ids: HashMap<Box<[u8]>, u32>,
     /// Per global position: the event's type id.
     column: Vec<u32>,
-    /// The ids met most recently, most recent first: a handful of types usually
-    /// make up a log, and comparing a few short names is several times cheaper than
-    /// hashing one (which opening a store would pay per event).
-    recent: [u32; RECENT],
-    recent_len: usize,
+    /// A direct-mapped cache of ids, indexed by a cheap digest of the name (its length
+    /// and its first and last 8 bytes): a handful of types usually make up a log, and
+    /// one comparison is several times cheaper than hashing the name into `ids`,
+    /// which opening a store would pay per event. `u32::MAX`: empty.
+    cache: [u32; CACHE],
 }
 
-const RECENT: usize = 8;
+const CACHE: usize = 16;
+
+impl Default for TypeTable {
+    fn default() -> Self {
+        TypeTable {
+            names: Vec::new(),
+            ids: HashMap::new(),
+            column: Vec::new(),
+            cache: [u32::MAX; CACHE],
+        }
+    }
+}
+
+/// The cache slot of a name (not a defence against chosen names: a collision costs
+/// one hash lookup, nothing more).
+#[inline]
+fn slot(name: &[u8]) -> usize {
+    let n = name.len();
+    let mut head = [0u8; 8];
+    let mut tail = [0u8; 8];
+    let k = n.min(8);
+    head[..k].copy_from_slice(&name[..k]);
+    tail[..k].copy_from_slice(&name[n - k..]);
+    let a = (u64::from_le_bytes(head) ^ n as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    let b = u64::from_le_bytes(tail).wrapping_mul(0xc2b2_ae3d_27d4_eb4f);
+    let x = (a ^ b.rotate_left(31)) ^ ((a ^ b) >> 29);
+    (x.wrapping_mul(0x1656_67b1_9e37_79f9) >> 60) as usize
+}
 
 impl TypeTable {
     /// Records the type of the next event of the log.
     pub fn push(&mut self, name: &[u8]) {
-        for i in 0..self.recent_len {
-            let id = self.recent[i];
-            if *self.names[id as usize] == *name {
-                // Move it to the front, so that the hottest types are found first.
-                self.recent.copy_within(0..i, 1);
-                self.recent[0] = id;
-                self.column.push(id);
-                return;
-            }
-        }
-        let id = self.intern(name);
-        let keep = self.recent_len.min(RECENT - 1);
-        self.recent.copy_within(0..keep, 1);
-        self.recent[0] = id;
-        self.recent_len = keep + 1;
+        let at = slot(name);
+        let cached = self.cache[at];
+        let id = if cached != u32::MAX && *self.names[cached as usize] == *name {
+            cached
+        } else {
+            let id = self.intern(name);
+            self.cache[at] = id;
+            id
+        };
         self.column.push(id);
     }
 
