@@ -1772,17 +1772,16 @@ impl Bench {
         let mut rows = vec![Row::new("es-follow-inproc"), Row::new("es-follow-xproc")];
         // In this process: a thread with its own read-only handle.
         let reader = read_only(&path);
-        let got = AtomicU64::new(u64::MAX);
-        let got_at = AtomicU64::new(0);
+        let (tx, rx) = std::sync::mpsc::channel::<(u64, u64)>();
         std::thread::scope(|scope| {
-            let (reader, got, got_at) = (&reader, &got, &got_at);
+            let reader = &reader;
             let start = writer.global_position();
             scope.spawn(move || {
                 let mut sub = reader.subscribe(start, eventstore::Filter::all());
                 for _ in 0..samples {
                     let b = sub.next_batch(1, None).unwrap();
-                    got_at.store(mono_ns(), Ordering::Release);
-                    got.store(b.get(0).global_position, Ordering::Release);
+                    let at = mono_ns();
+                    tx.send((b.get(0).global_position, at)).unwrap();
                 }
             });
             std::thread::sleep(Duration::from_millis(50));
@@ -1792,10 +1791,9 @@ impl Bench {
                     .append_refs(data.streams[0], ExpectedVersion::Any, &[e])
                     .unwrap();
                 let acked = mono_ns();
-                while got.load(Ordering::Acquire) != r.first_global_position {
-                    std::hint::spin_loop();
-                }
-                let at = got_at.load(Ordering::Acquire);
+                // Block (not spin: two cores) until the subscriber has it.
+                let (pos, at) = rx.recv().unwrap();
+                assert_eq!(pos, r.first_global_position);
                 rows[0].latencies.push(at.saturating_sub(acked));
                 std::thread::sleep(Duration::from_millis(2));
             }
