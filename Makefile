@@ -22,6 +22,7 @@ CSTRICT := -std=c99 -Wall -Wextra -Werror -pedantic
 PYTHON ?= python3
 # A virtualenv for the Python binding's tests; the binding is pip-installed into it.
 PYENV := target/pyenv
+PYTEST_DEPS := pytest mypy build wheel "setuptools>=68" "setuptools-rust>=1.9"
 
 .PHONY: all lib example test test-python install install-files
 
@@ -40,13 +41,17 @@ test:
 	$(CARGO) test
 	$(MAKE) --no-print-directory test-python
 
-# Runs against the library `cargo test` built (target/debug), through `pip install`.
+# The binding's tests run against the package as `pip install` makes it (the library
+# built into it; no EVENTSTORE_LIBRARY), built with the debug profile in
+# target/python so that a rerun rebuilds nothing; then mypy --strict on the package.
 test-python:
-	$(CARGO) build --quiet
 	test -x $(PYENV)/bin/python || $(PYTHON) -m venv $(PYENV)
-	$(PYENV)/bin/pip install -q --disable-pip-version-check pytest ./bindings/python
-	EVENTSTORE_LIBRARY=$(CURDIR)/target/debug/libeventstore.so \
-		$(PYENV)/bin/python -m pytest -q -p no:cacheprovider bindings/python/tests
+	$(PYENV)/bin/pip install -q --disable-pip-version-check $(PYTEST_DEPS)
+	SETUPTOOLS_RUST_CARGO_PROFILE=dev $(PYENV)/bin/pip install -q --disable-pip-version-check \
+		--no-build-isolation --no-deps ./bindings/python
+	$(PYENV)/bin/python -m mypy --strict --cache-dir target/mypy-cache bindings/python/eventstore
+	cd $(PYENV) && env -u EVENTSTORE_LIBRARY bin/python -m pytest -q -p no:cacheprovider \
+		$(CURDIR)/bindings/python/tests
 
 install: lib install-files
 
