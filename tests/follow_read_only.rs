@@ -359,8 +359,8 @@ fn the_index_stays_within_24_bytes_per_event() {
     let t = temp_store();
     let writer = Store::open(&t.path).unwrap();
     let streams: Vec<Uuid> = (0..10).map(|_| Uuid::new_v4()).collect();
-    for i in 0..2000 {
-        let evs = (0..50)
+    for i in 0..200 {
+        let evs = (0..500)
             .map(|k| event(["A", "B", "C"][(i + k) % 3], b"p"))
             .collect();
         writer
@@ -374,4 +374,56 @@ fn the_index_stays_within_24_bytes_per_event() {
         let per_event = stats.heap_bytes as f64 / stats.events as f64;
         assert!(per_event <= 24.0, "{per_event} bytes per event");
     }
+}
+
+#[test]
+fn beside_a_writer_without_a_side_file_a_reader_is_refused_never_shown_unsynced_data() {
+    let t = temp_store();
+    // Something that cannot be the side file: the writer runs without one.
+    std::fs::create_dir(side(&t.path)).unwrap();
+    let writer = Store::open(&t.path).unwrap();
+    writer
+        .append(Uuid::new_v4(), ExpectedVersion::Any, vec![event("A", b"")])
+        .unwrap();
+    match read_only(&t.path) {
+        Err(Error::Io { context, .. }) => {
+            assert!(context.contains("live writer"), "{context}");
+            assert!(context.contains("-shm"), "{context}");
+        }
+        other => panic!("expected an I/O error naming the side file, got {other:?}"),
+    }
+    // Its own handle still waits and wakes (on its process-local word).
+    std::thread::scope(|scope| {
+        let h = scope.spawn(|| writer.wait(1, Some(Duration::from_secs(30))).unwrap());
+        std::thread::sleep(Duration::from_millis(30));
+        writer
+            .append(Uuid::new_v4(), ExpectedVersion::Any, vec![event("B", b"")])
+            .unwrap();
+        assert_eq!(h.join().unwrap(), 2);
+    });
+    drop(writer);
+    // No writer: the valid prefix is all there is, no side file needed.
+    assert_eq!(read_only(&t.path).unwrap().global_position(), 2);
+}
+
+#[test]
+fn a_reader_that_found_no_side_file_wakes_once_a_writer_appears() {
+    let t = temp_store();
+    {
+        let w = Store::open(&t.path).unwrap();
+        w.append(Uuid::new_v4(), ExpectedVersion::Any, vec![event("A", b"")])
+            .unwrap();
+    }
+    std::fs::remove_file(side(&t.path)).unwrap();
+    let reader = read_only(&t.path).unwrap();
+    std::thread::scope(|scope| {
+        let h = scope.spawn(|| reader.wait(1, Some(Duration::from_secs(30))).unwrap());
+        std::thread::sleep(Duration::from_millis(50));
+        let w = Store::open(&t.path).unwrap();
+        let t0 = std::time::Instant::now();
+        w.append(Uuid::new_v4(), ExpectedVersion::Any, vec![event("B", b"")])
+            .unwrap();
+        assert_eq!(h.join().unwrap(), 2);
+        assert!(t0.elapsed() < Duration::from_secs(5));
+    });
 }

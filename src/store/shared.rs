@@ -202,15 +202,16 @@ impl SideFile {
         Ok(side)
     }
 
-    /// Maps an existing side file for reading; `None` when there is none yet, or it
-    /// is shorter than a page (a writer is creating it).
+    /// Maps an existing side file for reading; `None` when there is none yet, it is
+    /// shorter than a page (a writer is creating it), or it is not a regular file.
     pub fn open_for_reader(path: &Path) -> io::Result<Option<SideFile>> {
         let file = match File::open(path) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
         };
-        if file.metadata()?.len() < PAGE as u64 {
+        let meta = file.metadata()?;
+        if !meta.is_file() || meta.len() < PAGE as u64 {
             return Ok(None);
         }
         Ok(Some(SideFile {
