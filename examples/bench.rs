@@ -1615,8 +1615,10 @@ fn read_only(path: &Path) -> Store {
 fn drain(store: &Store, filter: eventstore::Filter) -> (u64, u64) {
     let mut sub = store.subscribe(0, filter);
     let (mut n, mut acc) = (0u64, 0u64);
+    let mut batch = eventstore::EventBatch::default();
     loop {
-        let batch = sub.next_batch(1000, Some(Duration::ZERO)).unwrap();
+        sub.next_batch_into(1000, Some(Duration::ZERO), &mut batch)
+            .unwrap();
         if batch.is_empty() {
             return (n, acc);
         }

@@ -166,7 +166,7 @@ pub extern "C" fn es_subscription_next(
         let sub = unsafe { &mut (*subscription).sub };
         let result = read_into_arena(|visit| {
             let mut batch = EventBatch::default();
-            sub.next_batch_into(max_count, timeout, &mut batch, Some(visit))?;
+            sub.next_batch_visit(max_count, timeout, &mut batch, Some(visit))?;
             Ok(batch)
         })?;
         // SAFETY: checked non-NULL and writable by `clear_out`.

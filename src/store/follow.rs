@@ -222,13 +222,25 @@ impl Subscription<'_> {
         timeout: Option<Duration>,
     ) -> Result<EventBatch, Error> {
         let mut batch = EventBatch::default();
-        self.next_batch_into(max_count, timeout, &mut batch, None)?;
+        self.next_batch_visit(max_count, timeout, &mut batch, None)?;
         Ok(batch)
     }
 
-    /// [`Subscription::next_batch`] into `batch`, reusing its memory, calling `visit`
-    /// with each delivered record as it is verified (for the C ABI).
-    pub(crate) fn next_batch_into(
+    /// [`Subscription::next_batch`] into `batch`, replacing what it held and reusing its
+    /// memory (a follower that reads page after page into one batch touches no fresh
+    /// memory once the batch is large enough). On an error `batch` is left empty.
+    pub fn next_batch_into(
+        &mut self,
+        max_count: u64,
+        timeout: Option<Duration>,
+        batch: &mut EventBatch,
+    ) -> Result<(), Error> {
+        self.next_batch_visit(max_count, timeout, batch, None)
+    }
+
+    /// [`Subscription::next_batch_into`], calling `visit` with each delivered record
+    /// (for the C ABI, which builds its event table then).
+    pub(crate) fn next_batch_visit(
         &mut self,
         max_count: u64,
         timeout: Option<Duration>,
