@@ -25,6 +25,10 @@
 //!   expected-version check in the same `BEGIN IMMEDIATE` transaction as the insert;
 //!   one connection shared behind a mutex (SQLite writers serialize anyway).
 //!
+//! Every append run of `es-*` and `sqlite` starts with [`WARM_UP`] untimed appends, so
+//! that each is timed in its steady state (SQLite's WAL grown and wrapping, checkpoints
+//! counted in the `sqlite` row's note; libeventstore's file preallocated).
+//!
 //! Output: a table per workload, then one JSON line per workload (prefix `JSON `) with
 //! events/s (median of runs), p50/p99 latency of one call (over all runs' calls), the
 //! ratios to SQLite and to the floor, and the target with whether it is met.
@@ -217,6 +221,8 @@ struct Row {
     latencies: Vec<u64>,
     /// A note printed after the row.
     note: String,
+    /// SQLite: WAL checkpoints in the timed part of each run.
+    checkpoints: Vec<u32>,
 }
 
 impl Row {
@@ -543,6 +549,17 @@ fn es_appends(
         (Some(Store::open(&path).unwrap()), None)
     };
     let (store, c_store) = (rust_store.as_ref(), c_owned.as_ref());
+    for (i, (stream, evs)) in warm_up_appends(data).iter().enumerate() {
+        if let Some(c_store) = c_store {
+            let c_events: Vec<_> = evs.iter().map(c_proposed).collect();
+            c_store.append(stream, (i / WARM_UP_STREAMS) as u64, &c_events);
+        } else {
+            store
+                .unwrap()
+                .append_refs(*stream, ExpectedVersion::Any, evs)
+                .unwrap();
+        }
+    }
     sync_all_filesystems();
     let barrier = Barrier::new(threads);
     let per_thread = calls / threads;
@@ -797,6 +814,11 @@ fn sqlite_appends(
     let path = dir.file("sqlite.db");
     let conn = sqlite_open(&path);
     conn.execute_batch(SQLITE_SCHEMA).unwrap();
+    for (stream, evs) in warm_up_appends(data) {
+        sqlite_append(&conn, &stream, ExpectedVersion::Any, &evs).unwrap();
+    }
+    let wal = path.with_extension("db-wal");
+    let checkpoints_before = wal_checkpoint_sequence(&wal);
     let conn = Mutex::new(conn);
     sync_all_filesystems();
     let barrier = Barrier::new(threads);
@@ -842,8 +864,51 @@ fn sqlite_appends(
     row.rates
         .push((per_thread * threads * per_call) as f64 / secs);
     row.latencies.extend(lat);
+    let checkpoints = wal_checkpoint_sequence(&wal).wrapping_sub(checkpoints_before);
+    row.checkpoints.push(checkpoints);
+    row.note = format!(
+        "WAL checkpoints in the timed part, per run: {:?}",
+        row.checkpoints
+    );
     drop(conn);
     remove(&path);
+}
+
+/// Untimed single appends every append run starts with, to streams of their own, so
+/// that each system is measured in its steady state: SQLite's WAL has grown to its
+/// auto-checkpoint size (1,000 pages, about 500 of these appends), been checkpointed
+/// and wraps around, so that its commits overwrite WAL space instead of growing the
+/// file (the first ~500 commits of a fresh database run at less than half the rate:
+/// each one extends the WAL, and its fsync also commits a size change); libeventstore's
+/// file has been preallocated. Without it, a short run measures mostly SQLite's
+/// growth: the single-append row (600 / 3,000 appends) came out at half the 1-thread
+/// row (4,000 / 16,000 appends) of the same SQLite code.
+const WARM_UP: usize = 1500;
+const WARM_UP_STREAMS: usize = 100;
+
+/// The warm-up appends: (stream, one event), round-robin over their own streams.
+fn warm_up_appends(data: &Data) -> Vec<(Uuid, Vec<ProposedEventRef<'_>>)> {
+    (0..WARM_UP)
+        .map(|i| {
+            let stream = Uuid::from_u128(
+                0x3a3a_0000_0000_0000_0000_0000_0000_0000 | (i % WARM_UP_STREAMS) as u128,
+            );
+            let mut e = data.event(i);
+            e.event_id = Uuid::from_u128(0x3a3a_0000_0000_0000_0000_0000_0001_0000 | i as u128);
+            (stream, vec![e])
+        })
+        .collect()
+}
+
+/// The checkpoint sequence number in a WAL file's header (big-endian, bytes 12..16),
+/// which SQLite increments each time a checkpoint lets the WAL start over; 0 when the
+/// file is missing.
+fn wal_checkpoint_sequence(wal: &Path) -> u32 {
+    let mut header = [0u8; 16];
+    match File::open(wal).and_then(|f| f.read_exact_at(&mut header, 0)) {
+        Ok(()) => u32::from_be_bytes(header[12..16].try_into().unwrap()),
+        Err(_) => 0,
+    }
 }
 
 // ---------------------------------------------------------------------------------
@@ -1466,6 +1531,7 @@ impl Bench {
                 system: "es-rust".into(),
                 rates: vec![per_event],
                 latencies: vec![],
+                checkpoints: vec![],
                 note: format!(
                     "RSS delta {:.1} MB over {} events, {} streams; index heap {:.1} B/event",
                     rss_delta / 1e6,
@@ -1955,6 +2021,7 @@ impl Bench {
                 system: "es-rust".into(),
                 rates: vec![per_event],
                 latencies: vec![],
+                checkpoints: Default::default(),
                 note: format!(
                     "index heap of a read-only handle over {events} events, {} streams",
                     stats.streams

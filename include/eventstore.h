@@ -96,6 +96,27 @@
 #define ES_OPEN_MUST_EXIST 2u
 
 /**
+ * Log level of `es_log_fn`: a failure (a handle poisoned, a failed close).
+ */
+#define ES_LOG_ERROR 1
+
+/**
+ * Log level of `es_log_fn`: something was repaired or dropped (recovery cut off a torn
+ * tail).
+ */
+#define ES_LOG_WARN 2
+
+/**
+ * Log level of `es_log_fn`: information.
+ */
+#define ES_LOG_INFO 3
+
+/**
+ * Log level of `es_log_fn`: detail for debugging.
+ */
+#define ES_LOG_DEBUG 4
+
+/**
  * The result of a call. Values are fixed forever; new codes may be added at the end,
  * so treat an unknown value like `ES_ERR_INTERNAL` and use `es_status_name()` to show it.
  * In C this is an `int32_t`; in C++ an enum whose underlying type is `int32_t`.
@@ -114,8 +135,9 @@ enum es_status
     ES_OK = 0,
     /**
      * NULL where a pointer is required, a count of 0, an empty, over-long or
-     * non-UTF-8 event type, NULL data with a non-zero length, or a bad expected-version
-     * value. Nothing was done.
+     * non-UTF-8 event type or one containing a NUL byte, NULL data with a non-zero
+     * length, a bad expected-version value, or a handle already closed (see
+     * `es_close`). Nothing was done.
      */
     ES_ERR_INVALID_ARGUMENT = 1,
     /**
@@ -126,7 +148,8 @@ enum es_status
     ES_ERR_IO = 2,
     /**
      * The file is not an event store, or has a format version this library cannot
-     * read. The file was left unchanged.
+     * read, or its header is damaged; the message names the path and which. The file
+     * was left unchanged.
      */
     ES_ERR_INVALID_HEADER = 3,
     /**
@@ -388,6 +411,56 @@ typedef struct es_filter {
     size_t event_type_prefix_count;
 } es_filter;
 
+/**
+ * Facts about an open store, filled in by `es_store_info_get`.
+ */
+typedef struct es_store_info {
+    /**
+     * The format version of the store file's header.
+     */
+    uint32_t format_version;
+    /**
+     * 1 for a read-only handle, else 0 (every handle is a writer in this version).
+     */
+    uint32_t read_only;
+    /**
+     * 1 when the handle refuses appends after a failed write or fsync
+     * (`ES_ERR_POISONED`), else 0.
+     */
+    uint32_t poisoned;
+    /**
+     * Events in the log: the global position the next event gets.
+     */
+    uint64_t event_count;
+    /**
+     * Streams with at least one event.
+     */
+    uint64_t stream_count;
+    /**
+     * Bytes of the file that hold data: its 32-byte header and its committed batches
+     * (the file may be longer while open: space preallocated for speed).
+     */
+    uint64_t data_bytes;
+    /**
+     * Bytes this handle's `es_open` cut off the end of the file while recovering it (a
+     * tail torn by a crash, garbage appended to the file, a second store concatenated
+     * to it, preallocated zeros); 0 when it cut nothing. Each cut is also logged
+     * (`es_set_log_callback`, level `ES_LOG_WARN`).
+     */
+    uint64_t recovered_bytes_dropped;
+    /**
+     * Heap memory the in-memory index holds, in bytes.
+     */
+    uint64_t index_bytes;
+} es_store_info;
+
+/**
+ * A log callback: receives `context` as given to `es_set_log_callback`, the level
+ * (`ES_LOG_ERROR` 1, `ES_LOG_WARN` 2, `ES_LOG_INFO` 3, `ES_LOG_DEBUG` 4) and a
+ * NUL-terminated UTF-8 message, valid only during the call (copy it to keep it).
+ */
+typedef void (*es_log_fn)(void *context, int32_t level, const char *message);
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -399,8 +472,12 @@ extern "C" {
  * `path` is a NUL-terminated file name (bytes, as the OS takes them; relative to the
  * current directory unless absolute). A new file gets its header and is fsynced,
  * and its directory is fsynced. An existing file is recovered: a torn or corrupt
- * tail left by a crash (no valid data after it) is cut off; damage followed by valid
- * data fails with `ES_ERR_CORRUPT_RECORD` and leaves the file unchanged. A zero-length
+ * tail left by a crash (no valid data after it) is cut off, which is logged
+ * (`es_set_log_callback`) and reported by `es_store_info_get`
+ * (`recovered_bytes_dropped`); damage followed by valid data — a batch written later,
+ * or one that bytes were deleted or inserted in front of, wherever it now sits (see
+ * `docs/format.md`) — fails with `ES_ERR_CORRUPT_RECORD` and leaves the file
+ * unchanged. A zero-length
  * file, or one holding only the first bytes of a header (a crash during creation), is
  * initialised as a new store.
  *
@@ -424,15 +501,18 @@ extern "C" {
  * Returns `ES_OK`; `ES_ERR_INVALID_ARGUMENT` when `path` or `out_store` is NULL;
  * `ES_ERR_IO` when the file cannot be created, opened, read, or its torn tail
  * truncated and synced (message: the path and the OS error); `ES_ERR_INVALID_HEADER`
- * when the file is not an event store; `ES_ERR_CORRUPT_RECORD` (message: the byte
+ * when the file is not an event store (message: the path and the cause: not a store
+ * at all, a store of a format version this library does not read and the versions
+ * it reads, or a damaged header checksum); `ES_ERR_CORRUPT_RECORD` (message: the byte
  * offset); `ES_ERR_LOCKED`; `ES_ERR_INTERNAL`.
  */
 es_status es_open(const char *path, struct es_store **out_store);
 
 /**
- * Closes a store opened by `es_open` and frees the handle: cuts the file back to its
- * committed data (dropping space preallocated for speed), syncs it, and releases the
- * lock. After `es_close` the file is exactly its header and its committed batches.
+ * Closes a store opened by `es_open` and frees what the handle holds: cuts the file
+ * back to its committed data (dropping space preallocated for speed), syncs it, and
+ * releases the lock. After `es_close` the file is exactly its header and its
+ * committed batches.
  *
  * `store` NULL is a no-op. `store` must not be used again after this call, and this
  * call must not race with any other call on the same handle (make sure other threads
@@ -440,8 +520,24 @@ es_status es_open(const char *path, struct es_store **out_store);
  * released with `es_free`.
  *
  * A failure to cut or sync the file on close cannot lose acknowledged events; it sets
- * this thread's `es_last_error()`, the handle is freed anyway, and the next `es_open`
- * recovers the file.
+ * this thread's `es_last_error()` and is logged (see `es_set_log_callback`), the
+ * handle is released anyway, and the next `es_open` recovers the file.
+ *
+ * Misuse of a closed handle: like SQLite's `SQLITE_MISUSE` check, every `es_*` call
+ * that takes an `es_store` checks a magic number in it on entry, which `es_close`
+ * clears. `es_close` frees everything the store owns (index, file, lock) at once but
+ * keeps the handle's small shell (a few hundred bytes) in a quarantine of the 1024 most
+ * recently closed handles, freeing the oldest when it overflows; so:
+ * - detected: `es_close` called again on a handle, and any call (`es_append`,
+ *   `es_read_*`, `es_stream_version`, `es_store_info_get`, ...) on a closed handle,
+ *   as long as fewer than 1024 other handles were closed since. `es_close` then does
+ *   nothing and sets `es_last_error()` ("store was already closed");
+ *   the other calls return `ES_ERR_INVALID_ARGUMENT` with that message
+ *   (`es_global_position` returns 0). Nothing crashes and nothing is touched.
+ * - not detected: a handle closed longer ago than that (its memory may have been
+ *   reused, even by a new handle, which the call would then act on), a pointer that
+ *   never came from `es_open`, and a call racing with `es_close` on another thread:
+ *   these stay undefined behaviour, as the contract says.
  */
 void es_close(struct es_store *store);
 
@@ -464,8 +560,9 @@ void es_close(struct es_store *store);
  * Threads: many threads may append to (and read from) one handle at once; their
  * appends are committed in groups sharing one fsync.
  *
- * Returns `ES_OK`; `ES_ERR_INVALID_ARGUMENT` (NULL `store`, `stream_id` or
- * `events`; `count` 0; an empty, over-long, NULL or non-UTF-8 event type; NULL
+ * Returns `ES_OK`; `ES_ERR_INVALID_ARGUMENT` (NULL or closed `store`, NULL `stream_id`
+ * or `events`; `count` 0; an empty, over-long, NULL or non-UTF-8 event type, or one
+ * containing a NUL byte; NULL
  * metadata or payload with a non-zero length; a bad `expected_version`);
  * `ES_ERR_EVENT_TOO_LARGE`; `ES_ERR_WRONG_EXPECTED_VERSION` (see
  * `es_last_conflict`); `ES_ERR_IO` when a write or fsync fails, which poisons the
@@ -488,7 +585,8 @@ es_status es_append(struct es_store *store,
  * any call on the same handle except `es_close`; it never waits for an fsync.
  *
  * Returns `ES_OK`; `ES_ERR_STREAM_NOT_FOUND` when the stream has no events;
- * `ES_ERR_INVALID_ARGUMENT` when `store`, `stream_id` or `out_version` is NULL;
+ * `ES_ERR_INVALID_ARGUMENT` when `store`, `stream_id` or `out_version` is NULL, or
+ * `store` is closed;
  * `ES_ERR_INTERNAL`.
  */
 es_status es_stream_version(const struct es_store *store,
@@ -497,7 +595,8 @@ es_status es_stream_version(const struct es_store *store,
 
 /**
  * The number of events in the whole log, which is the global position the next
- * appended event will get. 0 for a NULL `store` (which also sets `es_last_error()`).
+ * appended event will get. 0 for a NULL or closed `store` (which also sets
+ * `es_last_error()`).
  *
  * Threads: safe to call concurrently with any call on the same handle except
  * `es_close`; it never waits for an fsync.
@@ -522,7 +621,7 @@ uint64_t es_global_position(const struct es_store *store);
  * that returned `ES_OK` before it started.
  *
  * Returns `ES_OK`; `ES_ERR_STREAM_NOT_FOUND`; `ES_ERR_INVALID_ARGUMENT` when `store`,
- * `stream_id` or `out_events` is NULL; `ES_ERR_IO` when reading the file fails;
+ * `stream_id` or `out_events` is NULL, or `store` is closed; `ES_ERR_IO` when reading the file fails;
  * `ES_ERR_CORRUPT_RECORD` when data on disk no longer matches its checksum;
  * `ES_ERR_INTERNAL`.
  */
@@ -543,8 +642,8 @@ es_status es_read_stream(const struct es_store *store,
  *
  * Ownership, NULL handling and threads: as `es_read_stream`.
  *
- * Returns `ES_OK`; `ES_ERR_INVALID_ARGUMENT` when `store` or `out_events` is NULL;
- * `ES_ERR_IO`; `ES_ERR_CORRUPT_RECORD`; `ES_ERR_INTERNAL`.
+ * Returns `ES_OK`; `ES_ERR_INVALID_ARGUMENT` when `store` or `out_events` is NULL, or
+ * `store` is closed; `ES_ERR_IO`; `ES_ERR_CORRUPT_RECORD`; `ES_ERR_INTERNAL`.
  */
 es_status es_read_all(const struct es_store *store,
                       uint64_t from_position,
@@ -735,7 +834,8 @@ es_status es_wait(const struct es_store *store,
  * start waiting after it wait normally. Use it to stop follower threads before
  * `es_close`.
  *
- * `store` NULL is a no-op. Thread-safe; never blocks.
+ * `store` NULL is a no-op; a closed handle only sets `es_last_error()`. Thread-safe;
+ * never blocks.
  */
 void es_wake(const struct es_store *store);
 
@@ -806,6 +906,40 @@ uint64_t es_subscription_position(const struct es_subscription *subscription);
  * valid until `es_free`.
  */
 void es_subscription_close(struct es_subscription *subscription);
+
+/**
+ * Sets `*out_info` to facts about the store: its format version, whether it is
+ * poisoned, how many events and streams it holds, its data size, what this handle's
+ * recovery cut off when it opened the file, and the memory of its index.
+ *
+ * `*out_info` is written only on success. Threads: safe to call concurrently with any
+ * call on the same handle except `es_close`; it never waits for an fsync. The facts
+ * are taken at one moment; appends on other threads may change them right after.
+ *
+ * Returns `ES_OK`; `ES_ERR_INVALID_ARGUMENT` when `store` or `out_info` is NULL, or
+ * `store` is closed (see `es_close`); `ES_ERR_INTERNAL`.
+ */
+es_status es_store_info_get(const struct es_store *store, struct es_store_info *out_info);
+
+/**
+ * Sets the process-wide log callback: from now on the library calls `fn(context,
+ * level, message)` for everything it logs — recovery cutting off a torn tail (warn:
+ * the path, the byte offset and the bytes dropped), a handle poisoned by a failed
+ * write or fsync (error), a failed close (error). `fn` NULL removes the callback: the
+ * library is then silent (the default). Rust programs see the same messages as
+ * `tracing` events (target `eventstore`).
+ *
+ * The callback may be called from any thread, including several at once, and while
+ * `es_open`, `es_append` or `es_close` is running: it must be thread-safe, must not
+ * call back into the library, and should return quickly. `context` is passed through
+ * untouched; the library never dereferences it. A message being delivered on another
+ * thread while the callback is replaced may still reach the previous one: keep the
+ * previous `context` valid until those calls are done (for example, set the callback
+ * once at start-up).
+ *
+ * Threads: may be called from any thread.
+ */
+void es_set_log_callback(es_log_fn f, void *context);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -11,6 +11,8 @@
 #   SOAK_PL_SEEDS            power-loss scenarios run with N seeds  (default 3)
 #   SOAK_STRACE_MAX_N        strace inject: N = 1..this per syscall (default 60)
 #   SOAK_HOSTILE_CASES       deterministic hostile files            (default 200000)
+#   SOAK_SHIFT_BATCHES       deleted/inserted ranges up to N batches (default 4; the
+#                            ranges up to 1 batch run at every byte offset)
 #   SOAK_CONTENTION_ROUNDS   contention rounds per phase            (default 3000)
 #   SOAK_FUZZ_SECONDS        cargo-fuzz time per target             (default 600)
 #
@@ -20,7 +22,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=target/soak
 mkdir -p "$out"
-only=${SOAK_ONLY:-"cuts flips power kill9 faults strace contention hostile fuzz"}
+only=${SOAK_ONLY:-"cuts flips shifts power kill9 faults strace contention hostile fuzz"}
 
 if ! command -v strace >/dev/null; then
     apt-get update -qq && apt-get install -y -qq strace
@@ -50,6 +52,10 @@ step cuts ES_CUT_STRIDE_SMALL=1 ES_CUT_STRIDE_LARGE="${SOAK_CUT_STRIDE_LARGE:-61
     ES_CUT_APPEND_EVERY=1 ES_CUT_LARGE_BATCHES=40 ES_TAIL_RANDOM=500 \
     $t crash_cut_points -- --nocapture
 step flips ES_FLIP_MASKS=ff,01,80,55 ES_FLIP_BATCHES=16 $t crash_flips -- --nocapture
+step shifts ES_SHIFT_EVERY_PLACE=1 ES_SHIFT_MAX_BATCHES=1 $t crash_shifts -- --nocapture
+cp "$out/shifts.log" "$out/shifts-every-place.log" 2>/dev/null || true
+step shifts ES_SHIFT_PLACES=200 ES_SHIFT_MAX_BATCHES="${SOAK_SHIFT_BATCHES:-4}" \
+    $t crash_shifts -- --nocapture
 for seed in $(seq 1 "${SOAK_PL_SEEDS:-3}"); do
     step power ES_SEED="$seed" ES_TORN_STRIDE="${SOAK_TORN_STRIDE:-1}" \
         ES_BLOCK_SUBSETS="${SOAK_BLOCK_SUBSETS:-64}" ES_PL_BATCHES="${SOAK_PL_BATCHES:-20}" \

@@ -9,13 +9,15 @@
 
 use uuid::Uuid;
 
-use crate::error::Error;
+use crate::error::{Error, HeaderCause};
 use crate::types::{ProposedEventRef, RecordedEvent, MAX_EVENT_SIZE, RECORD_OVERHEAD};
 
 /// The first bytes of every store: magic, then the format version (u16 LE).
 pub const MAGIC: [u8; 6] = *b"EVSTOR";
 /// The only format version this library reads and writes.
 pub const FORMAT_VERSION: u16 = 1;
+/// Every format version this library reads (named in `InvalidHeader` messages).
+pub const READABLE_VERSIONS: &[u16] = &[FORMAT_VERSION];
 /// Length of [`encode_header`]: magic and format version.
 pub const HEADER_LEN: usize = 8;
 /// Length of the whole file header area: magic, version, salt, reserved bytes, CRC.
@@ -41,19 +43,24 @@ pub fn encode_header() -> [u8; HEADER_LEN] {
     h
 }
 
+/// `InvalidHeader` for `cause`, with no path (the caller that knows it adds it).
+fn invalid_header(cause: HeaderCause) -> Error {
+    Error::InvalidHeader {
+        path: Default::default(),
+        cause,
+    }
+}
+
 /// Checks the magic and format version at the start of `bytes`; returns the version.
 pub fn decode_header(bytes: &[u8]) -> Result<u16, Error> {
     if bytes.len() < HEADER_LEN || bytes[..6] != MAGIC {
-        return Err(Error::InvalidHeader);
+        return Err(invalid_header(HeaderCause::NotAStore));
     }
     let version = u16::from_le_bytes([bytes[6], bytes[7]]);
-    if version != FORMAT_VERSION {
-        tracing::warn!(
-            version,
-            supported = FORMAT_VERSION,
-            "unsupported format version"
-        );
-        return Err(Error::InvalidHeader);
+    if !READABLE_VERSIONS.contains(&version) {
+        return Err(invalid_header(HeaderCause::UnsupportedVersion {
+            found: version,
+        }));
     }
     Ok(version)
 }
@@ -72,7 +79,7 @@ pub fn encode_file_header(salt: u64) -> [u8; FILE_HEADER_LEN] {
 pub fn decode_file_header(bytes: &[u8]) -> Result<u64, Error> {
     decode_header(bytes)?;
     if bytes.len() < FILE_HEADER_LEN || crc32fast::hash(&bytes[..28]) != le_u32(bytes, 28) {
-        return Err(Error::InvalidHeader);
+        return Err(invalid_header(HeaderCause::DamagedChecksum));
     }
     Ok(le_u64(bytes, 8))
 }
@@ -181,6 +188,12 @@ pub fn check_event(event: &ProposedEventRef<'_>) -> Result<(), Error> {
         return Err(Error::InvalidArgument(format!(
             "event type is {type_len} bytes, the limit is {}",
             crate::types::MAX_EVENT_TYPE_LEN
+        )));
+    }
+    // C readers get the type NUL-terminated: a NUL inside would cut it short.
+    if let Some(at) = event.event_type.find('\0') {
+        return Err(Error::InvalidArgument(format!(
+            "event type contains a NUL byte (at byte {at})"
         )));
     }
     let size = event.encoded_len();
@@ -742,22 +755,31 @@ mod tests {
         assert_eq!(&h[..8], &encode_header());
         assert_eq!(decode_file_header(&h).unwrap(), 0x1122_3344_5566_7788);
         let mut wrong_version = h;
-        wrong_version[6] = 2;
+        wrong_version[6] = 99;
         assert!(matches!(
             decode_header(&wrong_version),
-            Err(Error::InvalidHeader)
+            Err(Error::InvalidHeader {
+                cause: HeaderCause::UnsupportedVersion { found: 99 },
+                ..
+            })
         ));
         let mut wrong_magic = h;
         wrong_magic[0] = b'X';
         assert!(matches!(
             decode_file_header(&wrong_magic),
-            Err(Error::InvalidHeader)
+            Err(Error::InvalidHeader {
+                cause: HeaderCause::NotAStore,
+                ..
+            })
         ));
         let mut wrong_salt = h;
         wrong_salt[9] ^= 1;
         assert!(matches!(
             decode_file_header(&wrong_salt),
-            Err(Error::InvalidHeader)
+            Err(Error::InvalidHeader {
+                cause: HeaderCause::DamagedChecksum,
+                ..
+            })
         ));
     }
 

@@ -45,9 +45,10 @@ pub enum Error {
         detail: String,
     },
 
-    /// The file is not an event store, or has a format version this library cannot read.
-    #[error("invalid file header: not an event store, or an unsupported format version")]
-    InvalidHeader,
+    /// The file is not an event store, or has a format version this library cannot read,
+    /// or its header is damaged. `path` is empty where no path is known (the codec).
+    #[error("invalid file header{}: {cause}", display_path(path))]
+    InvalidHeader { path: PathBuf, cause: HeaderCause },
 
     /// One event's encoded record exceeds `MAX_EVENT_SIZE`.
     #[error("event too large: its record would take {size} bytes, the limit is {max}")]
@@ -69,6 +70,50 @@ pub enum Error {
     /// A write on a handle opened read-only.
     #[error("store {} is open read-only: appends are refused", .path.display())]
     ReadOnly { path: PathBuf },
+}
+
+/// Why a file header was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderCause {
+    /// The file does not start with the store magic (`EVSTOR`).
+    NotAStore,
+    /// A store of a format version this library does not read.
+    UnsupportedVersion { found: u16 },
+    /// The magic and version are right, but the header's checksum does not match.
+    DamagedChecksum,
+}
+
+impl std::fmt::Display for HeaderCause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HeaderCause::NotAStore => write!(f, "not an event store (no EVSTOR magic)"),
+            HeaderCause::UnsupportedVersion { found } => {
+                let reads = crate::codec::READABLE_VERSIONS;
+                let newest = reads.iter().copied().max().unwrap_or(0);
+                let which = if *found > newest { "newer " } else { "" };
+                let list: Vec<String> = reads.iter().map(u16::to_string).collect();
+                let (noun, list) = match list.split_last() {
+                    Some((last, rest)) if !rest.is_empty() => {
+                        ("versions", format!("{} and {last}", rest.join(", ")))
+                    }
+                    _ => ("version", list.join("")),
+                };
+                write!(
+                    f,
+                    "a store of {which}format version {found}; this library reads format {noun} {list}"
+                )
+            }
+            HeaderCause::DamagedChecksum => write!(f, "damaged header (checksum mismatch)"),
+        }
+    }
+}
+
+fn display_path(path: &std::path::Path) -> String {
+    if path.as_os_str().is_empty() {
+        String::new()
+    } else {
+        format!(" of {}", path.display())
+    }
 }
 
 fn display_actual(actual: Option<u64>) -> String {
@@ -120,7 +165,10 @@ impl Error {
                 offset: *offset,
                 detail: detail.clone(),
             },
-            Error::InvalidHeader => Error::InvalidHeader,
+            Error::InvalidHeader { path, cause } => Error::InvalidHeader {
+                path: path.clone(),
+                cause: *cause,
+            },
             Error::EventTooLarge { size, max } => Error::EventTooLarge {
                 size: *size,
                 max: *max,
@@ -157,6 +205,36 @@ mod tests {
             actual: None,
         };
         assert!(none.to_string().contains("actual no stream"));
+    }
+
+    #[test]
+    fn invalid_header_names_path_and_cause() {
+        let e = Error::InvalidHeader {
+            path: "/tmp/x.store".into(),
+            cause: HeaderCause::UnsupportedVersion { found: 9 },
+        };
+        let text = e.to_string();
+        assert!(text.contains("/tmp/x.store"), "{text}");
+        assert!(text.contains("newer format version 9"), "{text}");
+        let newest = *crate::codec::READABLE_VERSIONS.iter().max().unwrap();
+        assert!(text.contains("reads format version"), "{text}");
+        assert!(text.ends_with(&newest.to_string()), "{text}");
+        let e = Error::InvalidHeader {
+            path: "a".into(),
+            cause: HeaderCause::NotAStore,
+        };
+        assert_eq!(
+            e.to_string(),
+            "invalid file header of a: not an event store (no EVSTOR magic)"
+        );
+        let e = Error::InvalidHeader {
+            path: "".into(),
+            cause: HeaderCause::DamagedChecksum,
+        };
+        assert_eq!(
+            e.to_string(),
+            "invalid file header: damaged header (checksum mismatch)"
+        );
     }
 
     #[test]

@@ -27,11 +27,16 @@
 pub mod codec;
 pub mod error;
 pub mod ffi;
+pub mod inspect;
+pub(crate) mod log;
 pub mod store;
 pub mod types;
 
-pub use error::Error;
-pub use store::{EventBatch, Filter, IndexStats, OpenOptions, Store, Subscription};
+pub use error::{Error, HeaderCause};
+pub use store::{
+    BackupReport, CopiedBatch, EventBatch, Filter, IndexStats, OpenOptions, Store, StoreInfo,
+    Subscription,
+};
 pub use types::{
     AppendResult, ExpectedVersion, ProposedEvent, ProposedEventRef, RecordedEvent, MAX_EVENT_SIZE,
     MAX_EVENT_TYPE_LEN, RECORD_OVERHEAD,

@@ -26,7 +26,9 @@ const EXPORTS: &[&str] = &[
     "es_read_all",
     "es_read_all_filtered",
     "es_read_stream",
+    "es_set_log_callback",
     "es_status_name",
+    "es_store_info_get",
     "es_stream_version",
     "es_subscribe",
     "es_subscription_close",
@@ -74,6 +76,13 @@ const PROGRAMS: &[Program] = &[
     Program {
         name: "test_follow",
         source: "tests/c/test_follow.c",
+        cxx: false,
+        takes_store_path: false,
+        success: "checks passed",
+    },
+    Program {
+        name: "test_info",
+        source: "tests/c/test_info.c",
         cxx: false,
         takes_store_path: false,
         success: "checks passed",
@@ -333,9 +342,12 @@ fn only_es_symbols_are_exported() {
     );
 }
 
-/// `make install-files PREFIX=...` lays out lib/, include/ and lib/pkgconfig/; a program
-/// built with only `pkg-config --cflags --libs eventstore` runs against it, and one
-/// linked statically with `pkg-config --static` runs without it.
+/// `make install-files PREFIX=...` lays out lib/, include/ and lib/pkgconfig/, the
+/// libraries stripped (the .so's debug info split off beside it, with a debuglink); a
+/// program built with only `pkg-config --cflags --libs eventstore` runs against it
+/// (through `LD_LIBRARY_PATH`, and through an rpath alone), one linking libeventstore.a
+/// with `pkg-config --static --libs` runs without it, and so does a fully `-static`
+/// one (where the C library's static archive is installed).
 #[test]
 fn installed_prefix_works_through_pkg_config() {
     let prefix = tempfile::tempdir().expect("temp dir");
@@ -369,6 +381,19 @@ fn installed_prefix_works_through_pkg_config() {
     }
     assert!(lib.join("libeventstore.a").is_file());
     assert!(p.join("include/eventstore.h").is_file());
+
+    // Stripped, with the debug info kept apart and linked.
+    let so = lib.join(format!("libeventstore.so.{version}"));
+    let sections = |file: &Path| {
+        String::from_utf8_lossy(&run(Command::new("readelf").arg("-S").arg(file)).stdout)
+            .into_owned()
+    };
+    let so_sections = sections(&so);
+    assert!(!so_sections.contains(".debug_info"), "{so_sections}");
+    assert!(so_sections.contains(".gnu_debuglink"), "{so_sections}");
+    let debug = lib.join(format!("libeventstore.so.{version}.debug"));
+    assert!(sections(&debug).contains(".debug_info"));
+    assert!(!sections(&lib.join("libeventstore.a")).contains(".debug_info"));
 
     let pkg = |args: &[&str]| -> Vec<String> {
         let out = run(Command::new("pkg-config")
@@ -419,6 +444,42 @@ fn installed_prefix_works_through_pkg_config() {
         .args(libs));
     let out = run(Command::new(&exe)
         .arg(p.join("static.store"))
+        .env_remove("LD_LIBRARY_PATH"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 event(s)"));
+
+    // An rpath: the program finds the installed .so with no environment at all.
+    let exe = p.join("consumer-rpath");
+    run(Command::new("cc")
+        .arg(&source)
+        .arg("-o")
+        .arg(&exe)
+        .args(pkg(&["--cflags", "--libs"]))
+        .arg(format!("-Wl,-rpath,{}", lib.display())));
+    let out = run(Command::new(&exe)
+        .arg(p.join("rpath.store"))
+        .env_remove("LD_LIBRARY_PATH"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 event(s)"));
+
+    // Fully static, with pkg-config's flags only (no -lgcc_s, which has no archive).
+    let libc_a = run(Command::new("cc").arg("-print-file-name=libc.a"));
+    if !Path::new(String::from_utf8_lossy(&libc_a.stdout).trim()).is_absolute() {
+        eprintln!("SKIPPED: cc -static: the C library's static archive (libc.a) is not installed");
+        return;
+    }
+    let exe = p.join("consumer-fully-static");
+    run(Command::new("cc")
+        .arg("-static")
+        .arg(&source)
+        .arg("-o")
+        .arg(&exe)
+        .args(pkg(&["--cflags", "--static", "--libs"])));
+    let out = run(Command::new("readelf").arg("-d").arg(&exe));
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("NEEDED"),
+        "a -static program needs no shared library"
+    );
+    let out = run(Command::new(&exe)
+        .arg(p.join("fully-static.store"))
         .env_remove("LD_LIBRARY_PATH"));
     assert!(String::from_utf8_lossy(&out.stdout).contains("1 event(s)"));
 }

@@ -50,7 +50,7 @@ fn every_flipped_byte() {
                 continue;
             }
             match outcome {
-                Err(Error::InvalidHeader) if i < FILE_HEADER_LEN => header += 1,
+                Err(Error::InvalidHeader { .. }) if i < FILE_HEADER_LEN => header += 1,
                 Err(Error::CorruptRecord { offset, .. }) if i >= FILE_HEADER_LEN => {
                     assert!(
                         offset as usize <= i,

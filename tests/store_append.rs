@@ -229,6 +229,28 @@ fn ac11b_c_event_type_length_limits() {
     );
 }
 
+/// Issue 9, defect 5: a NUL byte in an event type (which C readers get NUL-terminated,
+/// and so cut short) is an invalid argument, wherever it is; nothing of the batch is
+/// written.
+#[test]
+fn event_types_with_a_nul_byte_are_rejected() {
+    let t = temp_store();
+    let store = Store::open(&t.path).unwrap();
+    let s = Uuid::new_v4();
+    let len = file_len(&t.path);
+    for ty in ["\0", "Order\0Placed", "Order\0", "\0Order"] {
+        let mut bad = event("x", b"");
+        bad.event_type = ty.into();
+        let good = event("Fine", b"");
+        match store.append(s, ExpectedVersion::Any, vec![good, bad]) {
+            Err(Error::InvalidArgument(why)) => assert!(why.contains("NUL"), "{why}"),
+            other => panic!("{ty:?}: {other:?}"),
+        }
+    }
+    assert_eq!(file_len(&t.path), len, "nothing written");
+    assert_eq!(store.global_position(), 0);
+}
+
 #[test]
 fn nil_event_ids_are_assigned_and_given_ids_kept() {
     let t = temp_store();

@@ -217,3 +217,62 @@ fn the_index_holds_no_payloads() {
     );
     assert!(std::fs::metadata(&t.path).unwrap().len() > 4096 * events);
 }
+
+/// Issue 9: a failed close is logged (the C log callback hears it, as a Rust `tracing`
+/// subscriber would), as are the poisoning of a handle and a recovery cut. The
+/// callback is process-wide; this is the only test of this binary that sets it.
+#[test]
+fn failed_close_poisoning_and_recovery_cuts_reach_the_log_callback() {
+    use std::ffi::{c_char, c_void, CStr};
+    use std::sync::Mutex;
+    static HEARD: Mutex<Vec<(i32, String)>> = Mutex::new(Vec::new());
+    unsafe extern "C" fn hear(_: *mut c_void, level: i32, message: *const c_char) {
+        // SAFETY: the library passes a NUL-terminated message valid for the call.
+        let text = unsafe { CStr::from_ptr(message) }
+            .to_string_lossy()
+            .into_owned();
+        HEARD.lock().unwrap().push((level, text));
+    }
+    let heard = |needle: &str| -> Option<i32> {
+        HEARD
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(_, m)| m.contains(needle))
+            .map(|(l, _)| *l)
+    };
+    eventstore::ffi::info::es_set_log_callback(Some(hear), std::ptr::null_mut());
+
+    let t = temp_store();
+    let shown = t.path.display().to_string();
+    Store::open(&t.path).unwrap().close().unwrap();
+    // A failed close: the truncation of the preallocated space fails.
+    let countdown = Arc::new(AtomicU64::new(1));
+    let store = Store::open_with(&t.path, faulty(Op::SetLen, &countdown)).unwrap();
+    append_each(&store, &[Uuid::new_v4()]);
+    assert!(store.close().is_err());
+    assert_eq!(heard("closing the store failed"), Some(1));
+    // Its recovery: the preallocated zeros are cut, and that is logged too.
+    let store = Store::open(&t.path).unwrap();
+    assert!(store.info().recovered_bytes_dropped > 0);
+    assert_eq!(heard(&format!("recovery of {shown}: cut off")), Some(2));
+    drop(store);
+    // A failed sync of the preallocated zeros is no failure of the append (the
+    // preallocation steps aside, at debug level) ...
+    let countdown = Arc::new(AtomicU64::new(1));
+    let store = Store::open_with(&t.path, faulty(Op::SyncData, &countdown)).unwrap();
+    store
+        .append(Uuid::new_v4(), ExpectedVersion::Any, vec![event("E", b"x")])
+        .unwrap();
+    assert!(!store.info().poisoned);
+    assert_eq!(heard("after preallocation: Input/output error"), Some(4));
+    // ... a failed sync of the batch poisons (the smaller preallocation that succeeded
+    // has room for this one: its sync is the next).
+    countdown.store(1, Ordering::SeqCst);
+    assert!(store
+        .append(Uuid::new_v4(), ExpectedVersion::Any, vec![event("E", b"x")])
+        .is_err());
+    assert_eq!(heard("poisoned until reopened"), Some(1));
+    assert!(store.info().poisoned);
+    eventstore::ffi::info::es_set_log_callback(None, std::ptr::null_mut());
+}

@@ -301,17 +301,35 @@ fn files_that_are_not_stores_are_refused_untouched() {
     let mut bad_header_crc = codec::encode_file_header(5).to_vec();
     bad_header_crc[12] ^= 1;
     bad_header_crc.extend_from_slice(&[1; 100]);
-    let cases: [&[u8]; 4] = [
-        b"hello, this is not an event store at all",
-        b"SQLite format 3\0",
-        &wrong_version,
-        &bad_header_crc,
+    // Issue 9, defect 4: the message names the path and the cause.
+    let newest = codec::READABLE_VERSIONS.iter().max().unwrap();
+    let cases: [(&[u8], String); 4] = [
+        (
+            b"hello, this is not an event store at all",
+            "not an event store".into(),
+        ),
+        (b"SQLite format 3\0", "not an event store".into()),
+        (
+            &wrong_version,
+            format!(
+                "a store of newer format version 9; this library reads format version {newest}"
+            ),
+        ),
+        (&bad_header_crc, "damaged header (checksum mismatch)".into()),
     ];
-    for content in cases {
+    for (content, cause) in cases {
         let t = temp_store();
         fs::write(&t.path, content).unwrap();
         let r = Store::open(&t.path);
-        assert!(matches!(r, Err(Error::InvalidHeader)), "{content:?}: {r:?}");
+        match &r {
+            Err(e @ Error::InvalidHeader { path, .. }) => {
+                assert_eq!(path, &t.path);
+                let text = e.to_string();
+                assert!(text.contains(&t.path.display().to_string()), "{text}");
+                assert!(text.contains(&cause), "{text} (want {cause})");
+            }
+            other => panic!("{content:?}: {other:?}"),
+        }
         assert_eq!(fs::read(&t.path).unwrap(), content);
     }
 }
@@ -361,4 +379,62 @@ fn a_second_open_in_this_process_is_locked_out_until_close() {
     append_each(&store, &[Uuid::new_v4()]);
     drop(store);
     assert_eq!(Store::open(&link).unwrap().global_position(), 2);
+}
+
+/// Issue 9, defect 3: what recovery cut off is reported by `Store::info()`, for the
+/// issue's two cases: 100 garbage bytes appended, and `cat a.store b.store > c.store`
+/// (b's batches carry another salt, so they are not c's).
+#[test]
+fn info_reports_what_recovery_cut_off() {
+    let a = temp_store();
+    let s = Uuid::new_v4();
+    {
+        let store = Store::open(&a.path).unwrap();
+        append_each(&store, &[s, s, Uuid::new_v4()]);
+        let info = store.info();
+        assert_eq!(info.event_count, 3);
+        assert_eq!(info.stream_count, 2);
+        assert_eq!(info.recovered_bytes_dropped, 0);
+        assert!(!info.poisoned && !info.read_only);
+        assert_eq!(info.format_version, codec::FORMAT_VERSION);
+        assert!(info.index_bytes > 0);
+        store.close().unwrap();
+    }
+    let a_bytes = fs::read(&a.path).unwrap();
+    assert_eq!(
+        Store::open(&a.path).unwrap().info().data_bytes,
+        a_bytes.len() as u64
+    );
+
+    let garbage = temp_store();
+    fs::write(&garbage.path, [&a_bytes[..], &[0x67; 100]].concat()).unwrap();
+    let store = Store::open(&garbage.path).unwrap();
+    let info = store.info();
+    assert_eq!(info.recovered_bytes_dropped, 100);
+    assert_eq!(info.event_count, 3);
+    assert_eq!(info.data_bytes, a_bytes.len() as u64);
+    drop(store);
+    assert_eq!(
+        Store::open(&garbage.path)
+            .unwrap()
+            .info()
+            .recovered_bytes_dropped,
+        0
+    );
+
+    let b = temp_store();
+    {
+        let store = Store::open(&b.path).unwrap();
+        append_each(&store, &[Uuid::new_v4(), Uuid::new_v4()]);
+        store.close().unwrap();
+    }
+    let b_bytes = fs::read(&b.path).unwrap();
+    let c = temp_store();
+    fs::write(&c.path, [&a_bytes[..], &b_bytes[..]].concat()).unwrap();
+    let store = Store::open(&c.path).unwrap();
+    let info = store.info();
+    assert_eq!(info.recovered_bytes_dropped, b_bytes.len() as u64);
+    assert_eq!(info.event_count, 3);
+    store.close().unwrap();
+    assert_eq!(fs::read(&c.path).unwrap(), a_bytes);
 }

@@ -118,7 +118,7 @@ pub(crate) fn clear_out(out_events: *mut es_events) -> Result<(), Failure> {
 /// that returned `ES_OK` before it started.
 ///
 /// Returns `ES_OK`; `ES_ERR_STREAM_NOT_FOUND`; `ES_ERR_INVALID_ARGUMENT` when `store`,
-/// `stream_id` or `out_events` is NULL; `ES_ERR_IO` when reading the file fails;
+/// `stream_id` or `out_events` is NULL, or `store` is closed; `ES_ERR_IO` when reading the file fails;
 /// `ES_ERR_CORRUPT_RECORD` when data on disk no longer matches its checksum;
 /// `ES_ERR_INTERNAL`.
 #[no_mangle]
@@ -131,15 +131,12 @@ pub extern "C" fn es_read_stream(
 ) -> es_status {
     guard("es_read_stream", || {
         clear_out(out_events)?;
-        non_null(store, "store")?;
+        let handle = super::store::live(store)?;
         non_null(stream_id, "stream_id")?;
-        // SAFETY: `store` is a live handle from `es_open`; `stream_id` is non-NULL and
-        // readable (the caller's contract).
-        let (handle, stream) = unsafe { (&*store, Uuid::from_bytes((*stream_id).bytes)) };
+        // SAFETY: `stream_id` is non-NULL and readable (the caller's contract).
+        let stream = unsafe { Uuid::from_bytes((*stream_id).bytes) };
         let result = read_into_arena(|visit| {
-            handle
-                .store
-                .read_stream_batch_visit(stream, from_version, max_count, visit)
+            handle.read_stream_batch_visit(stream, from_version, max_count, visit)
         })?;
         // SAFETY: checked non-NULL and writable by `clear_out`.
         unsafe { out_events.write(result) };
@@ -157,8 +154,8 @@ pub extern "C" fn es_read_stream(
 ///
 /// Ownership, NULL handling and threads: as `es_read_stream`.
 ///
-/// Returns `ES_OK`; `ES_ERR_INVALID_ARGUMENT` when `store` or `out_events` is NULL;
-/// `ES_ERR_IO`; `ES_ERR_CORRUPT_RECORD`; `ES_ERR_INTERNAL`.
+/// Returns `ES_OK`; `ES_ERR_INVALID_ARGUMENT` when `store` or `out_events` is NULL, or
+/// `store` is closed; `ES_ERR_IO`; `ES_ERR_CORRUPT_RECORD`; `ES_ERR_INTERNAL`.
 #[no_mangle]
 pub extern "C" fn es_read_all(
     store: *const es_store,
@@ -168,14 +165,9 @@ pub extern "C" fn es_read_all(
 ) -> es_status {
     guard("es_read_all", || {
         clear_out(out_events)?;
-        non_null(store, "store")?;
-        // SAFETY: `store` is a live handle from `es_open` (the caller's contract).
-        let handle = unsafe { &*store };
-        let result = read_into_arena(|visit| {
-            handle
-                .store
-                .read_all_batch_visit(from_position, max_count, visit)
-        })?;
+        let handle = super::store::live(store)?;
+        let result =
+            read_into_arena(|visit| handle.read_all_batch_visit(from_position, max_count, visit))?;
         // SAFETY: checked non-NULL and writable by `clear_out`.
         unsafe { out_events.write(result) };
         Ok(())

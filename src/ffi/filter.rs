@@ -152,18 +152,14 @@ pub extern "C" fn es_read_all_filtered(
 ) -> es_status {
     guard("es_read_all_filtered", || {
         clear_out(out_events)?;
-        non_null(store, "store")?;
+        let handle = super::store::live(store)?;
         non_null(out_next_position, "out_next_position")?;
         // SAFETY: `filter` is NULL or a readable `es_filter` (the caller's contract).
         let filter = unsafe { filter_from(filter)? };
-        // SAFETY: `store` is a live handle from `es_open` (the caller's contract).
-        let handle = unsafe { &*store };
         let mut next = from_position;
         let result = read_into_arena(|visit| {
             let (batch, n) =
-                handle
-                    .store
-                    .read_all_filtered_visit(from_position, max_count, &filter, visit)?;
+                handle.read_all_filtered_visit(from_position, max_count, &filter, visit)?;
             next = n;
             Ok(batch)
         })?;

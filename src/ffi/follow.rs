@@ -58,11 +58,10 @@ pub extern "C" fn es_wait(
     out_global_position: *mut u64,
 ) -> es_status {
     guard("es_wait", || {
-        non_null(store, "store")?;
+        let handle = super::store::live(store)?;
         non_null(out_global_position, "out_global_position")?;
         let timeout = timeout_of(timeout_ms)?;
-        // SAFETY: `store` is a live handle from `es_open` (the caller's contract).
-        let n = unsafe { &*store }.store.wait(position, timeout)?;
+        let n = handle.wait(position, timeout)?;
         // SAFETY: non-NULL (checked) and writable (the caller's contract).
         unsafe { out_global_position.write(n) };
         Ok(())
@@ -75,15 +74,20 @@ pub extern "C" fn es_wait(
 /// start waiting after it wait normally. Use it to stop follower threads before
 /// `es_close`.
 ///
-/// `store` NULL is a no-op. Thread-safe; never blocks.
+/// `store` NULL is a no-op; a closed handle only sets `es_last_error()`. Thread-safe;
+/// never blocks.
 #[no_mangle]
 pub extern "C" fn es_wake(store: *const es_store) {
     guard_value("es_wake", (), || {
         if store.is_null() {
             return;
         }
-        // SAFETY: a non-NULL `store` is a live handle from `es_open`.
-        unsafe { &*store }.store.wake();
+        match super::store::live(store) {
+            Ok(handle) => handle.wake(),
+            Err(failure) => {
+                fail("es_wake", failure);
+            }
+        }
     })
 }
 
@@ -118,14 +122,14 @@ pub extern "C" fn es_subscribe(
         non_null(out_subscription, "out_subscription")?;
         // SAFETY: non-NULL and writable (the caller's contract).
         unsafe { out_subscription.write(std::ptr::null_mut()) };
-        non_null(store, "store")?;
+        // The caller promises to close the subscription before `es_close`, so the
+        // store outlives this borrow, which is therefore given the subscription's
+        // (unbounded) lifetime.
+        let handle: &'static crate::Store = super::store::live(store)?;
         // SAFETY: `filter` is NULL or a readable `es_filter` (the caller's contract).
         let filter = unsafe { filter_from(filter)? };
-        // SAFETY: `store` is a live handle from `es_open`; the caller promises to close
-        // the subscription before `es_close`, so the handle outlives this borrow.
-        let store: &'static es_store = unsafe { &*store };
         let sub = Box::new(es_subscription {
-            sub: store.store.subscribe(from_position, filter),
+            sub: handle.subscribe(from_position, filter),
         });
         // SAFETY: as above, `out_subscription` is non-NULL and writable.
         unsafe { out_subscription.write(Box::into_raw(sub)) };

@@ -15,6 +15,7 @@
 //! - [`filter`]: `es_string`, `es_filter`, `es_read_all_filtered`.
 //! - [`follow`]: `es_wait`, `es_wake`, `es_subscribe`, `es_subscription_next`,
 //!   `es_subscription_position`, `es_subscription_close`.
+//! - [`info`]: `es_store_info_get`, `es_set_log_callback`.
 
 #![allow(non_camel_case_types)]
 // The `extern "C"` functions take raw pointers from C and are safe to call exactly
@@ -39,6 +40,7 @@ pub mod open;
 pub mod filter;
 
 pub mod follow;
+pub mod info;
 
 use std::cell::RefCell;
 use std::ffi::{CStr, CString};
@@ -70,7 +72,7 @@ pub(crate) fn status_of(e: &Error) -> es_status {
         Error::StreamNotFound { .. } => es_status::ES_ERR_STREAM_NOT_FOUND,
         Error::Io { .. } => es_status::ES_ERR_IO,
         Error::CorruptRecord { .. } => es_status::ES_ERR_CORRUPT_RECORD,
-        Error::InvalidHeader => es_status::ES_ERR_INVALID_HEADER,
+        Error::InvalidHeader { .. } => es_status::ES_ERR_INVALID_HEADER,
         Error::EventTooLarge { .. } => es_status::ES_ERR_EVENT_TOO_LARGE,
         Error::InvalidArgument(_) => es_status::ES_ERR_INVALID_ARGUMENT,
         Error::Locked { .. } => es_status::ES_ERR_LOCKED,
@@ -329,7 +331,13 @@ mod tests {
                 },
                 es_status::ES_ERR_CORRUPT_RECORD,
             ),
-            (Error::InvalidHeader, es_status::ES_ERR_INVALID_HEADER),
+            (
+                Error::InvalidHeader {
+                    path: "p".into(),
+                    cause: crate::error::HeaderCause::NotAStore,
+                },
+                es_status::ES_ERR_INVALID_HEADER,
+            ),
             (
                 Error::EventTooLarge { size: 2, max: 1 },
                 es_status::ES_ERR_EVENT_TOO_LARGE,

@@ -3,8 +3,10 @@
 //! [`crate::Store::open_with`].
 
 use std::ffi::{c_char, CStr, OsStr};
+use std::mem::ManuallyDrop;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::sync::atomic::AtomicU64;
 
 use super::{guard, non_null, types::*, Failure};
 use crate::store::{OpenOptions, Store};
@@ -84,7 +86,10 @@ pub extern "C" fn es_open_with(
             options = options.must_exist();
         }
         let store = Store::open_with(path, options)?;
-        let handle = Box::into_raw(Box::new(es_store { store }));
+        let handle = Box::into_raw(Box::new(es_store {
+            magic: AtomicU64::new(HANDLE_LIVE),
+            store: ManuallyDrop::new(store),
+        }));
         // SAFETY: as above, `out_store` is non-NULL and writable.
         unsafe { out_store.write(handle) };
         Ok(())

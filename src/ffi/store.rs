@@ -2,9 +2,13 @@
 //! handle's life and the write path, each a check of its arguments and one call into
 //! [`crate::Store`].
 
+use std::collections::VecDeque;
 use std::ffi::{c_char, CStr, OsStr};
+use std::mem::ManuallyDrop;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 use uuid::Uuid;
 
@@ -18,8 +22,12 @@ use crate::types::ProposedEventRef;
 /// `path` is a NUL-terminated file name (bytes, as the OS takes them; relative to the
 /// current directory unless absolute). A new file gets its header and is fsynced,
 /// and its directory is fsynced. An existing file is recovered: a torn or corrupt
-/// tail left by a crash (no valid data after it) is cut off; damage followed by valid
-/// data fails with `ES_ERR_CORRUPT_RECORD` and leaves the file unchanged. A zero-length
+/// tail left by a crash (no valid data after it) is cut off, which is logged
+/// (`es_set_log_callback`) and reported by `es_store_info_get`
+/// (`recovered_bytes_dropped`); damage followed by valid data — a batch written later,
+/// or one that bytes were deleted or inserted in front of, wherever it now sits (see
+/// `docs/format.md`) — fails with `ES_ERR_CORRUPT_RECORD` and leaves the file
+/// unchanged. A zero-length
 /// file, or one holding only the first bytes of a header (a crash during creation), is
 /// initialised as a new store.
 ///
@@ -43,7 +51,9 @@ use crate::types::ProposedEventRef;
 /// Returns `ES_OK`; `ES_ERR_INVALID_ARGUMENT` when `path` or `out_store` is NULL;
 /// `ES_ERR_IO` when the file cannot be created, opened, read, or its torn tail
 /// truncated and synced (message: the path and the OS error); `ES_ERR_INVALID_HEADER`
-/// when the file is not an event store; `ES_ERR_CORRUPT_RECORD` (message: the byte
+/// when the file is not an event store (message: the path and the cause: not a store
+/// at all, a store of a format version this library does not read and the versions
+/// it reads, or a damaged header checksum); `ES_ERR_CORRUPT_RECORD` (message: the byte
 /// offset); `ES_ERR_LOCKED`; `ES_ERR_INTERNAL`.
 #[no_mangle]
 pub extern "C" fn es_open(path: *const c_char, out_store: *mut *mut es_store) -> es_status {
@@ -58,16 +68,20 @@ pub extern "C" fn es_open(path: *const c_char, out_store: *mut *mut es_store) ->
             unsafe { CStr::from_ptr(path) }.to_bytes(),
         ));
         let store = Store::open(path)?;
-        let handle = Box::into_raw(Box::new(es_store { store }));
+        let handle = Box::into_raw(Box::new(es_store {
+            magic: AtomicU64::new(HANDLE_LIVE),
+            store: ManuallyDrop::new(store),
+        }));
         // SAFETY: as above, `out_store` is non-NULL and writable.
         unsafe { out_store.write(handle) };
         Ok(())
     })
 }
 
-/// Closes a store opened by `es_open` and frees the handle: cuts the file back to its
-/// committed data (dropping space preallocated for speed), syncs it, and releases the
-/// lock. After `es_close` the file is exactly its header and its committed batches.
+/// Closes a store opened by `es_open` and frees what the handle holds: cuts the file
+/// back to its committed data (dropping space preallocated for speed), syncs it, and
+/// releases the lock. After `es_close` the file is exactly its header and its
+/// committed batches.
 ///
 /// `store` NULL is a no-op. `store` must not be used again after this call, and this
 /// call must not race with any other call on the same handle (make sure other threads
@@ -75,21 +89,101 @@ pub extern "C" fn es_open(path: *const c_char, out_store: *mut *mut es_store) ->
 /// released with `es_free`.
 ///
 /// A failure to cut or sync the file on close cannot lose acknowledged events; it sets
-/// this thread's `es_last_error()`, the handle is freed anyway, and the next `es_open`
-/// recovers the file.
+/// this thread's `es_last_error()` and is logged (see `es_set_log_callback`), the
+/// handle is released anyway, and the next `es_open` recovers the file.
+///
+/// Misuse of a closed handle: like SQLite's `SQLITE_MISUSE` check, every `es_*` call
+/// that takes an `es_store` checks a magic number in it on entry, which `es_close`
+/// clears. `es_close` frees everything the store owns (index, file, lock) at once but
+/// keeps the handle's small shell (a few hundred bytes) in a quarantine of the 1024 most
+/// recently closed handles, freeing the oldest when it overflows; so:
+/// - detected: `es_close` called again on a handle, and any call (`es_append`,
+///   `es_read_*`, `es_stream_version`, `es_store_info_get`, ...) on a closed handle,
+///   as long as fewer than 1024 other handles were closed since. `es_close` then does
+///   nothing and sets `es_last_error()` ("store was already closed");
+///   the other calls return `ES_ERR_INVALID_ARGUMENT` with that message
+///   (`es_global_position` returns 0). Nothing crashes and nothing is touched.
+/// - not detected: a handle closed longer ago than that (its memory may have been
+///   reused, even by a new handle, which the call would then act on), a pointer that
+///   never came from `es_open`, and a call racing with `es_close` on another thread:
+///   these stay undefined behaviour, as the contract says.
 #[no_mangle]
 pub extern "C" fn es_close(store: *mut es_store) {
     guard_value("es_close", (), || {
         if store.is_null() {
             return;
         }
-        // SAFETY: a non-NULL `store` was returned by `es_open` (as `Box::into_raw`) and,
-        // by the contract, is closed only once and not in use by other threads.
-        let handle = unsafe { Box::from_raw(store) };
-        if let Err(e) = handle.store.close() {
+        // SAFETY: a non-NULL `store` came from `es_open` (the caller's contract) and is
+        // either live or in the quarantine (still allocated) when the misuse is
+        // detectable; reading its atomic magic is then sound.
+        let magic = unsafe { &(*store).magic };
+        if let Err(found) = magic.compare_exchange(
+            HANDLE_LIVE,
+            HANDLE_CLOSED,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            fail("es_close", Failure::Argument(misuse(found)));
+            return;
+        }
+        // SAFETY: the handle was live and, by the contract, no other call is using it;
+        // the magic now says closed, so no later call touches `store` again, and it is
+        // taken exactly once.
+        let inner = unsafe { ManuallyDrop::take(&mut (*store).store) };
+        quarantine(store);
+        if let Err(e) = inner.close() {
             fail("es_close", Failure::Store(e));
         }
     })
+}
+
+/// How many closed handles' shells are kept, so that their misuse is detected.
+const QUARANTINE: usize = 1024;
+
+/// Keeps the shell of a closed handle (its `store` already taken) allocated for a
+/// while, freeing the oldest one when more than [`QUARANTINE`] are kept.
+fn quarantine(shell: *mut es_store) {
+    // Addresses, so that the static is `Send`; they are only turned back into boxes.
+    static KEPT: Mutex<VecDeque<usize>> = Mutex::new(VecDeque::new());
+    let oldest = {
+        let mut kept = KEPT.lock().unwrap_or_else(|p| p.into_inner());
+        kept.push_back(shell as usize);
+        if kept.len() > QUARANTINE {
+            kept.pop_front()
+        } else {
+            None
+        }
+    };
+    if let Some(old) = oldest {
+        // SAFETY: `old` came from `Box::into_raw` in `es_open`, its store was taken by
+        // `es_close` (`ManuallyDrop`, so dropping the box does not drop it again), and it
+        // left the quarantine exactly once.
+        drop(unsafe { Box::from_raw(old as *mut es_store) });
+    }
+}
+
+/// The message for a handle whose magic is not that of a live one.
+fn misuse(found: u64) -> String {
+    if found == HANDLE_CLOSED {
+        "store was already closed by es_close; a closed handle must not be used again".into()
+    } else {
+        "store is not a live handle from es_open (closed long ago, or never one)".into()
+    }
+}
+
+/// The store behind a handle from C: NULL and a closed handle are argument errors
+/// (see `es_close` for what is detected).
+pub(crate) fn live<'a>(store: *const es_store) -> Result<&'a Store, Failure> {
+    non_null(store, "store")?;
+    // SAFETY: a non-NULL `store` came from `es_open` (the caller's contract) and is live
+    // or quarantined, so reading its atomic magic is sound.
+    let magic = unsafe { (*store).magic.load(Ordering::Acquire) };
+    if magic != HANDLE_LIVE {
+        return Err(Failure::Argument(misuse(magic)));
+    }
+    // SAFETY: the handle is live, so its store has not been taken; the contract forbids
+    // `es_close` to run meanwhile, so the reference stays valid for the call.
+    Ok(unsafe { &(*store).store })
 }
 
 /// Appends `count` events to the stream `*stream_id` as one atomic batch, if the
@@ -110,8 +204,9 @@ pub extern "C" fn es_close(store: *mut es_store) {
 /// Threads: many threads may append to (and read from) one handle at once; their
 /// appends are committed in groups sharing one fsync.
 ///
-/// Returns `ES_OK`; `ES_ERR_INVALID_ARGUMENT` (NULL `store`, `stream_id` or
-/// `events`; `count` 0; an empty, over-long, NULL or non-UTF-8 event type; NULL
+/// Returns `ES_OK`; `ES_ERR_INVALID_ARGUMENT` (NULL or closed `store`, NULL `stream_id`
+/// or `events`; `count` 0; an empty, over-long, NULL or non-UTF-8 event type, or one
+/// containing a NUL byte; NULL
 /// metadata or payload with a non-zero length; a bad `expected_version`);
 /// `ES_ERR_EVENT_TOO_LARGE`; `ES_ERR_WRONG_EXPECTED_VERSION` (see
 /// `es_last_conflict`); `ES_ERR_IO` when a write or fsync fails, which poisons the
@@ -128,7 +223,7 @@ pub extern "C" fn es_append(
     out_result: *mut es_append_result,
 ) -> es_status {
     guard("es_append", || {
-        non_null(store, "store")?;
+        let handle = live(store)?;
         non_null(stream_id, "stream_id")?;
         non_null(events, "events")?;
         if count == 0 {
@@ -174,10 +269,9 @@ pub extern "C" fn es_append(
                 payload,
             });
         }
-        // SAFETY: `store` is a live handle from `es_open` (the caller's contract) and
-        // `stream_id` is non-NULL and readable.
-        let (handle, stream) = unsafe { (&*store, Uuid::from_bytes((*stream_id).bytes)) };
-        let result = handle.store.append_refs(stream, expected, &refs)?;
+        // SAFETY: `stream_id` is non-NULL and readable (the caller's contract).
+        let stream = unsafe { Uuid::from_bytes((*stream_id).bytes) };
+        let result = handle.append_refs(stream, expected, &refs)?;
         if !out_result.is_null() {
             // SAFETY: `out_result` is non-NULL and the caller promises it is writable.
             unsafe {
@@ -199,7 +293,8 @@ pub extern "C" fn es_append(
 /// any call on the same handle except `es_close`; it never waits for an fsync.
 ///
 /// Returns `ES_OK`; `ES_ERR_STREAM_NOT_FOUND` when the stream has no events;
-/// `ES_ERR_INVALID_ARGUMENT` when `store`, `stream_id` or `out_version` is NULL;
+/// `ES_ERR_INVALID_ARGUMENT` when `store`, `stream_id` or `out_version` is NULL, or
+/// `store` is closed;
 /// `ES_ERR_INTERNAL`.
 #[no_mangle]
 pub extern "C" fn es_stream_version(
@@ -208,14 +303,12 @@ pub extern "C" fn es_stream_version(
     out_version: *mut u64,
 ) -> es_status {
     guard("es_stream_version", || {
-        non_null(store, "store")?;
+        let handle = live(store)?;
         non_null(stream_id, "stream_id")?;
         non_null(out_version, "out_version")?;
-        // SAFETY: `store` is a live handle from `es_open`; `stream_id` is non-NULL and
-        // readable (the caller's contract).
-        let (handle, stream) = unsafe { (&*store, Uuid::from_bytes((*stream_id).bytes)) };
+        // SAFETY: `stream_id` is non-NULL and readable (the caller's contract).
+        let stream = unsafe { Uuid::from_bytes((*stream_id).bytes) };
         let version = handle
-            .store
             .stream_version(&stream)
             .ok_or(crate::Error::StreamNotFound { stream_id: stream })?;
         // SAFETY: `out_version` is non-NULL and the caller promises it is writable.
@@ -225,21 +318,18 @@ pub extern "C" fn es_stream_version(
 }
 
 /// The number of events in the whole log, which is the global position the next
-/// appended event will get. 0 for a NULL `store` (which also sets `es_last_error()`).
+/// appended event will get. 0 for a NULL or closed `store` (which also sets
+/// `es_last_error()`).
 ///
 /// Threads: safe to call concurrently with any call on the same handle except
 /// `es_close`; it never waits for an fsync.
 #[no_mangle]
 pub extern "C" fn es_global_position(store: *const es_store) -> u64 {
-    guard_value("es_global_position", 0, || {
-        if store.is_null() {
-            fail(
-                "es_global_position",
-                Failure::Argument("store is NULL".into()),
-            );
-            return 0;
+    guard_value("es_global_position", 0, || match live(store) {
+        Ok(handle) => handle.global_position(),
+        Err(failure) => {
+            fail("es_global_position", failure);
+            0
         }
-        // SAFETY: a non-NULL `store` is a live handle from `es_open`.
-        unsafe { &*store }.store.global_position()
     })
 }

@@ -57,15 +57,17 @@ pub enum es_status {
     /// Success.
     ES_OK = 0,
     /// NULL where a pointer is required, a count of 0, an empty, over-long or
-    /// non-UTF-8 event type, NULL data with a non-zero length, or a bad expected-version
-    /// value. Nothing was done.
+    /// non-UTF-8 event type or one containing a NUL byte, NULL data with a non-zero
+    /// length, a bad expected-version value, or a handle already closed (see
+    /// `es_close`). Nothing was done.
     ES_ERR_INVALID_ARGUMENT = 1,
     /// An operating-system I/O error; the message carries the OS error text and the
     /// path. When it comes from `es_append`, the handle is poisoned (see
     /// `ES_ERR_POISONED`).
     ES_ERR_IO = 2,
     /// The file is not an event store, or has a format version this library cannot
-    /// read. The file was left unchanged.
+    /// read, or its header is damaged; the message names the path and which. The file
+    /// was left unchanged.
     ES_ERR_INVALID_HEADER = 3,
     /// Damaged data with valid data after it (so not a torn tail left by a crash);
     /// the message names the byte offset. The file was left unchanged.
@@ -100,8 +102,19 @@ pub enum es_status {
 /// committed in groups, reads run concurrently and never wait for an fsync); only
 /// `es_close` must not race with any other call on the same handle.
 pub struct es_store {
-    pub(crate) store: crate::Store,
+    /// [`HANDLE_LIVE`] from `es_open` until `es_close`, then [`HANDLE_CLOSED`]: every
+    /// call checks it on entry, so that a closed handle is refused instead of used
+    /// (what this does and does not catch: `es_close`).
+    pub(crate) magic: std::sync::atomic::AtomicU64,
+    /// Dropped by `es_close`, which keeps the small shell around it a while longer
+    /// (see `ffi::store`): calls check `magic` before they touch it.
+    pub(crate) store: std::mem::ManuallyDrop<crate::Store>,
 }
+
+/// `es_store::magic` of an open handle.
+pub(crate) const HANDLE_LIVE: u64 = 0x6573_5f73_746f_7265; // "es_store"
+/// `es_store::magic` of a closed handle.
+pub(crate) const HANDLE_CLOSED: u64 = 0x636c_6f73_6564_2121; // "closed!!"
 
 // One handle is shared by many C threads: the store must be `Send + Sync`.
 const _: fn() = || {

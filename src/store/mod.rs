@@ -5,8 +5,10 @@
 //! groups (see [`writer`]); reads run concurrently with appends and never wait for an
 //! fsync.
 
+mod copy;
 mod follow;
 pub mod index;
+mod info;
 pub mod io;
 pub(crate) mod read;
 mod readonly;
@@ -17,6 +19,7 @@ mod writer;
 
 use std::fs::{File, OpenOptions as FsOpenOptions};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use uuid::Uuid;
@@ -25,9 +28,11 @@ use crate::codec::{self, UnsealedBatch, FILE_HEADER_LEN};
 use crate::error::Error;
 use crate::types::{AppendResult, ExpectedVersion, ProposedEvent, ProposedEventRef, RecordedEvent};
 
+pub use self::copy::{BackupReport, CopiedBatch};
 pub use self::follow::Subscription;
 use self::index::Index;
 pub use self::index::IndexStats;
+pub use self::info::StoreInfo;
 use self::io::StorageFile;
 pub(crate) use self::read::advise_huge;
 pub use self::read::{EventBatch, EventBatchIter};
@@ -114,6 +119,13 @@ pub struct Store {
     writer: Mutex<Writer>,
     queue: Mutex<Queue>,
     closed: bool,
+    /// The file's format version, from its header.
+    format_version: u16,
+    /// Bytes this open's recovery cut off the end of the file (0: none).
+    recovered_bytes_dropped: u64,
+    /// Set once appends are refused (a failed write or sync, a panic): readable
+    /// without waiting for the writer lock.
+    poisoned: AtomicBool,
 }
 
 impl std::fmt::Debug for Store {
@@ -191,22 +203,33 @@ impl Store {
                 };
                 (salt, scan)
             }
+            Err(Error::InvalidHeader { cause, .. }) => {
+                return Err(Error::InvalidHeader {
+                    path: path.to_path_buf(),
+                    cause,
+                })
+            }
             Err(e) => return Err(e),
         };
+        let format_version = codec::decode_header(&head).unwrap_or(codec::FORMAT_VERSION);
         let file_len = file_len.max(FILE_HEADER_LEN as u64);
+        let mut recovered_bytes_dropped = 0;
         if scan.end < file_len {
-            if let Some(why) = &scan.torn_tail {
-                tracing::warn!(
-                    path = %shown,
-                    offset = scan.end,
-                    dropped_bytes = file_len - scan.end,
-                    reason = %why,
-                    "cutting off a torn tail"
-                );
-            }
             file.set_len(scan.end)
                 .and_then(|()| file.sync_all())
                 .map_err(|e| Error::io(format!("truncate {shown} to {} bytes", scan.end), e))?;
+            recovered_bytes_dropped = file_len - scan.end;
+            let why = match &scan.torn_tail {
+                Some(why) => format!("a torn tail: {why}"),
+                None => "preallocated space".into(),
+            };
+            crate::log::log(
+                crate::log::Level::Warn,
+                &format!(
+                    "recovery of {shown}: cut off {recovered_bytes_dropped} bytes at byte offset {} ({why})",
+                    scan.end
+                ),
+            );
         }
         let side = OnceLock::new();
         match shared::SideFile::open_for_writer(
@@ -219,10 +242,12 @@ impl Store {
             Ok(s) => {
                 let _ = side.set(s);
             }
-            Err(e) => tracing::warn!(
-                path = %shown,
-                error = %e,
-                "no side file: read-only handles cannot follow this writer"
+            Err(e) => crate::log::log(
+                crate::log::Level::Warn,
+                &format!(
+                    "no side file {}-shm ({e}): read-only handles cannot follow this writer",
+                    shown
+                ),
             ),
         }
         // Only now, with the side file ready, do readers learn that a writer is live.
@@ -240,6 +265,9 @@ impl Store {
             index: RwLock::new(scan.index),
             queue: Mutex::new(Queue::default()),
             closed: false,
+            format_version,
+            recovered_bytes_dropped,
+            poisoned: AtomicBool::new(false),
         })
     }
 
@@ -320,6 +348,7 @@ impl Store {
             expected: expected_version,
             batch,
             answer: Arc::default(),
+            recorded_at: None,
         })
     }
 
@@ -374,10 +403,14 @@ impl Store {
                     group,
                     &mut guard.answers,
                 );
+                if writer.poisoned.is_some() {
+                    self.poisoned.store(true, Ordering::Release);
+                }
                 // Before anyone is answered: an acknowledged event is visible everywhere.
                 self.published(writer.end);
             }
             Err(_) => {
+                self.poisoned.store(true, Ordering::Release);
                 for r in group {
                     guard.answers.push((
                         r.answer,
@@ -541,12 +574,10 @@ impl Store {
         read_lock(&self.index).stats()
     }
 
-    /// Whether an earlier failure has made the store refuse appends.
+    /// Whether an earlier failure has made the store refuse appends. Never waits.
     pub fn is_poisoned(&self) -> bool {
-        match self.writer.lock() {
-            Ok(w) => w.poisoned.is_some(),
-            Err(_) => true,
-        }
+        // A panic in a group commit poisons the writer's mutex before the flag is set.
+        self.poisoned.load(Ordering::Acquire) || self.writer.is_poisoned()
     }
 
     /// Closes the store: cuts the file back to its committed data (dropping
@@ -557,6 +588,17 @@ impl Store {
     }
 
     fn shut_down(&mut self) -> Result<(), Error> {
+        let result = self.cut_and_sync();
+        if let Err(e) = &result {
+            crate::log::log(
+                crate::log::Level::Error,
+                &format!("closing the store failed (the next open recovers): {e}"),
+            );
+        }
+        result
+    }
+
+    fn cut_and_sync(&mut self) -> Result<(), Error> {
         if self.closed {
             return Ok(());
         }
@@ -585,9 +627,8 @@ impl Store {
 
 impl Drop for Store {
     fn drop(&mut self) {
-        if let Err(e) = self.shut_down() {
-            tracing::error!(error = %e, "closing the store failed; the next open recovers");
-        }
+        // `close` logs its own failure; a drop has no one else to tell.
+        let _ = self.shut_down();
     }
 }
 
@@ -633,6 +674,10 @@ impl Drop for LeadGuard<'_> {
             slot.answer(result);
         }
         if std::thread::panicking() {
+            crate::log::log(
+                crate::log::Level::Error,
+                "an append panicked during its group commit (a bug); the store is poisoned until reopened",
+            );
             for slot in &self.slots {
                 slot.answer_if_waiting(|| {
                     Err(Error::Poisoned {

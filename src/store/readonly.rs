@@ -37,6 +37,9 @@ struct Tail {
     salt: Option<u64>,
     /// End of what the index holds.
     end: u64,
+    /// `group_start` of the last batch the index holds (recovery's judgement of what
+    /// follows it needs it).
+    last_group: Option<u64>,
     /// What the file looked like when it was last scanned without a live writer, so
     /// that an unchanged file (and its torn tail) is not scanned again.
     seen: Option<FileStamp>,
@@ -85,8 +88,15 @@ impl Follower {
                 Bound::Published(p) => (p.end, None),
                 Bound::File(len, stamp) => (len, Some(stamp)),
             };
-            let (end, torn) =
-                recovery::scan_into(file, limit, salt, FILE_HEADER_LEN as u64, &mut builder)?;
+            let scanned = recovery::scan_into(
+                file,
+                limit,
+                salt,
+                FILE_HEADER_LEN as u64,
+                None,
+                &mut builder,
+            )?;
+            let (end, torn) = (scanned.end, scanned.torn_tail);
             if let Bound::Published(p) = bound {
                 check_published(end, torn, builder.event_count(), p)?;
             } else if shared::writer_is_live(raw).map_err(|e| lock_error(path, e))? {
@@ -94,6 +104,7 @@ impl Follower {
                 continue;
             }
             tail.end = end;
+            tail.last_group = scanned.last_group;
             tail.seen = stamp;
             return Ok(builder.build());
         }
@@ -138,10 +149,18 @@ impl Follower {
             };
             let base = index.read().unwrap_or_else(|p| p.into_inner());
             let mut pending = Pending::new(&base);
-            let (end, torn) = if limit > tail.end {
-                recovery::scan_into(file, limit, salt, tail.end, &mut pending)?
+            let (end, torn, last_group) = if limit > tail.end {
+                let scanned = recovery::scan_into(
+                    file,
+                    limit,
+                    salt,
+                    tail.end,
+                    tail.last_group,
+                    &mut pending,
+                )?;
+                (scanned.end, scanned.torn_tail, scanned.last_group)
             } else {
-                (tail.end, None)
+                (tail.end, None, tail.last_group)
             };
             let count = pending.event_count();
             match bound {
@@ -159,6 +178,7 @@ impl Follower {
                 additions.apply(&mut ix);
             }
             tail.end = end;
+            tail.last_group = last_group;
             tail.seen = match bound {
                 Bound::File(_, stamp) => Some(stamp),
                 Bound::Published(_) => None,
@@ -404,6 +424,14 @@ impl super::Store {
         let follower = Follower::new(path);
         let side = OnceLock::new();
         let index = follower.open(&raw, file.as_ref(), &side, path)?;
+        // Of the header as it was read (an empty file: the version a writer gives it).
+        let format_version = {
+            let mut head = [0u8; codec::HEADER_LEN];
+            match io::read_exact_at(file.as_ref(), &mut head, 0) {
+                Ok(()) => codec::decode_header(&head).unwrap_or(codec::FORMAT_VERSION),
+                Err(_) => codec::FORMAT_VERSION,
+            }
+        };
         let end = follower.tail.lock().unwrap_or_else(|p| p.into_inner()).end;
         Ok(super::Store {
             writer: std::sync::Mutex::new(super::writer::Writer::new(end, end, false, shown)),
@@ -417,6 +445,10 @@ impl super::Store {
             index: RwLock::new(index),
             queue: std::sync::Mutex::new(super::Queue::default()),
             closed: false,
+            format_version,
+            // A read-only handle never cuts anything off.
+            recovered_bytes_dropped: 0,
+            poisoned: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -452,7 +484,7 @@ impl super::Store {
 
     /// [`Self::refresh`] for calls that cannot report a failure: the next read that
     /// meets it reports it.
-    pub(super) fn refresh_quietly(&self) {
+    pub(crate) fn refresh_quietly(&self) {
         if let Err(e) = self.refresh() {
             tracing::debug!(error = %e, "a read-only handle could not catch up");
         }

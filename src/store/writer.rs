@@ -118,6 +118,9 @@ pub struct Request {
     pub expected: ExpectedVersion,
     pub batch: UnsealedBatch,
     pub answer: Answer,
+    /// The commit time to record instead of the group's (for tools that copy a log:
+    /// see `store/copy.rs`); `None` for every ordinary append.
+    pub recorded_at: Option<u64>,
 }
 
 /// The answers a group commit owes, delivered by the caller once it has handed on
@@ -140,6 +143,9 @@ pub struct Writer {
     last_recorded_at: u64,
     /// Why appends are refused, once a write or sync has failed.
     pub poisoned: Option<String>,
+    /// The most the next preallocation asks for: shrinks after a preallocation
+    /// fails (a nearly full disk), grows back after one succeeds.
+    grow_cap: u64,
     buf: Vec<u8>,
 }
 
@@ -159,6 +165,7 @@ impl Writer {
             path,
             last_recorded_at: 0,
             poisoned: None,
+            grow_cap: MAX_PREALLOCATION,
             buf: Vec::new(),
         }
     }
@@ -213,6 +220,7 @@ impl Writer {
                 }
                 let first_version = actual.map_or(0, |v| v + 1);
                 let count = u64::from(r.batch.count());
+                let recorded_at = r.recorded_at.unwrap_or(recorded_at);
                 let header = BatchHeader {
                     batch_len: r.batch.len() as u32,
                     first_position: next_position,
@@ -244,7 +252,13 @@ impl Writer {
             return;
         }
         if let Err(e) = self.write_durably(file, group_start) {
-            tracing::error!(error = %e, "append failed; the store is poisoned until reopened");
+            crate::log::log(
+                crate::log::Level::Error,
+                &format!(
+                    "append to {} failed; the store is poisoned until reopened: {e}",
+                    self.path
+                ),
+            );
             self.poisoned = Some(e.to_string());
             for a in accepted {
                 answer(out, a.answer, Err(e.duplicate()));
@@ -252,7 +266,11 @@ impl Writer {
             return;
         }
         self.end = group_start + self.buf.len() as u64;
-        self.last_recorded_at = recorded_at;
+        // Copied commit times may lie ahead of the clock: later appends never go back.
+        self.last_recorded_at = accepted
+            .iter()
+            .map(|a| a.result.recorded_at)
+            .fold(recorded_at, u64::max);
         {
             let mut index = index.write().unwrap_or_else(|p| p.into_inner());
             for a in &accepted {
@@ -277,23 +295,12 @@ impl Writer {
     /// Writes `self.buf` at `at` and makes it durable, preallocating first when a
     /// small write would grow the file, so that the commit's `fdatasync` has no size
     /// change to journal (a large write grows the file itself: see [`LARGE_WRITE`]).
+    /// Only a failure to write or sync the batch itself fails the append: see
+    /// [`Writer::preallocate_for`].
     fn write_durably(&mut self, file: &dyn StorageFile, at: u64) -> Result<(), Error> {
         let needed = at + self.buf.len() as u64;
         if self.preallocate && needed > self.file_len && self.buf.len() < LARGE_WRITE {
-            let grow = (needed / 8).clamp(MIN_PREALLOCATION, MAX_PREALLOCATION);
-            let target = (needed + grow).next_multiple_of(4096);
-            let mut off = self.file_len;
-            while off < target {
-                let n = ZEROS.len().min((target - off) as usize);
-                write_all_at(file, &ZEROS[..n], off).map_err(|e| {
-                    Error::io(format!("preallocate {} at byte offset {off}", self.path), e)
-                })?;
-                off += n as u64;
-            }
-            file.sync_data().map_err(|e| {
-                Error::io(format!("fdatasync {} after preallocation", self.path), e)
-            })?;
-            self.file_len = target;
+            self.preallocate_for(file, needed);
         }
         write_all_at(file, &self.buf, at).map_err(|e| {
             Error::io(
@@ -309,6 +316,74 @@ impl Writer {
             .map_err(|e| Error::io(format!("fdatasync {}", self.path), e))?;
         self.file_len = self.file_len.max(needed);
         Ok(())
+    }
+
+    /// Grows the file with synced zeros to beyond `needed`: by an eighth of the file
+    /// (at least [`MIN_PREALLOCATION`], at most [`MAX_PREALLOCATION`] and at most
+    /// `self.grow_cap`). Preallocation is an optimisation, so when it cannot get its
+    /// space (a nearly full disk, a quota, a file size limit) it shrinks: it gives back
+    /// what the attempt wrote and tries a quarter of the size, down to just the page
+    /// the write needs; when even that fails it steps aside and the batch's own write
+    /// grows the file (its `fdatasync` then also syncs the size). The zeros lie past
+    /// the committed data only, so neither a failed attempt nor a failed sync of them
+    /// can touch an acknowledged byte; leftover zeros are cut by `close` and recovery.
+    /// A failure shrinks the cap for the next appends, a success lets it grow again.
+    fn preallocate_for(&mut self, file: &dyn StorageFile, needed: u64) {
+        let mut grow = (needed / 8)
+            .max(MIN_PREALLOCATION)
+            .min(MAX_PREALLOCATION.min(self.grow_cap));
+        loop {
+            let target = (needed + grow).next_multiple_of(4096);
+            match self.extend_with_zeros(file, target) {
+                Ok(()) => {
+                    self.file_len = target;
+                    self.grow_cap = (self.grow_cap * 2).min(MAX_PREALLOCATION);
+                    return;
+                }
+                Err(e) => {
+                    // Give the space back, so that the batch (and other files) can
+                    // have it. If that fails too, learn the real length.
+                    let back = file.set_len(self.file_len);
+                    if back.is_err() {
+                        if let Ok(len) = file.file_len() {
+                            self.file_len = len;
+                        }
+                    }
+                    self.grow_cap = (grow / 4).max(4096);
+                    let next = if grow > 4 * 4096 { grow / 4 } else { 0 };
+                    let then = if grow == 0 {
+                        "the append grows the file itself".to_string()
+                    } else {
+                        format!("trying {} bytes past the write", next)
+                    };
+                    crate::log::log(
+                        crate::log::Level::Debug,
+                        &format!(
+                            "{}: preallocating to {target} bytes failed ({e}); {then}",
+                            self.path
+                        ),
+                    );
+                    if grow == 0 {
+                        return;
+                    }
+                    grow = next;
+                }
+            }
+        }
+    }
+
+    /// Writes zeros from the file's end to `target` and syncs them.
+    fn extend_with_zeros(&self, file: &dyn StorageFile, target: u64) -> Result<(), Error> {
+        let mut off = self.file_len;
+        while off < target {
+            let n = ZEROS.len().min((target - off) as usize);
+            write_all_at(file, &ZEROS[..n], off).map_err(|e| {
+                Error::io(format!("preallocate {} at byte offset {off}", self.path), e)
+            })?;
+            off += n as u64;
+        }
+        file.sync_data()
+            .map_err(|e| Error::io(format!("fdatasync {} after preallocation", self.path), e))
     }
 }
 

@@ -1,0 +1,1071 @@
+//! End-to-end tests of the `eventstore` binary: every command, its JSON output, its
+//! exit codes, and the bad inputs of issue 13.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use eventstore::inspect;
+use eventstore::{ExpectedVersion, ProposedEvent, RecordedEvent, Store, Uuid};
+use serde_json::Value;
+
+const EXE: &str = env!("CARGO_BIN_EXE_eventstore");
+
+fn es(args: &[&str]) -> Output {
+    es_in(args, "")
+}
+
+fn es_in(args: &[&str], stdin: &str) -> Output {
+    es_in_bytes(args, stdin.as_bytes())
+}
+
+fn es_in_bytes(args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = Command::new(EXE)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run eventstore");
+    let mut input = child.stdin.take().unwrap();
+    let bytes = stdin.to_vec();
+    let feeder = std::thread::spawn(move || {
+        let _ = input.write_all(&bytes);
+    });
+    let out = child.wait_with_output().unwrap();
+    feeder.join().unwrap();
+    out
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().expect("exited")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8(o.stderr.clone()).unwrap()
+}
+
+/// Exit `want`, and one line on stderr that contains every `needle`, and no panic.
+fn fails(o: &Output, want: i32, needles: &[&str]) {
+    let err = stderr(o);
+    assert_eq!(code(o), want, "stderr: {err}\nstdout: {}", stdout(o));
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(err.starts_with("eventstore: "), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    for n in needles {
+        assert!(err.contains(n), "{n:?} not in {err}");
+    }
+}
+
+fn json_lines(o: &Output) -> Vec<Value> {
+    stdout(o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+fn json(o: &Output) -> Value {
+    let lines = json_lines(o);
+    assert_eq!(lines.len(), 1, "{}", stdout(o));
+    lines.into_iter().next().unwrap()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+const A: Uuid = Uuid::from_u128(0xa);
+const B: Uuid = Uuid::from_u128(0xb);
+const C: Uuid = Uuid::from_u128(0xc);
+
+fn ev(t: &str, payload: &[u8], metadata: &[u8]) -> ProposedEvent {
+    ProposedEvent {
+        event_id: Uuid::new_v4(),
+        event_type: t.into(),
+        metadata: metadata.to_vec(),
+        payload: payload.to_vec(),
+    }
+}
+
+/// A store of 3 streams: A gets OrderPlaced/OrderPaid pairs, B single Shipped
+/// events, C one batch of binary and text payloads.
+fn sample(dir: &Path) -> (PathBuf, Vec<RecordedEvent>) {
+    let path = dir.join("sample.store");
+    let store = Store::open(&path).unwrap();
+    for i in 0..5 {
+        store
+            .append(
+                A,
+                ExpectedVersion::Any,
+                vec![
+                    ev("OrderPlaced", format!("{{\"n\": {i}}}").as_bytes(), b""),
+                    ev("OrderPaid", b"{\"ok\":true}", b"{\"by\":\"test\"}"),
+                ],
+            )
+            .unwrap();
+        store
+            .append(
+                B,
+                ExpectedVersion::Any,
+                vec![ev("Shipped", b"plain text", b"")],
+            )
+            .unwrap();
+    }
+    store
+        .append(
+            C,
+            ExpectedVersion::NoStream,
+            vec![
+                ev("Blob", &[0xff, 0, 7], &[1, 2]),
+                ev("Note", b"line\nbreak", b"x"),
+            ],
+        )
+        .unwrap();
+    let events = store.read_all(0, u64::MAX).unwrap();
+    store.close().unwrap();
+    (path, events)
+}
+
+fn positions(lines: &[Value]) -> Vec<u64> {
+    lines
+        .iter()
+        .map(|v| v["global_position"].as_u64().unwrap())
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------
+// Help and usage
+
+#[test]
+fn help_documents_every_command_and_exit_codes() {
+    let o = es(&["--help"]);
+    assert_eq!(code(&o), 0);
+    let text = stdout(&o);
+    for c in [
+        "info", "verify", "streams", "dump", "tail", "append", "export", "import", "backup",
+        "salvage",
+    ] {
+        assert!(text.contains(c), "{c} missing from --help: {text}");
+    }
+    assert!(text.contains("Exit codes"), "{text}");
+    let o = es(&["help", "dump"]);
+    assert_eq!(code(&o), 0);
+    let text = stdout(&o);
+    for flag in [
+        "--stream",
+        "--type",
+        "--type-prefix",
+        "--from",
+        "--to",
+        "--limit",
+        "--backward",
+        "--json",
+    ] {
+        assert!(text.contains(flag), "{flag} missing from help dump: {text}");
+    }
+    assert_eq!(code(&es(&["help", "tail"])), 0);
+    assert!(stdout(&es(&["tail", "--help"])).contains("--follow"));
+    assert_eq!(code(&es(&["--version"])), 0);
+}
+
+#[test]
+fn usage_errors_exit_2_with_one_line() {
+    fails(&es(&["frobnicate"]), 2, &["frobnicate"]);
+    fails(&es(&["dump"]), 2, &["PATH"]);
+    fails(&es(&["backup", "x.store"]), 2, &["DEST"]);
+    fails(
+        &es(&["dump", "x.store", "--stream", "not-a-uuid"]),
+        2,
+        &["not-a-uuid"],
+    );
+    fails(&es(&["dump", "x.store", "--limit", "-3"]), 2, &["-3"]);
+    fails(&es(&["append", "x.store", "--batch", "0"]), 2, &["--batch"]);
+}
+
+// ---------------------------------------------------------------------------------
+// Files that are missing, not stores, or locked
+
+#[test]
+fn a_missing_file_is_not_found_and_is_not_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.store");
+    let dest = dir.path().join("dest.store");
+    for args in [
+        vec!["info", s(&missing)],
+        vec!["verify", s(&missing)],
+        vec!["streams", s(&missing)],
+        vec!["dump", s(&missing)],
+        vec!["cat", s(&missing)],
+        vec!["tail", s(&missing)],
+        vec!["export", s(&missing)],
+        vec!["backup", s(&missing), s(&dest)],
+        vec!["salvage", s(&missing), s(&dest)],
+    ] {
+        fails(&es(&args), 1, &["no such file", "nope.store"]);
+        assert!(!missing.exists(), "{args:?} created the file");
+        assert!(!dest.exists(), "{args:?} created the destination");
+    }
+}
+
+#[test]
+fn a_file_that_is_not_a_store_is_refused_and_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("notes.txt");
+    let content = "these are my notes, not an event store\n".repeat(100);
+    std::fs::write(&junk, &content).unwrap();
+    let tiny = dir.path().join("tiny");
+    std::fs::write(&tiny, b"").unwrap();
+    let dest = dir.path().join("dest.store");
+    for path in [&junk, &tiny] {
+        for args in [
+            vec!["info", s(path)],
+            vec!["verify", s(path)],
+            vec!["streams", s(path)],
+            vec!["dump", s(path)],
+            vec!["tail", s(path)],
+            vec!["export", s(path)],
+            vec!["backup", s(path), s(&dest)],
+            vec!["salvage", s(path), s(&dest)],
+        ] {
+            fails(&es(&args), 1, &["not an event store"]);
+            assert!(!dest.exists(), "{args:?}");
+        }
+    }
+    assert_eq!(std::fs::read_to_string(&junk).unwrap(), content);
+    assert_eq!(std::fs::read(&tiny).unwrap(), b"");
+    // A writing command refuses it too.
+    let line = format!("{{\"stream\":\"{A}\",\"type\":\"T\"}}\n");
+    fails(
+        &es_in(&["append", s(&junk)], &line),
+        1,
+        &["not an event store"],
+    );
+    assert_eq!(std::fs::read_to_string(&junk).unwrap(), content);
+}
+
+/// Today every open takes the writer's lock: read commands beside a running writer
+/// fail with exit 3 and say why; a second writer is refused the same way.
+#[test]
+fn a_store_locked_by_another_process_is_exit_3_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, _) = sample(dir.path());
+    // A writer in another process: `append` holds the store open while its input is open.
+    let mut writer = Command::new(EXE)
+        .args(["append", s(&path), "--quiet"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = writer.stdin.take().unwrap();
+    writeln!(input, "{{\"stream\":\"{A}\",\"type\":\"Held\"}}").unwrap();
+    input.flush().unwrap();
+    let mut first = String::new();
+    BufReader::new(writer.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.contains("positions 17-17"), "{first}");
+
+    let dest = dir.path().join("copy.store");
+    for args in [
+        vec!["info", s(&path)],
+        vec!["streams", s(&path)],
+        vec!["dump", s(&path)],
+        vec!["tail", s(&path)],
+        vec!["export", s(&path)],
+        vec!["backup", s(&path), s(&dest)],
+    ] {
+        fails(
+            &es(&args),
+            3,
+            &["locked", "a writer has it open", "read-only"],
+        );
+    }
+    assert!(!dest.exists());
+    let line = format!("{{\"stream\":\"{A}\",\"type\":\"T\"}}\n");
+    fails(
+        &es_in(&["append", s(&path)], &line),
+        3,
+        &["locked", "another process has it open"],
+    );
+    // verify and salvage only read the file: they work beside the writer.
+    assert_eq!(code(&es(&["verify", s(&path)])), 0);
+    drop(input);
+    assert!(writer.wait().unwrap().success());
+    let o = es(&["info", s(&path), "--json"]);
+    assert_eq!(json(&o)["events"], 18);
+}
+
+// ---------------------------------------------------------------------------------
+// Read commands
+
+#[test]
+fn info_reports_the_store_facts() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, events) = sample(dir.path());
+    let o = es(&["info", s(&path), "--json"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let v = json(&o);
+    let len = std::fs::metadata(&path).unwrap().len();
+    assert_eq!(v["format_version"], 1);
+    assert_eq!(v["events"], 17);
+    assert_eq!(v["streams"], 3);
+    assert_eq!(v["data_bytes"], len);
+    assert_eq!(v["file_bytes"], len);
+    assert_eq!(v["first_recorded_at"], events[0].recorded_at);
+    assert_eq!(v["last_recorded_at"], events[16].recorded_at);
+    assert!(v["first_recorded_at_utc"].as_str().unwrap().ends_with('Z'));
+    assert!(v["index_bytes"].as_u64().unwrap() > 0);
+    assert_eq!(v["writer_open"], false);
+    let text = stdout(&es(&["info", s(&path)]));
+    assert!(text.contains("events          17"), "{text}");
+    assert!(text.contains("streams         3"), "{text}");
+
+    let empty = dir.path().join("empty.store");
+    Store::open(&empty).unwrap().close().unwrap();
+    let v = json(&es(&["info", s(&empty), "--json"]));
+    assert_eq!(v["events"], 0);
+    assert_eq!(v["first_recorded_at"], Value::Null);
+}
+
+#[test]
+fn streams_lists_every_stream_in_creation_order_with_paging() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, _) = sample(dir.path());
+    let o = es(&["streams", s(&path), "--json"]);
+    assert_eq!(code(&o), 0);
+    let rows = json_lines(&o);
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[0]["stream_id"], A.to_string());
+    assert_eq!(rows[0]["index"], 0);
+    assert_eq!(rows[0]["events"], 10);
+    assert_eq!(rows[0]["last_version"], 9);
+    assert_eq!(rows[0]["first_position"], 0);
+    assert_eq!(rows[0]["last_position"], 13);
+    assert_eq!(rows[1]["stream_id"], B.to_string());
+    assert_eq!(rows[1]["first_position"], 2);
+    assert_eq!(rows[2]["stream_id"], C.to_string());
+    assert_eq!(rows[2]["events"], 2);
+    let page = json_lines(&es(&[
+        "streams",
+        s(&path),
+        "--json",
+        "--from",
+        "1",
+        "--limit",
+        "1",
+    ]));
+    assert_eq!(page.len(), 1);
+    assert_eq!(page[0]["stream_id"], B.to_string());
+    assert_eq!(page[0]["index"], 1);
+    let table = stdout(&es(&["streams", s(&path)]));
+    assert_eq!(table.lines().count(), 4, "{table}");
+    assert!(table.contains(&A.to_string()));
+}
+
+#[test]
+fn dump_shows_every_event_in_the_documented_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, events) = sample(dir.path());
+    let o = es(&["dump", s(&path), "--json"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let lines = json_lines(&o);
+    assert_eq!(lines.len(), 17);
+    for (v, e) in lines.iter().zip(&events) {
+        assert_eq!(v["global_position"], e.global_position);
+        assert_eq!(v["stream_id"], e.stream_id.to_string());
+        assert_eq!(v["stream_version"], e.stream_version);
+        assert_eq!(v["event_id"], e.event_id.to_string());
+        assert_eq!(v["event_type"], e.event_type);
+        assert_eq!(v["recorded_at"], e.recorded_at);
+        assert!(v["recorded_at_utc"].is_string());
+    }
+    // JSON stays JSON (its exact text), text is a string, anything else base64.
+    let raw = stdout(&o);
+    assert!(raw
+        .lines()
+        .next()
+        .unwrap()
+        .contains(r#""payload":{"n": 0},"payload_encoding":"json""#));
+    assert_eq!(lines[1]["metadata"]["by"], "test");
+    assert_eq!(lines[2]["payload"], "plain text");
+    assert_eq!(lines[2]["payload_encoding"], "text");
+    assert_eq!(lines[15]["payload"], "/wAH");
+    assert_eq!(lines[15]["payload_encoding"], "base64");
+    assert_eq!(lines[15]["metadata_encoding"], "base64");
+    assert_eq!(lines[16]["payload"], "line\nbreak");
+    // The table: a header, one line per event.
+    let table = stdout(&es(&["cat", s(&path)]));
+    assert_eq!(table.lines().count(), 18, "{table}");
+    assert!(table.lines().nth(1).unwrap().contains("OrderPlaced"));
+    assert!(table.contains("base64:/wAH"), "{table}");
+    assert!(table.contains("line\\nbreak"), "{table}");
+}
+
+#[test]
+fn dump_filters_by_stream_type_prefix_range_limit_and_direction() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, _) = sample(dir.path());
+    let p = s(&path);
+    let run = |extra: &[&str]| {
+        let mut args = vec!["dump", p, "--json"];
+        args.extend_from_slice(extra);
+        let o = es(&args);
+        assert_eq!(code(&o), 0, "{extra:?}: {}", stderr(&o));
+        positions(&json_lines(&o))
+    };
+    assert_eq!(run(&["--stream", &B.to_string()]), [2, 5, 8, 11, 14]);
+    assert_eq!(
+        run(&["--type", "Shipped", "--type", "Blob"]),
+        [2, 5, 8, 11, 14, 15]
+    );
+    assert_eq!(run(&["--type-prefix", "Order", "--limit", "3"]), [0, 1, 3]);
+    assert_eq!(run(&["--type-prefix", "Order", "--type", "Note"]).len(), 11);
+    assert_eq!(run(&["--from", "4", "--to", "7"]), [4, 5, 6, 7]);
+    assert_eq!(run(&["--backward", "--limit", "3"]), [16, 15, 14]);
+    assert_eq!(
+        run(&[
+            "--backward",
+            "--stream",
+            &A.to_string(),
+            "--to",
+            "9",
+            "--limit",
+            "2"
+        ]),
+        [9, 7]
+    );
+    assert_eq!(
+        run(&[
+            "--stream",
+            &A.to_string(),
+            "--type",
+            "OrderPaid",
+            "--from",
+            "5"
+        ]),
+        [7, 10, 13]
+    );
+    assert!(run(&["--from", "100"]).is_empty());
+    assert!(run(&["--limit", "0"]).is_empty());
+    // An unknown stream is not found.
+    let unknown = Uuid::from_u128(0x5eed).to_string();
+    fails(
+        &es(&["dump", p, "--stream", &unknown]),
+        1,
+        &["not found", &unknown, "eventstore streams"],
+    );
+    fails(&es(&["tail", p, "--stream", &unknown]), 1, &["not found"]);
+}
+
+#[test]
+fn tail_shows_the_last_events_and_follows() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, _) = sample(dir.path());
+    let o = es(&["tail", s(&path), "-n", "3", "--json"]);
+    assert_eq!(code(&o), 0);
+    assert_eq!(positions(&json_lines(&o)), [14, 15, 16]);
+    let o = es(&[
+        "tail",
+        s(&path),
+        "-n",
+        "2",
+        "--json",
+        "--type",
+        "OrderPlaced",
+    ]);
+    assert_eq!(positions(&json_lines(&o)), [9, 12]);
+    let table = stdout(&es(&["tail", s(&path)]));
+    assert_eq!(table.lines().count(), 10, "{table}");
+
+    // -f keeps running after the last events (new events arriving are shown by the
+    // follow loop's own test: no other process can append while it holds the lock).
+    let mut child = Command::new(EXE)
+        .args(["tail", s(&path), "-f", "-n", "2", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        got.push(
+            serde_json::from_str::<Value>(&line).unwrap()["global_position"]
+                .as_u64()
+                .unwrap(),
+        );
+    }
+    assert_eq!(got, [15, 16]);
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(child.try_wait().unwrap().is_none(), "tail -f exited");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// `dump --json | head -1` on a large store ends at once, quietly.
+#[test]
+fn a_closed_pipe_stops_dump_quickly_and_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.store");
+    let store = Store::open(&path).unwrap();
+    for chunk in 0..20 {
+        let events = (0..10_000)
+            .map(|i| {
+                ev(
+                    "Tick",
+                    format!("{{\"i\":{}}}", chunk * 10_000 + i).as_bytes(),
+                    b"",
+                )
+            })
+            .collect();
+        store.append(A, ExpectedVersion::Any, events).unwrap();
+    }
+    store.close().unwrap();
+    for args in [
+        vec!["dump", s(&path), "--json"],
+        vec!["dump", s(&path)],
+        vec!["export", s(&path)],
+    ] {
+        let started = Instant::now();
+        let mut child = Command::new(EXE)
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        assert!(!first.is_empty());
+        // The reader is gone: the pipe is closed.
+        let status = child.wait().unwrap();
+        let mut err = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        assert!(err.is_empty(), "{args:?}: {err}");
+        assert_eq!(status.code(), Some(0), "{args:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{args:?} took {:?}",
+            started.elapsed()
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// append
+
+#[test]
+fn append_reports_positions_and_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("new.store");
+    let input = format!(
+        "{{\"stream\":\"{A}\",\"type\":\"OrderPlaced\",\"payload\":{{\"total\": 42}},\"expected_version\":\"no_stream\"}}\n\
+         \n\
+         {{\"stream_id\":\"{A}\",\"event_type\":\"Note\",\"payload\":\"hi\",\"payload_encoding\":\"text\",\"metadata\":\"AAE=\",\"metadata_encoding\":\"base64\",\"event_id\":\"{}\",\"expected_version\":0}}\n\
+         {{\"stream\":\"{B}\",\"events\":[{{\"type\":\"X\"}},{{\"type\":\"Y\",\"payload\":[1]}}]}}\n",
+        Uuid::from_u128(77)
+    );
+    let o = es_in(&["append", s(&path), "--json"], &input);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let r = json_lines(&o);
+    assert_eq!(r.len(), 3);
+    assert_eq!(r[0]["first_line"], 1);
+    assert_eq!(r[0]["first_global_position"], 0);
+    assert_eq!(r[1]["first_line"], 3);
+    assert_eq!(r[1]["first_stream_version"], 1);
+    assert_eq!(r[2]["stream_id"], B.to_string());
+    assert_eq!(r[2]["count"], 2);
+    assert_eq!(r[2]["first_global_position"], 2);
+    let store = Store::open(&path).unwrap();
+    let all = store.read_all(0, 10).unwrap();
+    assert_eq!(all.len(), 4);
+    assert_eq!(all[0].payload, br#"{"total": 42}"#);
+    assert_eq!(all[1].payload, b"hi");
+    assert_eq!(all[1].metadata, [0, 1]);
+    assert_eq!(all[1].event_id, Uuid::from_u128(77));
+    assert_eq!(all[3].payload, b"[1]");
+    assert_eq!(all[2].recorded_at, all[3].recorded_at);
+    drop(store);
+    // The table form names lines, versions and positions.
+    let line = format!("{{\"stream\":\"{B}\",\"type\":\"Z\"}}\n");
+    let o = es_in(&["append", s(&path)], &line);
+    assert_eq!(
+        stdout(&o),
+        format!("line 1: stream {B} versions 2-2 at positions 4-4\n")
+    );
+
+    // --batch 3: consecutive lines of one stream share a batch (one commit time).
+    let mut lines = String::new();
+    for i in 0..7 {
+        lines.push_str(&format!("{{\"stream\":\"{C}\",\"type\":\"T{i}\"}}\n"));
+    }
+    lines.push_str(&format!("{{\"stream\":\"{A}\",\"type\":\"Other\"}}\n"));
+    let o = es_in(&["append", s(&path), "--batch", "3", "--json"], &lines);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let counts: Vec<u64> = json_lines(&o)
+        .iter()
+        .map(|v| v["count"].as_u64().unwrap())
+        .collect();
+    assert_eq!(counts, [3, 3, 1, 1]);
+}
+
+#[test]
+fn append_stops_at_a_malformed_line_and_writes_nothing_of_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.store");
+    let good = |t: &str| format!("{{\"stream\":\"{A}\",\"type\":\"{t}\"}}\n");
+    let count = |p: &Path| Store::open(p).unwrap().global_position();
+
+    let input = format!(
+        "{}{}{{\"stream\":\"{A}\",\"type\":\"Bad\",\n{}",
+        good("One"),
+        good("Two"),
+        good("Four")
+    );
+    fails(
+        &es_in(&["append", s(&path)], &input),
+        2,
+        &["line 3", "nothing of line 3 was written"],
+    );
+    assert_eq!(count(&path), 2);
+
+    // In a --batch, the unfinished batch is not written either.
+    let input = format!("{}{}{{oops}}\n", good("Five"), good("Six"));
+    fails(
+        &es_in(&["append", s(&path), "--batch", "10"], &input),
+        2,
+        &["line 3", "lines 1-2"],
+    );
+    assert_eq!(count(&path), 2);
+
+    for (bad, needle) in [
+        ("{\"type\":\"NoStream\"}\n".to_string(), "stream_id"),
+        (format!("{{\"stream\":\"{A}\"}}\n"), "event_type"),
+        ("{\"stream\":\"nope\",\"type\":\"T\"}\n".to_string(), "not a UUID"),
+        (format!("{{\"stream\":\"{A}\",\"type\":\"T\",\"colour\":1}}\n"), "unknown field `colour`"),
+        (format!("{{\"stream\":\"{A}\",\"type\":\"T\",\"payload\":\"%%\",\"payload_encoding\":\"base64\"}}\n"), "base64"),
+        (format!("{{\"stream\":\"{A}\",\"type\":\"T\",\"payload_encoding\":\"rot13\",\"payload\":1}}\n"), "rot13"),
+        (format!("{{\"stream\":\"{A}\",\"type\":\"\"}}\n"), "event type is empty"),
+        (format!("{{\"stream\":\"{A}\",\"type\":\"T\",\"payload\":\"{}\",\"payload_encoding\":\"text\"}}\n", "x".repeat(70_000)), "too large"),
+        (format!("{{\"stream\":\"{A}\",\"type\":\"T\",\"expected_version\":\"later\"}}\n"), "expected_version"),
+        ("[1,2]\n".to_string(), "expected an event object"),
+        ("garbage\n".to_string(), "expected value"),
+    ] {
+        let o = es_in(&["append", s(&path)], &format!("{}{bad}", good("Ok")));
+        fails(&o, 2, &["line 2", needle]);
+    }
+    // Each run above appended its good first line, and nothing of the bad one.
+    assert_eq!(count(&path), 2 + 11);
+    let o = es_in_bytes(&["append", s(&path)], b"{\"type\":\"\xff\"}\n");
+    fails(&o, 2, &["line 1", "not UTF-8"]);
+    assert_eq!(count(&path), 13);
+}
+
+#[test]
+fn append_with_a_wrong_expected_version_is_exit_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v.store");
+    let input = format!(
+        "{{\"stream\":\"{A}\",\"type\":\"T\",\"expected_version\":\"no_stream\"}}\n{{\"stream\":\"{A}\",\"type\":\"T\",\"expected_version\":5}}\n"
+    );
+    fails(
+        &es_in(&["append", s(&path)], &input),
+        1,
+        &[
+            "line 2",
+            "wrong expected version",
+            "expected version 5",
+            "actual version 0",
+        ],
+    );
+    assert_eq!(Store::open(&path).unwrap().global_position(), 1);
+}
+
+// ---------------------------------------------------------------------------------
+// export / import
+
+#[test]
+fn export_then_import_rebuilds_an_identical_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, events) = sample(dir.path());
+    let exported = es(&["export", s(&path)]);
+    assert_eq!(code(&exported), 0);
+    let text = stdout(&exported);
+    let dest = dir.path().join("imported.store");
+    let o = es_in(&["import", s(&dest), "--json"], &text);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(json(&o)["events"], 17);
+    let store = Store::open(&dest).unwrap();
+    assert_eq!(
+        store.read_all(0, u64::MAX).unwrap(),
+        events,
+        "ids, streams, versions, positions, times, bytes"
+    );
+    drop(store);
+    assert_eq!(stdout(&es(&["export", s(&dest)])), text);
+    // `export --from` starts later.
+    assert_eq!(
+        stdout(&es(&["export", s(&path), "--from", "16"]))
+            .lines()
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn import_refuses_bad_input_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, _) = sample(dir.path());
+    let text = stdout(&es(&["export", s(&path)]));
+    let lines: Vec<&str> = text.lines().collect();
+    let dest = dir.path().join("i.store");
+    let cases = [
+        (format!("{}\n{}\n{{broken\n", lines[0], lines[1]), "line 3"),
+        (
+            format!("{}\n{}\n", lines[0], lines[2]),
+            "global_position 2, expected 1",
+        ),
+        (format!("{}\n", lines[1]), "global_position 1, expected 0"),
+        (
+            format!("{{\"stream\":\"{A}\",\"type\":\"T\"}}\n"),
+            "global_position",
+        ),
+        (
+            lines[0].replace("\"stream_version\":0", "\"stream_version\":3") + "\n",
+            "version 3, expected 0",
+        ),
+    ];
+    for (input, needle) in cases {
+        fails(
+            &es_in(&["import", s(&dest)], &input),
+            2,
+            &[needle, "nothing was imported"],
+        );
+        assert!(!dest.exists());
+    }
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        1,
+        "no temporary file left"
+    );
+    fails(&es_in(&["import", s(&path)], &text), 2, &["already exists"]);
+}
+
+// ---------------------------------------------------------------------------------
+// verify, salvage, backup
+
+/// Each batch's (offset, len, first position, count), from the library's scan.
+fn layout(path: &Path) -> Vec<(u64, u64, u64, u32)> {
+    let mut out = Vec::new();
+    inspect::scan(path, |b| {
+        out.push((b.offset, b.len, b.first_position, b.count));
+        Ok(())
+    })
+    .unwrap();
+    out
+}
+
+/// A store of 40 single-stream appends of 1-3 events each.
+fn batches_store(dir: &Path) -> (PathBuf, Vec<RecordedEvent>) {
+    let path = dir.join("b.store");
+    let store = Store::open(&path).unwrap();
+    for i in 0..40 {
+        let events = (0..1 + i % 3)
+            .map(|k| ev("T", format!("{{\"i\":{i},\"k\":{k}}}").as_bytes(), b"m"))
+            .collect();
+        store
+            .append([A, B, C][i % 3], ExpectedVersion::Any, events)
+            .unwrap();
+    }
+    let events = store.read_all(0, u64::MAX).unwrap();
+    store.close().unwrap();
+    (path, events)
+}
+
+#[test]
+fn verify_says_sound_or_names_each_damaged_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, events) = batches_store(dir.path());
+    let o = es(&["verify", s(&path), "--json"]);
+    assert_eq!(code(&o), 0);
+    let v = json(&o);
+    assert_eq!(v["sound"], true);
+    assert_eq!(v["batches"], 40);
+    assert_eq!(v["events"], events.len());
+    assert_eq!(v["ranges"], serde_json::json!([]));
+    assert!(stdout(&es(&["verify", s(&path)])).contains("sound"));
+
+    let l = layout(&path);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[(l[20].0 + 50) as usize] ^= 1;
+    std::fs::write(&path, &bytes).unwrap();
+    let o = es(&["verify", s(&path), "--json"]);
+    assert_eq!(code(&o), 1);
+    let v = json(&o);
+    assert_eq!(v["sound"], false);
+    assert_eq!(v["ranges"].as_array().unwrap().len(), 1);
+    let r = &v["ranges"][0];
+    assert_eq!(r["kind"], "damage");
+    assert_eq!(r["start"], l[20].0);
+    assert_eq!(r["end"], l[20].0 + l[20].1);
+    assert_eq!(r["first_lost_position"], l[20].2);
+    assert_eq!(r["lost_events"], l[20].3);
+    assert_eq!(
+        v["salvage"]["events"],
+        events.len() as u64 - u64::from(l[20].3)
+    );
+    let text = stdout(&es(&["verify", s(&path)]));
+    assert!(
+        text.contains("DAMAGED") && text.contains("salvage"),
+        "{text}"
+    );
+    // The damaged store is not opened by verify, and other commands refuse it.
+    assert_eq!(std::fs::read(&path).unwrap(), bytes);
+    fails(
+        &es(&["info", s(&path)]),
+        1,
+        &["damaged", "eventstore verify", "eventstore salvage"],
+    );
+
+    // A torn tail is reported but is not damage.
+    let (path2, _) = {
+        let d = dir.path().join("torn");
+        std::fs::create_dir(&d).unwrap();
+        batches_store(&d)
+    };
+    let len = std::fs::metadata(&path2).unwrap().len();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path2)
+        .unwrap();
+    f.set_len(len - 5).unwrap();
+    let o = es(&["verify", s(&path2), "--json"]);
+    assert_eq!(code(&o), 0);
+    assert_eq!(json(&o)["ranges"][0]["kind"], "torn_tail");
+}
+
+/// Salvage against stores damaged in the middle: flipped bytes, a zeroed range, a
+/// cut in the middle of a batch followed by valid batches. The result opens,
+/// verifies, holds every intact batch, and the report matches what was lost.
+#[test]
+fn salvage_keeps_every_intact_batch_and_reports_what_was_lost() {
+    type Damage = Box<dyn Fn(&mut Vec<u8>, &[(u64, u64, u64, u32)]) -> (u64, u64)>;
+    let cases: Vec<(&str, Damage)> = vec![
+        (
+            "flipped bytes",
+            Box::new(|b, l| {
+                b[(l[10].0 + 60) as usize] ^= 0x10;
+                b[(l[25].0 + 10) as usize] ^= 0x01;
+                (l[10].2, l[25].2) // (unused) first positions lost
+            }),
+        ),
+        (
+            "zeroed range",
+            Box::new(|b, l| {
+                b[(l[12].0 + 3) as usize..(l[15].0 + 7) as usize].fill(0);
+                (l[12].2, l[16].2)
+            }),
+        ),
+        (
+            "cut inside a batch",
+            Box::new(|b, l| {
+                let cut = (l[18].0 + l[18].1 / 2) as usize;
+                let rest = b[l[19].0 as usize..].to_vec();
+                b.truncate(cut);
+                b.extend_from_slice(&rest);
+                (l[18].2, l[19].2)
+            }),
+        ),
+    ];
+    for (name, damage) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, events) = batches_store(dir.path());
+        let l = layout(&path);
+        let mut bytes = std::fs::read(&path).unwrap();
+        damage(&mut bytes, &l);
+        std::fs::write(&path, &bytes).unwrap();
+        // What must survive: every batch whose bytes are untouched, found by the scan
+        // of the damaged file, compared against the original events.
+        let mut intact_positions = Vec::new();
+        let found = inspect::scan(&path, |b| {
+            intact_positions.extend(b.first_position..b.first_position + u64::from(b.count));
+            Ok(())
+        })
+        .unwrap();
+        let expected: Vec<&RecordedEvent> = events
+            .iter()
+            .filter(|e| intact_positions.contains(&e.global_position))
+            .collect();
+        let lost = events.len() - expected.len();
+        assert!(lost > 0, "{name}: the damage lost nothing");
+
+        let dest = dir.path().join("saved.store");
+        let o = es(&["salvage", s(&path), s(&dest), "--json"]);
+        assert_eq!(code(&o), 1, "{name}: {}", stderr(&o));
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            bytes,
+            "{name}: salvage modified its source"
+        );
+        let v = json(&o);
+        assert_eq!(v["damage_found"], true);
+        assert_eq!(v["kept_events"], expected.len(), "{name}");
+        assert_eq!(v["lost_events"], lost, "{name}");
+        let ranges = v["ranges"].as_array().unwrap();
+        assert_eq!(ranges.len(), found.ranges.len());
+        let mut reported_lost = 0;
+        for (r, f) in ranges.iter().zip(&found.ranges) {
+            assert_eq!(r["kind"], "damage", "{name}");
+            assert_eq!(r["start"], f.start);
+            assert_eq!(r["first_lost_position"], f.first_lost_position);
+            reported_lost += r["lost_events"].as_u64().unwrap();
+            // The lost positions are exactly those no intact batch holds.
+            for p in
+                f.first_lost_position..f.first_lost_position + r["lost_events"].as_u64().unwrap()
+            {
+                assert!(!intact_positions.contains(&p), "{name}: position {p}");
+            }
+        }
+        assert_eq!(reported_lost as usize, lost, "{name}");
+
+        // The result opens, verifies, and holds every intact batch, in order.
+        assert_eq!(code(&es(&["verify", s(&dest)])), 0, "{name}");
+        let store = Store::open(&dest).unwrap();
+        let got = store.read_all(0, u64::MAX).unwrap();
+        assert_eq!(got.len(), expected.len());
+        for (g, e) in got.iter().zip(&expected) {
+            assert_eq!(
+                (
+                    g.event_id,
+                    g.stream_id,
+                    &g.event_type,
+                    &g.payload,
+                    &g.metadata,
+                    g.recorded_at
+                ),
+                (
+                    e.event_id,
+                    e.stream_id,
+                    &e.event_type,
+                    &e.payload,
+                    &e.metadata,
+                    e.recorded_at
+                ),
+                "{name}"
+            );
+        }
+        let text = stdout(&es(&[
+            "salvage",
+            s(&path),
+            s(&dir.path().join("again.store")),
+        ]));
+        let lost_text = match lost {
+            1 => "lost: 1 event\n".to_string(),
+            n => format!("lost: {n} events\n"),
+        };
+        assert!(text.contains(&lost_text), "{name}: {text}");
+    }
+}
+
+#[test]
+fn salvage_of_a_sound_store_is_exit_0_and_refuses_an_existing_destination() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, events) = batches_store(dir.path());
+    let dest = dir.path().join("copy.store");
+    let o = es(&["salvage", s(&path), s(&dest), "--json"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(json(&o)["lost_events"], 0);
+    assert_eq!(
+        Store::open(&dest).unwrap().read_all(0, u64::MAX).unwrap(),
+        events
+    );
+    fails(
+        &es(&["salvage", s(&path), s(&dest)]),
+        2,
+        &["already exists"],
+    );
+}
+
+#[test]
+fn backup_copies_a_store_that_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, _) = sample(dir.path());
+    let dest = dir.path().join("backup.store");
+    let o = es(&["backup", s(&path), s(&dest), "--json"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let v = json(&o);
+    assert_eq!(v["events"], 17);
+    assert_eq!(v["verified"], true);
+    assert_eq!(v["bytes"], std::fs::metadata(&dest).unwrap().len());
+    assert_eq!(code(&es(&["verify", s(&dest)])), 0);
+    assert_eq!(
+        stdout(&es(&["export", s(&dest)])),
+        stdout(&es(&["export", s(&path)]))
+    );
+    fails(&es(&["backup", s(&path), s(&dest)]), 2, &["already exists"]);
+    let text = stdout(&es(&["backup", s(&path), s(&dir.path().join("b2.store"))]));
+    assert!(text.contains("backed up 17 events"), "{text}");
+}
+
+/// `make install-bin` puts the tool in PREFIX/bin.
+#[test]
+fn make_install_bin_installs_the_tool() {
+    let prefix = tempfile::tempdir().unwrap();
+    let bin_dir = Path::new(EXE).parent().unwrap();
+    let o = Command::new("make")
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .args(["-s", "install-bin"])
+        .arg(format!("PREFIX={}", prefix.path().display()))
+        .arg(format!("BINSRC={}", bin_dir.display()))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let installed = prefix.path().join("bin/eventstore");
+    let o = Command::new(&installed).arg("--version").output().unwrap();
+    assert!(o.status.success());
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("eventstore "));
+}
+
+/// A progress bar with rate and ETA on a terminal; nothing with --quiet or when
+/// standard error is not a terminal. (`script`, from util-linux, gives the command a
+/// terminal.)
+#[test]
+fn progress_is_drawn_on_a_terminal_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, _) = sample(dir.path());
+    let on_terminal = |quiet: &str| {
+        let o = Command::new("script")
+            .args(["-q", "-e", "-c"])
+            .arg(format!("{EXE} {quiet} verify {}", s(&path)))
+            .arg("/dev/null")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run script(1)");
+        assert!(o.status.success(), "{o:?}");
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let drawn = on_terminal("");
+    assert!(
+        drawn.contains("verifying") && drawn.contains("ETA"),
+        "{drawn}"
+    );
+    assert!(drawn.contains("sound"), "{drawn}");
+    let quiet = on_terminal("--quiet");
+    assert!(!quiet.contains("ETA"), "{quiet}");
+    assert!(quiet.contains("sound"), "{quiet}");
+    let piped = es(&["verify", s(&path)]);
+    assert_eq!(stderr(&piped), "");
+}

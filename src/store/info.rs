@@ -1,0 +1,55 @@
+//! What a store can say about itself: `Store::info()` (`es_store_info_get` in C).
+
+use super::{read_lock, Store};
+use crate::codec::{BATCH_TRAILER_LEN, FILE_HEADER_LEN};
+
+/// Facts about an open store, taken at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreInfo {
+    /// The format version of the file's header.
+    pub format_version: u16,
+    /// Whether the handle is read-only (`OpenOptions::read_only`, `ES_OPEN_READ_ONLY`).
+    pub read_only: bool,
+    /// Whether appends are refused after a failed write or sync (see `Error::Poisoned`).
+    pub poisoned: bool,
+    /// Events in the log: the next global position.
+    pub event_count: u64,
+    /// Streams with at least one event.
+    pub stream_count: u64,
+    /// Bytes of the file that hold data: its header and committed batches.
+    pub data_bytes: u64,
+    /// Bytes this handle's recovery cut off the end of the file when it opened it (a
+    /// torn tail, garbage, preallocated zeros); 0 when it cut nothing.
+    pub recovered_bytes_dropped: u64,
+    /// Heap memory the in-memory index holds.
+    pub index_bytes: u64,
+}
+
+impl Store {
+    /// Facts about the store: size, counts, what recovery cut off, memory. Never waits
+    /// for an append's sync.
+    pub fn info(&self) -> StoreInfo {
+        self.refresh_quietly();
+        let (stats, data_bytes) = {
+            let index = read_lock(&self.index);
+            let count = index.event_count();
+            // The last committed record is followed by its batch's trailer, which
+            // ends the data.
+            let end = match index.locate_range(count.saturating_sub(1), 1).1.first() {
+                Some(last) => last.end() + BATCH_TRAILER_LEN as u64,
+                None => FILE_HEADER_LEN as u64,
+            };
+            (index.stats(), end)
+        };
+        StoreInfo {
+            format_version: self.format_version,
+            read_only: self.is_read_only(),
+            poisoned: self.is_poisoned(),
+            event_count: stats.events,
+            stream_count: stats.streams,
+            data_bytes,
+            recovered_bytes_dropped: self.recovered_bytes_dropped,
+            index_bytes: stats.heap_bytes,
+        }
+    }
+}

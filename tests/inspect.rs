@@ -1,0 +1,465 @@
+//! The read-only scan (`inspect::scan`), salvage, `Store::append_copied` and
+//! `Store::backup_to` (issue 13's library support).
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use common::{all, event, open_exact, temp_store};
+use eventstore::inspect::{self, Inspection, RangeKind};
+use eventstore::{CopiedBatch, Error, ExpectedVersion, HeaderCause, RecordedEvent, Store};
+use uuid::Uuid;
+
+/// A batch's (offset, len, first position, count).
+type Placed = (u64, u64, u64, u32);
+
+/// A store of `batches` appends (each its own group commit) of 1 to 3 events over 3
+/// streams; returns every event and each batch's (offset, len, first position, count).
+fn build(path: &Path, batches: usize) -> (Vec<RecordedEvent>, Vec<Placed>) {
+    let store = open_exact(path);
+    let streams = [Uuid::from_u128(1), Uuid::from_u128(2), Uuid::from_u128(3)];
+    for i in 0..batches {
+        let n = 1 + i % 3;
+        let events = (0..n)
+            .map(|k| {
+                event(
+                    &format!("Type{}", k % 2),
+                    format!("{{\"i\":{i},\"k\":{k}}}").as_bytes(),
+                )
+            })
+            .collect();
+        store
+            .append(streams[i % 3], ExpectedVersion::Any, events)
+            .unwrap();
+    }
+    let events = all(&store);
+    store.close().unwrap();
+    (events, layout(path))
+}
+
+fn layout(path: &Path) -> Vec<Placed> {
+    let mut out = Vec::new();
+    let found = inspect::scan(path, |b| {
+        out.push((b.offset, b.len, b.first_position, b.count));
+        Ok(())
+    })
+    .unwrap();
+    assert!(found.is_clean(), "{found:?}");
+    out
+}
+
+fn scan_all(path: &Path) -> (Inspection, Vec<RecordedEvent>) {
+    let mut events = Vec::new();
+    let found = inspect::scan(path, |b| {
+        events.extend(b.events().map(|e| e.to_recorded()));
+        Ok(())
+    })
+    .unwrap();
+    (found, events)
+}
+
+/// The fields salvage keeps (positions and versions may move).
+fn kept(e: &RecordedEvent) -> (Uuid, Uuid, u64, String, Vec<u8>, Vec<u8>) {
+    (
+        e.event_id,
+        e.stream_id,
+        e.recorded_at,
+        e.event_type.clone(),
+        e.metadata.clone(),
+        e.payload.clone(),
+    )
+}
+
+/// Salvages `path` into a new store and checks the result: it opens, scans clean,
+/// and holds exactly `expected` (in order), and the report counts them.
+fn salvage_and_check(path: &Path, expected: &[RecordedEvent]) -> inspect::SalvageReport {
+    let dest = path.with_extension("salvaged");
+    let before = fs::read(path).unwrap();
+    let report = inspect::salvage(path, &dest, &mut |_, _| {}).unwrap();
+    assert_eq!(
+        fs::read(path).unwrap(),
+        before,
+        "salvage modified its source"
+    );
+    assert_eq!(report.kept_events, expected.len() as u64);
+    let (copy, _) = scan_all(&dest);
+    assert!(copy.is_clean(), "{copy:?}");
+    let store = Store::open(&dest).unwrap();
+    let got = all(&store);
+    assert_eq!(
+        got.iter().map(kept).collect::<Vec<_>>(),
+        expected.iter().map(kept).collect::<Vec<_>>()
+    );
+    for (i, e) in got.iter().enumerate() {
+        assert_eq!(e.global_position, i as u64);
+    }
+    report
+}
+
+#[test]
+fn scan_of_a_sound_store_lists_every_batch_and_no_range() {
+    let t = temp_store();
+    let (events, batches) = build(&t.path, 30);
+    let (found, seen) = scan_all(&t.path);
+    assert!(found.is_clean() && found.is_sound());
+    assert_eq!(found.batches, 30);
+    assert_eq!(found.events, events.len() as u64);
+    assert_eq!(found.valid_events, events.len() as u64);
+    assert_eq!(found.streams, 3);
+    assert_eq!(found.valid_end, fs::metadata(&t.path).unwrap().len());
+    assert_eq!(seen, events);
+    assert_eq!(batches[0].0, 32);
+    assert_eq!(found.first_recorded_at, Some(events[0].recorded_at));
+    assert_eq!(
+        found.last_recorded_at,
+        Some(events.last().unwrap().recorded_at)
+    );
+}
+
+#[test]
+fn a_flipped_byte_in_the_middle_is_one_damaged_batch_and_salvage_keeps_the_rest() {
+    let t = temp_store();
+    let (events, batches) = build(&t.path, 30);
+    let (offset, len, first, count) = batches[12];
+    let mut bytes = fs::read(&t.path).unwrap();
+    bytes[(offset + len / 2) as usize] ^= 0x40;
+    fs::write(&t.path, &bytes).unwrap();
+    assert!(matches!(
+        Store::open(&t.path),
+        Err(Error::CorruptRecord { offset: o, .. }) if o == offset
+    ));
+
+    let (found, seen) = scan_all(&t.path);
+    assert!(!found.is_sound());
+    assert_eq!(found.ranges.len(), 1, "{:?}", found.ranges);
+    let r = &found.ranges[0];
+    assert_eq!((r.start, r.end), (offset, offset + len));
+    assert_eq!(r.first_lost_position, first);
+    assert_eq!(r.lost_events, Some(u64::from(count)));
+    assert_eq!(r.kind, RangeKind::Damage);
+    assert_eq!(found.valid_end, offset);
+    assert_eq!(found.valid_events, first);
+    let survivors: Vec<RecordedEvent> = events
+        .iter()
+        .filter(|e| e.global_position < first || e.global_position >= first + u64::from(count))
+        .cloned()
+        .collect();
+    assert_eq!(seen, survivors);
+
+    let report = salvage_and_check(&t.path, &survivors);
+    assert_eq!(report.kept_batches, 29);
+    assert_eq!(report.renumbered_from, Some(first + u64::from(count)));
+    assert_eq!(report.inspection.lost_events(), u64::from(count));
+}
+
+#[test]
+fn a_zeroed_range_over_several_batches_is_reported_with_its_positions() {
+    let t = temp_store();
+    let (events, batches) = build(&t.path, 40);
+    // From the middle of batch 10 to the middle of batch 14.
+    let from = batches[10].0 + 20;
+    let to = batches[14].0 + 30;
+    let mut bytes = fs::read(&t.path).unwrap();
+    bytes[from as usize..to as usize].fill(0);
+    fs::write(&t.path, &bytes).unwrap();
+
+    let (found, _) = scan_all(&t.path);
+    assert_eq!(found.ranges.len(), 1, "{:?}", found.ranges);
+    let r = &found.ranges[0];
+    assert_eq!((r.start, r.end), (batches[10].0, batches[15].0));
+    assert_eq!(r.first_lost_position, batches[10].2);
+    assert_eq!(r.lost_events, Some(batches[15].2 - batches[10].2));
+    assert_eq!(r.kind, RangeKind::Damage);
+    let survivors: Vec<RecordedEvent> = events
+        .iter()
+        .filter(|e| e.global_position < batches[10].2 || e.global_position >= batches[15].2)
+        .cloned()
+        .collect();
+    salvage_and_check(&t.path, &survivors);
+}
+
+#[test]
+fn a_cut_in_the_middle_of_a_batch_followed_by_valid_batches_is_found() {
+    let t = temp_store();
+    let (events, batches) = build(&t.path, 25);
+    let bytes = fs::read(&t.path).unwrap();
+    // Batch 7 loses its second half, and batch 8 disappears: batch 9 follows the cut.
+    let cut = (batches[7].0 + batches[7].1 / 2) as usize;
+    let mut damaged = bytes[..cut].to_vec();
+    damaged.extend_from_slice(&bytes[batches[9].0 as usize..]);
+    fs::write(&t.path, &damaged).unwrap();
+
+    let (found, _) = scan_all(&t.path);
+    assert_eq!(found.ranges.len(), 1, "{:?}", found.ranges);
+    let r = &found.ranges[0];
+    assert_eq!((r.start, r.end), (batches[7].0, cut as u64));
+    assert_eq!(r.first_lost_position, batches[7].2);
+    assert_eq!(r.lost_events, Some(batches[9].2 - batches[7].2));
+    assert_eq!(r.kind, RangeKind::Damage);
+    let survivors: Vec<RecordedEvent> = events
+        .iter()
+        .filter(|e| e.global_position < batches[7].2 || e.global_position >= batches[9].2)
+        .cloned()
+        .collect();
+    salvage_and_check(&t.path, &survivors);
+}
+
+#[test]
+fn whole_batches_missing_without_damaged_bytes_are_a_zero_length_range() {
+    let t = temp_store();
+    let (events, batches) = build(&t.path, 12);
+    let bytes = fs::read(&t.path).unwrap();
+    let mut damaged = bytes[..batches[4].0 as usize].to_vec();
+    damaged.extend_from_slice(&bytes[batches[6].0 as usize..]);
+    fs::write(&t.path, &damaged).unwrap();
+    let (found, _) = scan_all(&t.path);
+    assert_eq!(found.ranges.len(), 1, "{:?}", found.ranges);
+    let r = &found.ranges[0];
+    assert_eq!((r.start, r.end), (batches[4].0, batches[4].0));
+    assert_eq!(r.lost_events, Some(batches[6].2 - batches[4].2));
+    assert_eq!(r.kind, RangeKind::Damage);
+    let survivors: Vec<RecordedEvent> = events
+        .iter()
+        .filter(|e| e.global_position < batches[4].2 || e.global_position >= batches[6].2)
+        .cloned()
+        .collect();
+    salvage_and_check(&t.path, &survivors);
+}
+
+#[test]
+fn a_torn_tail_and_trailing_zeros_are_not_damage() {
+    let t = temp_store();
+    let (events, batches) = build(&t.path, 10);
+    let bytes = fs::read(&t.path).unwrap();
+    let last = batches[9];
+    // Torn: the last batch cut short.
+    fs::write(&t.path, &bytes[..(last.0 + last.1 - 10) as usize]).unwrap();
+    let (found, _) = scan_all(&t.path);
+    assert!(found.is_sound());
+    assert_eq!(found.ranges.len(), 1);
+    assert_eq!(found.ranges[0].kind, RangeKind::TornTail);
+    assert_eq!(found.ranges[0].lost_events, None);
+    assert_eq!(found.ranges[0].first_lost_position, last.2);
+    let kept: Vec<RecordedEvent> = events
+        .iter()
+        .filter(|e| e.global_position < last.2)
+        .cloned()
+        .collect();
+    salvage_and_check(&t.path, &kept);
+
+    // Zeros: preallocated space.
+    let mut padded = bytes.clone();
+    padded.extend_from_slice(&[0u8; 70_000]);
+    fs::write(&t.path, &padded).unwrap();
+    let (found, _) = scan_all(&t.path);
+    assert!(found.is_sound());
+    assert_eq!(found.ranges.len(), 1);
+    assert_eq!(found.ranges[0].kind, RangeKind::Unused);
+    assert_eq!(found.valid_end, bytes.len() as u64);
+    assert_eq!(found.events, events.len() as u64);
+}
+
+#[test]
+fn a_damaged_file_header_is_a_range_and_its_batches_are_salvaged() {
+    let t = temp_store();
+    let (events, _) = build(&t.path, 8);
+    let mut bytes = fs::read(&t.path).unwrap();
+    bytes[20] ^= 1; // a reserved byte: the header checksum fails, the salt is intact
+    fs::write(&t.path, &bytes).unwrap();
+    assert!(matches!(
+        Store::open(&t.path),
+        Err(Error::InvalidHeader { .. })
+    ));
+    let (found, seen) = scan_all(&t.path);
+    assert_eq!(found.ranges[0].start, 0);
+    assert_eq!(found.ranges[0].end, 32);
+    assert!(!found.is_sound());
+    assert_eq!(seen, events);
+    salvage_and_check(&t.path, &events);
+}
+
+#[test]
+fn a_file_that_is_not_a_store_is_invalid_header() {
+    let t = temp_store();
+    fs::write(&t.path, vec![b'x'; 4096]).unwrap();
+    assert!(matches!(
+        inspect::scan(&t.path, |_| Ok(())),
+        Err(Error::InvalidHeader {
+            cause: HeaderCause::NotAStore,
+            ..
+        })
+    ));
+    fs::write(&t.path, b"").unwrap();
+    assert!(matches!(
+        inspect::scan(&t.path, |_| Ok(())),
+        Err(Error::InvalidHeader {
+            cause: HeaderCause::NotAStore,
+            ..
+        })
+    ));
+    let missing = t.dir.path().join("missing.store");
+    assert!(matches!(
+        inspect::scan(&missing, |_| Ok(())),
+        Err(Error::Io { .. })
+    ));
+    let dest = t.dir.path().join("x.salvaged");
+    assert!(inspect::salvage(&missing, &dest, &mut |_, _| {}).is_err());
+    assert!(!dest.exists(), "a failed salvage leaves no file");
+    assert_eq!(
+        fs::read_dir(t.dir.path()).unwrap().count(),
+        1,
+        "no temporary file left"
+    );
+}
+
+#[test]
+fn salvage_refuses_an_existing_destination() {
+    let t = temp_store();
+    build(&t.path, 3);
+    let dest = t.dir.path().join("taken.store");
+    fs::write(&dest, b"mine").unwrap();
+    assert!(matches!(
+        inspect::salvage(&t.path, &dest, &mut |_, _| {}),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert_eq!(fs::read(&dest).unwrap(), b"mine");
+}
+
+#[test]
+fn append_copied_keeps_ids_and_commit_times_and_later_appends_do_not_go_back() {
+    let t = temp_store();
+    let store = open_exact(&t.path);
+    let s = Uuid::from_u128(9);
+    let future = 4_000_000_000_000_000u64; // year 2096
+    let batches = vec![
+        CopiedBatch {
+            stream_id: s,
+            expected_version: ExpectedVersion::NoStream,
+            recorded_at: 1_000,
+            events: vec![event("A", b"1"), event("B", b"2")],
+        },
+        CopiedBatch {
+            stream_id: s,
+            expected_version: ExpectedVersion::Exact(1),
+            recorded_at: future,
+            events: vec![event("C", b"3")],
+        },
+    ];
+    let ids: Vec<Uuid> = batches
+        .iter()
+        .flat_map(|b| b.events.iter().map(|e| e.event_id))
+        .collect();
+    let results = store.append_copied(batches).unwrap();
+    assert_eq!(results.len(), 2);
+    assert_eq!(results[1].first_global_position, 2);
+    let later = store
+        .append(s, ExpectedVersion::Exact(2), vec![event("D", b"4")])
+        .unwrap();
+    assert!(later[0].recorded_at >= future);
+    let got = all(&store);
+    assert_eq!(
+        got.iter().map(|e| e.event_id).take(3).collect::<Vec<_>>(),
+        ids
+    );
+    assert_eq!(
+        got.iter()
+            .map(|e| e.recorded_at)
+            .take(3)
+            .collect::<Vec<_>>(),
+        [1_000, 1_000, future]
+    );
+    // A failed check is reported; the batch is not written.
+    let err = store
+        .append_copied(vec![CopiedBatch {
+            stream_id: s,
+            expected_version: ExpectedVersion::NoStream,
+            recorded_at: 5,
+            events: vec![event("E", b"5")],
+        }])
+        .unwrap_err();
+    assert!(matches!(err, Error::WrongExpectedVersion { .. }));
+    assert_eq!(store.global_position(), 4);
+    drop(store);
+    assert!(Store::open(&t.path).is_ok());
+}
+
+#[test]
+fn acknowledged_len_is_the_end_of_the_last_batch() {
+    let t = temp_store();
+    let store = open_exact(&t.path);
+    assert_eq!(store.acknowledged_len(), (32, 0));
+    store
+        .append(
+            Uuid::from_u128(1),
+            ExpectedVersion::Any,
+            vec![event("A", b"x")],
+        )
+        .unwrap();
+    store
+        .append(
+            Uuid::from_u128(2),
+            ExpectedVersion::Any,
+            vec![event("A", b"y"), event("B", b"z")],
+        )
+        .unwrap();
+    assert_eq!(
+        store.acknowledged_len(),
+        (fs::metadata(&t.path).unwrap().len(), 3)
+    );
+}
+
+/// The issue's backup test: 4 threads append while the backup copies. The copy opens,
+/// scans clean (whole batches only), and holds a prefix of the log: every event
+/// acknowledged before the backup started, each identical to the live store's.
+#[test]
+fn backup_while_four_threads_append_holds_a_prefix_of_whole_batches() {
+    let t = temp_store();
+    let store = Arc::new(Store::open(&t.path).unwrap());
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..4u128)
+        .map(|w| {
+            let store = Arc::clone(&store);
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let stream = Uuid::from_u128(100 + w);
+                let mut i = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let n = 1 + (i % 4) as usize;
+                    let events = (0..n)
+                        .map(|k| event("Tick", format!("w{w} i{i} k{k}").as_bytes()))
+                        .collect();
+                    store.append(stream, ExpectedVersion::Any, events).unwrap();
+                    i += 1;
+                }
+                i
+            })
+        })
+        .collect();
+    for round in 0..3 {
+        while store.global_position() < 200 * (round + 1) {
+            std::thread::yield_now();
+        }
+        let acknowledged_before = store.global_position();
+        let dest = t.dir.path().join(format!("backup-{round}.store"));
+        let report = store.backup_to(&dest, &mut |_, _| {}).unwrap();
+        assert!(report.events >= acknowledged_before);
+        let (found, copied) = scan_all(&dest);
+        assert!(found.is_clean(), "{found:?}");
+        assert_eq!(found.events, report.events);
+        assert_eq!(fs::metadata(&dest).unwrap().len(), report.bytes);
+        let live = store.read_all(0, report.events).unwrap();
+        assert_eq!(copied, live, "the copy is a prefix of the live log");
+        let reopened = Store::open(&dest).unwrap();
+        assert_eq!(reopened.global_position(), report.events);
+    }
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        assert!(w.join().unwrap() > 0);
+    }
+    assert!(store
+        .backup_to(&t.dir.path().join("backup-0.store"), &mut |_, _| {})
+        .is_err());
+}
