@@ -34,6 +34,8 @@ fn a_reader_opens_beside_the_writer_sees_every_acknowledged_event_and_refuses_ap
         .unwrap();
     let reader = read_only(&t.path).expect("a read-only open is not Locked");
     assert!(reader.is_read_only() && !writer.is_read_only());
+    assert!(reader.info().read_only && !writer.info().read_only);
+    assert_eq!(reader.info().event_count, 1);
     assert_eq!(reader.global_position(), 1);
     let second = read_only(&t.path).expect("any number of readers");
     writer

@@ -13,7 +13,7 @@ pub mod io;
 pub(crate) mod read;
 mod readonly;
 mod recovery;
-mod shared;
+pub(crate) mod shared;
 pub mod types_table;
 mod writer;
 
@@ -38,6 +38,13 @@ pub(crate) use self::read::advise_huge;
 pub use self::read::{EventBatch, EventBatchIter};
 pub use self::types_table::Filter;
 use self::writer::{Request, Writer};
+
+/// The path of the side file a writer keeps beside the store at `path` (`<path>-shm`,
+/// see `docs/format.md`): for tools that build a store under a temporary name and must
+/// remove its side file before renaming it (nobody follows a temporary store).
+pub fn side_file_path(path: &Path) -> PathBuf {
+    shared::side_path(path)
+}
 
 /// Wraps the opened file in another [`StorageFile`] (for tests and instrumentation).
 pub type StorageWrapper = Box<dyn FnOnce(File) -> Box<dyn StorageFile> + Send>;

@@ -49,6 +49,14 @@ pub fn side_path(path: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// Removes the side file of a store that no handle has open and that nobody follows (a
+/// private temporary store about to be renamed or deleted). Never used on a store
+/// others may follow: a reader that outlives the writer keeps waiting on the page it
+/// mapped, which a new writer must find at the same path.
+pub(crate) fn remove_side_file(path: &Path) {
+    let _ = std::fs::remove_file(side_path(path));
+}
+
 /// What a side file says, read consistently.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Published {

@@ -97,6 +97,14 @@ static void open_with_rules(const char *dir) {
     OK(es_open_with(path, ES_OPEN_READ_ONLY | ES_OPEN_MUST_EXIST, &ro));
     CHECK(es_global_position(ro) == 1);
     {
+        es_store_info info;
+        OK(es_store_info_get(ro, &info));
+        CHECK(info.read_only == 1 && info.event_count == 1 && info.poisoned == 0);
+        CHECK(info.recovered_bytes_dropped == 0);
+        OK(es_store_info_get(s, &info));
+        CHECK(info.read_only == 0 && info.event_count == 1);
+    }
+    {
         es_uuid id = make_uuid(1, 1);
         es_proposed_event e = make_event("B", "x");
         EXPECT(ES_ERR_READ_ONLY, es_append(ro, &id, ES_EXPECTED_ANY, &e, 1, NULL));
