@@ -420,7 +420,7 @@ typedef struct es_store_info {
      */
     uint32_t format_version;
     /**
-     * 1 for a read-only handle, else 0 (every handle is a writer in this version).
+     * 1 for a handle opened with `ES_OPEN_READ_ONLY`, else 0.
      */
     uint32_t read_only;
     /**
