@@ -21,6 +21,8 @@
 //! - `es-follow-*` (the `follow_*` workloads, issue 10): read-only handles following a
 //!   writer, in this process (`-inproc`) or another (`-xproc`, the bench re-run as a
 //!   child with `--follow-child`);
+//! - `es-rust-single` / `es-rust-multi` / `es-c-multi`: one-event appends against
+//!   multi-appends of 2 streams x 1 event (`append_multi_2x1_200B`);
 //! - `sqlite`: WAL, `synchronous=FULL`, `UNIQUE(stream_id, stream_version)`, the
 //!   expected-version check in the same `BEGIN IMMEDIATE` transaction as the insert;
 //!   one connection shared behind a mutex (SQLite writers serialize anyway).
@@ -438,7 +440,7 @@ fn encoded_batches(data: &Data, batches: usize, per_batch: usize) -> Vec<Vec<u8>
                 recorded_at: 1_700_000_000_000_000,
                 group_start: offset,
             };
-            unsealed.seal_into(&mut out, 7, header, versions[s], |_, _| {});
+            unsealed.seal_into(&mut out, 7, header, &[versions[s]], |_, _| {});
             versions[s] += per_batch as u64;
             position += per_batch as u64;
             offset += out.len() as u64;
@@ -934,7 +936,7 @@ fn write_store_file(path: &Path, data: &Data, events: usize) {
                 group_start: offset,
             };
             out.clear();
-            unsealed.seal_into(&mut out, salt, header, (i / STREAMS) as u64, |_, _| {});
+            unsealed.seal_into(&mut out, salt, header, &[(i / STREAMS) as u64], |_, _| {});
             w.write_all(&out).unwrap();
             offset += out.len() as u64;
         }
@@ -1499,7 +1501,10 @@ impl Bench {
 
     fn memory_workload(&mut self, data: &Data, label: &str, events: usize) {
         let name = format!("memory_after_open_{label}");
-        if !self.wants(&name) {
+        if !self.wants(&name)
+            && !self.wants(&format!("index_ids_{label}"))
+            && !self.wants(&format!("index_total_{label}"))
+        {
             return;
         }
         let stores = build_read_stores(&self.dir, data, events, false);
@@ -1518,7 +1523,7 @@ impl Bench {
             .split_whitespace()
             .map(|w| w.parse().unwrap())
             .collect();
-        let (rss_delta, heap, streams) = (nums[0], nums[1], nums[2]);
+        let (rss_delta, heap, streams, id_heap) = (nums[0], nums[1], nums[2], nums[3]);
         remove(&stores.es);
         // The per-stream allowance: a map entry and its list's header and slack.
         let per_stream = 256.0;
@@ -1548,7 +1553,148 @@ impl Bench {
             extra: String::new(),
         };
         self.finish(report);
+        // The index's own accounting (heap capacity, not RSS): the event-id table alone,
+        // and the whole index (locations, stream lists, stream entries, id table).
+        let events = stores.events as f64;
+        for (what, bytes, limit, note) in [
+            (
+                "index_ids",
+                id_heap,
+                12.0,
+                "event-id table (IdTable slots) / events",
+            ),
+            (
+                "index_total",
+                heap,
+                36.0,
+                "whole index heap (locations, stream lists and entries, id table) / events",
+            ),
+        ] {
+            let per_event = bytes / events;
+            let report = Report {
+                workload: format!("{what}_{label}"),
+                unit: "bytes/event",
+                rows: vec![Row {
+                    system: "es-rust".into(),
+                    rates: vec![per_event],
+                    latencies: vec![],
+                    note: format!("{note}; {} events, {streams} streams", stores.events),
+                    checkpoints: vec![],
+                }],
+                floor: None,
+                target: format!("<= {limit} B/event (here {per_event:.2})"),
+                met: Some(per_event <= limit),
+                extra: String::new(),
+            };
+            self.finish(report);
+        }
     }
+
+    /// A multi-append of 2 streams x 1 event against a single append of 1 event: both
+    /// durable, one sync each; appends/s of each, one thread.
+    fn multi_workload(&mut self, data: &Data, calls: usize) {
+        let name = "append_multi_2x1_200B";
+        if !self.wants(name) {
+            return;
+        }
+        let mut rows = vec![
+            Row::new("es-rust-single"),
+            Row::new("es-rust-multi"),
+            Row::new("es-c-multi"),
+        ];
+        rows[0].note = "append_refs, 1 event".into();
+        rows[1].note = "append_multi, 2 streams x 1 event".into();
+        rows[2].note = "es_append_multi, 2 streams x 1 event".into();
+        for _ in 0..self.cfg.runs {
+            es_multi_appends(&self.dir, data, calls, 1, &mut rows[0], false);
+            es_multi_appends(&self.dir, data, calls, 2, &mut rows[1], false);
+            es_multi_appends(&self.dir, data, calls, 2, &mut rows[2], true);
+        }
+        let mut report = Report {
+            workload: name.into(),
+            unit: "appends/s",
+            rows,
+            floor: None,
+            target: String::new(),
+            met: None,
+            extra: "each call is one durable append (one fdatasync)".into(),
+        };
+        let x = report
+            .ratio("es-rust-multi", "es-rust-single")
+            .unwrap_or(0.0);
+        report.target = format!("multi 2x1 appends/s >= 0.9x single (here {x:.3})");
+        report.met = Some(x >= 0.9);
+        self.finish(report);
+    }
+}
+
+/// `calls` durable appends on a fresh store, each of `streams` streams x 1 event
+/// (`streams` 1: `append_refs`; more: `append_multi`, or `es_append_multi` with `c_abi`).
+fn es_multi_appends(
+    dir: &Dir,
+    data: &Data,
+    calls: usize,
+    streams: usize,
+    row: &mut Row,
+    c_abi: bool,
+) {
+    let path = dir.file("es.store");
+    let (rust_store, c_store) = if c_abi {
+        (None, Some(CStore::open(&path)))
+    } else {
+        (Some(Store::open(&path).unwrap()), None)
+    };
+    let store = rust_store.as_ref();
+    let events: Vec<ProposedEventRef<'_>> = (0..calls * streams).map(|i| data.event(i)).collect();
+    let c_events: Vec<ffi::es_proposed_event> = events.iter().map(c_proposed).collect();
+    sync_all_filesystems();
+    let mut lat = Vec::with_capacity(calls);
+    let t0 = Instant::now();
+    for c in 0..calls {
+        let t = Instant::now();
+        let pick = |k: usize| data.streams[(c * streams + k) % STREAMS];
+        if let Some(c_store) = &c_store {
+            let parts: Vec<ffi::es_stream_append> = (0..streams)
+                .map(|k| ffi::es_stream_append {
+                    stream_id: ffi::es_uuid {
+                        bytes: *pick(k).as_bytes(),
+                    },
+                    expected_version: ffi::ES_EXPECTED_ANY,
+                    events: &c_events[c * streams + k],
+                    count: 1,
+                })
+                .collect();
+            let status = ffi::append::es_append_multi(
+                c_store.0,
+                parts.as_ptr(),
+                parts.len(),
+                std::ptr::null_mut(),
+            );
+            assert_eq!(status, ffi::es_status::ES_OK);
+        } else if streams == 1 {
+            store
+                .unwrap()
+                .append_refs(pick(0), ExpectedVersion::Any, &events[c..=c])
+                .unwrap();
+        } else {
+            let parts: Vec<eventstore::StreamAppend<'_>> = (0..streams)
+                .map(|k| eventstore::StreamAppend {
+                    stream_id: pick(k),
+                    expected_version: ExpectedVersion::Any,
+                    events: &events[c * streams + k..=c * streams + k],
+                })
+                .collect();
+            store.unwrap().append_multi(&parts).unwrap();
+        }
+        lat.push(t.elapsed().as_nanos() as u64);
+    }
+    row.rates.push(calls as f64 / t0.elapsed().as_secs_f64());
+    row.latencies.extend(lat);
+    if let Some(store) = rust_store {
+        store.close().unwrap();
+    }
+    drop(c_store);
+    remove(&path);
 }
 
 /// Opens a store in a fresh process and prints RSS delta, index heap bytes, streams.
@@ -1578,7 +1724,13 @@ fn mem_child(path: &Path) {
     let store = Store::open(path).unwrap();
     let after = rss_bytes();
     let stats = store.index_stats();
-    println!("{} {} {}", after - before, stats.heap_bytes, stats.streams);
+    println!(
+        "{} {} {} {}",
+        after - before,
+        stats.heap_bytes,
+        stats.streams,
+        stats.id_bytes
+    );
     store.close().unwrap();
 }
 
@@ -1619,6 +1771,7 @@ fn main() {
     bench.append_workload("append_single_4KiB", &big, cfg.single, 1);
     bench.append_workload("append_batch100_200B", &small, cfg.batches, 100);
     bench.append_workload("append_batch100_4KiB", &big, cfg.batches / 4, 100);
+    bench.multi_workload(&small, cfg.single);
     bench.threads_workloads(&small);
     bench.read_workloads(&small, "200B", cfg.read_events);
     bench.read_workloads(&big, "4KiB", cfg.read_events_4k);
@@ -1805,7 +1958,7 @@ fn write_store_file_rare(path: &Path, data: &Data, events: usize) {
             group_start: offset,
         };
         out.clear();
-        unsealed.seal_into(&mut out, salt, header, (i / STREAMS) as u64, |_, _| {});
+        unsealed.seal_into(&mut out, salt, header, &[(i / STREAMS) as u64], |_, _| {});
         w.write_all(&out).unwrap();
         offset += out.len() as u64;
     }
@@ -2004,8 +2157,8 @@ impl Bench {
             target: "es >= 0.5x floor and >= 3x sqlite paging".into(),
             met: None,
             extra: format!(
-                "{events} events; read-only index {:.1} B/event (target <= 24)",
-                stats.heap_bytes as f64 / stats.events as f64
+                "{events} events; read-only index {:.1} B/event without ids (target <= 24)",
+                (stats.heap_bytes - stats.id_bytes) as f64 / stats.events as f64
             ),
         };
         report.met = Some(
@@ -2013,7 +2166,7 @@ impl Bench {
                 && report.ratio("es-follow-xproc", "sqlite").unwrap_or(0.0) >= 3.0,
         );
         self.finish(report);
-        let per_event = stats.heap_bytes as f64 / stats.events as f64;
+        let per_event = (stats.heap_bytes - stats.id_bytes) as f64 / stats.events as f64;
         self.finish(Report {
             workload: "follow_index_bytes".into(),
             unit: "bytes/event",

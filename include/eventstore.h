@@ -158,9 +158,10 @@ enum es_status
      */
     ES_ERR_CORRUPT_RECORD = 4,
     /**
-     * The optimistic-concurrency check of `es_append` failed; nothing was written.
-     * The message names the stream, the expected and the actual version;
-     * `es_last_conflict()` gives both versions as numbers.
+     * The optimistic-concurrency check of `es_append` (or of one stream of an
+     * `es_append_multi`) failed; nothing was written. The message names the stream,
+     * the expected and the actual version; `es_last_conflict()` gives both versions
+     * as numbers.
      */
     ES_ERR_WRONG_EXPECTED_VERSION = 5,
     /**
@@ -193,6 +194,16 @@ enum es_status
      * was written.
      */
     ES_ERR_READ_ONLY = 11,
+    /**
+     * An event id of the append is already recorded and the append is not an exact
+     * retry of the one that recorded it (see `es_append_multi`); the message names
+     * the id. Nothing was written.
+     */
+    ES_ERR_DUPLICATE_EVENT_ID = 12,
+    /**
+     * `es_read_event`: no event has that id.
+     */
+    ES_ERR_EVENT_NOT_FOUND = 13,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -264,7 +275,8 @@ typedef struct es_proposed_event {
 } es_proposed_event;
 
 /**
- * Where a successful `es_append` put its events.
+ * Where a successful `es_append` (or one stream of an `es_append_multi`) put its
+ * events. (0.2 added `deduplicated`: this layout replaces the 0.1 one.)
  */
 typedef struct es_append_result {
     /**
@@ -279,6 +291,12 @@ typedef struct es_append_result {
      * Number of events appended (the `count` passed in).
      */
     uint64_t count;
+    /**
+     * 1 when the append repeated an earlier acknowledged one exactly (same streams,
+     * same event ids, same order): nothing was written and the fields above are the
+     * earlier append's. 0 otherwise.
+     */
+    uint32_t deduplicated;
 } es_append_result;
 
 /**
@@ -412,6 +430,30 @@ typedef struct es_filter {
 } es_filter;
 
 /**
+ * One stream's part of an `es_append_multi`: the library only reads it, and what it
+ * points to, during the call.
+ */
+typedef struct es_stream_append {
+    /**
+     * The stream to append to.
+     */
+    struct es_uuid stream_id;
+    /**
+     * `ES_EXPECTED_ANY`, `ES_EXPECTED_NO_STREAM`, `ES_EXPECTED_STREAM_EXISTS`, or the
+     * stream's exact last version (`>= 0`), as for `es_append`.
+     */
+    int64_t expected_version;
+    /**
+     * `count` events for this stream; must not be NULL.
+     */
+    const struct es_proposed_event *events;
+    /**
+     * Number of events at `events`; must not be 0.
+     */
+    size_t count;
+} es_stream_append;
+
+/**
  * Facts about an open store, filled in by `es_store_info_get`.
  */
 typedef struct es_store_info {
@@ -460,6 +502,49 @@ typedef struct es_store_info {
  * NUL-terminated UTF-8 message, valid only during the call (copy it to keep it).
  */
 typedef void (*es_log_fn)(void *context, int32_t level, const char *message);
+
+/**
+ * What `es_list_streams` reports about one stream.
+ */
+typedef struct es_stream_info {
+    /**
+     * The stream's id.
+     */
+    struct es_uuid stream_id;
+    /**
+     * Its last (0-based) version; its event count is `last_version + 1`.
+     */
+    uint64_t last_version;
+    /**
+     * Global position of its first event.
+     */
+    uint64_t first_global_position;
+    /**
+     * Global position of its last event.
+     */
+    uint64_t last_global_position;
+} es_stream_info;
+
+/**
+ * A stream listing: `len` entries at `items`, in order of creation. It owns its
+ * memory, stays valid after `es_close`, and is released only by `es_free_streams`.
+ * The empty value is `{NULL, 0, NULL}` (an empty listing, a failed call, and what
+ * `es_free_streams` resets to).
+ */
+typedef struct es_streams {
+    /**
+     * The entries; NULL when `len` is 0.
+     */
+    const struct es_stream_info *items;
+    /**
+     * Number of entries at `items`.
+     */
+    size_t len;
+    /**
+     * Private to the library: the allocation `es_free_streams` releases.
+     */
+    void *owner;
+} es_streams;
 
 #ifdef __cplusplus
 extern "C" {
@@ -553,6 +638,15 @@ void es_close(struct es_store *store);
  * `ES_OK` is returned the whole batch is on stable storage (fsynced). Versions and
  * positions are contiguous. Events with an all-zero `event_id` get a fresh v4 UUID.
  *
+ * Idempotent retries: event ids are unique in a store, for every event ever written.
+ * If the stream and the event ids are exactly those of an earlier acknowledged append
+ * (also one made with `es_append_multi` with this one stream), in the same order,
+ * nothing is written and `ES_OK` is returned with that append's original result and
+ * `deduplicated = 1`, whatever `expected_version` says now. Any other reuse of a
+ * recorded id is `ES_ERR_DUPLICATE_EVENT_ID`; the same id twice in `events` is
+ * `ES_ERR_INVALID_ARGUMENT`. An all-zero id gets a fresh UUID, so such an append is
+ * never recognised as a retry: give ids to appends you may retry.
+ *
  * Ownership: the library only reads `events` (and what they point to) during the
  * call and keeps no pointer into them. `out_result` may be NULL; otherwise it is
  * written only on success.
@@ -562,10 +656,10 @@ void es_close(struct es_store *store);
  *
  * Returns `ES_OK`; `ES_ERR_INVALID_ARGUMENT` (NULL or closed `store`, NULL `stream_id`
  * or `events`; `count` 0; an empty, over-long, NULL or non-UTF-8 event type, or one
- * containing a NUL byte; NULL
- * metadata or payload with a non-zero length; a bad `expected_version`);
- * `ES_ERR_EVENT_TOO_LARGE`; `ES_ERR_WRONG_EXPECTED_VERSION` (see
- * `es_last_conflict`); `ES_ERR_IO` when a write or fsync fails, which poisons the
+ * containing a NUL byte; NULL metadata or payload with a non-zero length; a bad
+ * `expected_version`; an event id twice); `ES_ERR_EVENT_TOO_LARGE`;
+ * `ES_ERR_WRONG_EXPECTED_VERSION` (see `es_last_conflict`); `ES_ERR_DUPLICATE_EVENT_ID`
+ * (message: the id); `ES_ERR_IO` when a write or fsync fails, which poisons the
  * handle (the batch may or may not be present after reopening, whole, never in
  * part); `ES_ERR_POISONED` after such a failure, until the store is reopened;
  * `ES_ERR_INTERNAL`.
@@ -651,6 +745,65 @@ es_status es_read_all(const struct es_store *store,
                       struct es_events *out_events);
 
 /**
+ * Reads up to `max_count` events of the stream `*stream_id` in descending version
+ * order, starting at version `from_version` (`UINT64_MAX`, or any start past the
+ * stream's last version, starts at its last event), into `*out_events`. To page
+ * backward, continue from the last returned event's `stream_version - 1` until a read
+ * returns fewer than `max_count` events or reaches version 0.
+ *
+ * `max_count` 0 gives an empty result and `ES_OK`. A stream with no events is
+ * `ES_ERR_STREAM_NOT_FOUND`, whatever `max_count` is (as for `es_read_stream`).
+ *
+ * Ownership, NULL handling and threads: as `es_read_stream`.
+ *
+ * Returns `ES_OK`; `ES_ERR_STREAM_NOT_FOUND`; `ES_ERR_INVALID_ARGUMENT` when `store`,
+ * `stream_id` or `out_events` is NULL; `ES_ERR_IO`; `ES_ERR_CORRUPT_RECORD`;
+ * `ES_ERR_INTERNAL`.
+ */
+es_status es_read_stream_backward(const struct es_store *store,
+                                  const struct es_uuid *stream_id,
+                                  uint64_t from_version,
+                                  uint64_t max_count,
+                                  struct es_events *out_events);
+
+/**
+ * Reads up to `max_count` events of the whole log in descending global-position
+ * order, starting at `from_position` (`UINT64_MAX`, or any start at or past
+ * `es_global_position()`, starts at the last event), into `*out_events`. To page
+ * backward, continue from the last returned event's `global_position - 1`.
+ *
+ * An empty store, or `max_count` 0, gives an empty result and `ES_OK`.
+ *
+ * Ownership, NULL handling and threads: as `es_read_stream`.
+ *
+ * Returns `ES_OK`; `ES_ERR_INVALID_ARGUMENT` when `store` or `out_events` is NULL;
+ * `ES_ERR_IO`; `ES_ERR_CORRUPT_RECORD`; `ES_ERR_INTERNAL`.
+ */
+es_status es_read_all_backward(const struct es_store *store,
+                               uint64_t from_position,
+                               uint64_t max_count,
+                               struct es_events *out_events);
+
+/**
+ * Reads the event whose id is `*event_id` into `*out_events`, a one-event result.
+ *
+ * Event ids are unique in a store (appends refuse to reuse one), so there is at most
+ * one such event (a store written by 0.1, which did not check, may hold an id twice:
+ * the earliest is returned). The lookup costs no scan (an in-memory id table,
+ * confirmed against the file). The all-zero id is never recorded:
+ * `ES_ERR_EVENT_NOT_FOUND`.
+ *
+ * Ownership, NULL handling and threads: as `es_read_stream`.
+ *
+ * Returns `ES_OK`; `ES_ERR_EVENT_NOT_FOUND` when no event has that id;
+ * `ES_ERR_INVALID_ARGUMENT` when `store`, `event_id` or `out_events` is NULL;
+ * `ES_ERR_IO`; `ES_ERR_CORRUPT_RECORD`; `ES_ERR_INTERNAL`.
+ */
+es_status es_read_event(const struct es_store *store,
+                        const struct es_uuid *event_id,
+                        struct es_events *out_events);
+
+/**
  * Releases the memory of a read result and resets `*events` to `{NULL, 0, NULL}`.
  *
  * NULL-safe and idempotent: `events` NULL, the empty value, or a result already
@@ -679,8 +832,9 @@ const char *es_last_error(void);
 
 /**
  * When the most recent failing `es_*` call on the calling thread failed with
- * `ES_ERR_WRONG_EXPECTED_VERSION`, sets `*out_expected` to the expected version it was
- * given (in the `expected_version` encoding of `es_append`: `>= 0` or an
+ * `ES_ERR_WRONG_EXPECTED_VERSION` (an `es_append`, or the stream of an
+ * `es_append_multi` whose check failed: the message names it), sets `*out_expected` to
+ * the expected version it was given (in the `expected_version` encoding of `es_append`: `>= 0` or an
  * `ES_EXPECTED_*` value) and `*out_actual` to the stream's last version at the time
  * (-1 when the stream had no events), and returns `ES_OK`. Bindings use it to build a
  * structured conflict error without parsing `es_last_error()`.
@@ -692,7 +846,8 @@ const char *es_last_error(void);
  * Returns `ES_OK`; `ES_ERR_INVALID_ARGUMENT` when the thread's last failure was not a
  * version conflict (or there was none).
  */
-es_status es_last_conflict(int64_t *out_expected, int64_t *out_actual);
+es_status es_last_conflict(int64_t *out_expected,
+                           int64_t *out_actual);
 
 /**
  * The name of a status value as a static NUL-terminated string: `"ES_OK"`,
@@ -800,6 +955,49 @@ es_status es_read_all_filtered(const struct es_store *store,
                                const struct es_filter *filter,
                                struct es_events *out_events,
                                uint64_t *out_next_position);
+
+/**
+ * Appends to `count` streams as one atomic unit: `appends[i].events` to
+ * `appends[i].stream_id`, each checked against `appends[i].expected_version` (encoded
+ * as for `es_append`).
+ *
+ * All or nothing, also across crashes: the events of every stream form one batch on
+ * disk, recovered whole or not at all, made durable with one fsync (it costs what a
+ * single `es_append` costs). Every expected version is checked before anything is
+ * written; if any fails, nothing is written, the status is
+ * `ES_ERR_WRONG_EXPECTED_VERSION`, and `es_last_error()` and `es_last_conflict()` name
+ * that stream and its versions. The events take contiguous global positions in the
+ * order given (`appends[0]`'s first); streams it creates are created in that order
+ * (see `es_list_streams`). The first multi-stream append to a store written by 0.1
+ * rewrites its header as format version 2, which 0.1 refuses to open.
+ *
+ * Idempotent retries: if the streams and event ids are exactly those of an earlier
+ * acknowledged append (multi or single: a one-entry `es_append_multi` is the same
+ * append as the `es_append` of that entry), in the same order, nothing is written and
+ * `ES_OK` is returned with that append's original results, each with
+ * `deduplicated = 1`, whatever the expected versions say now. Two threads sending the
+ * same append at once get one write and one deduplicated answer. Any other reuse of a
+ * recorded id, even one id of many, is `ES_ERR_DUPLICATE_EVENT_ID` (message: the id)
+ * and nothing is written. All-zero ids get fresh UUIDs.
+ *
+ * `out_results` may be NULL; otherwise it must have room for `count` entries and is
+ * written, `out_results[i]` for `appends[i]`, only on success.
+ *
+ * Ownership: the library only reads `appends` and the events they point to during the
+ * call and keeps no pointer into them. Threads: as `es_append` (multi-appends join the
+ * same group commits as single ones).
+ *
+ * Returns `ES_OK`; `ES_ERR_INVALID_ARGUMENT` (NULL `store` or `appends`; `count` 0;
+ * an entry with NULL `events` or `count` 0; a stream appearing twice; the same event
+ * id twice in the call; any event rejected as by `es_append`; a bad expected version);
+ * `ES_ERR_EVENT_TOO_LARGE`; `ES_ERR_WRONG_EXPECTED_VERSION`;
+ * `ES_ERR_DUPLICATE_EVENT_ID`; `ES_ERR_IO` (a failed write or fsync poisons the handle,
+ * as for `es_append`); `ES_ERR_POISONED`; `ES_ERR_INTERNAL`.
+ */
+es_status es_append_multi(struct es_store *store,
+                          const struct es_stream_append *appends,
+                          size_t count,
+                          struct es_append_result *out_results);
 
 /**
  * Waits until the store holds more than `position` events (`es_global_position() >
@@ -940,6 +1138,43 @@ es_status es_store_info_get(const struct es_store *store, struct es_store_info *
  * Threads: may be called from any thread.
  */
 void es_set_log_callback(es_log_fn f, void *context);
+
+/**
+ * Lists up to `max_count` streams in order of creation (the order of their first
+ * events), from the `from_index`th (0-based), into `*out_streams`. To page through
+ * every stream, start at 0 and continue from `from_index + len` until a call returns
+ * fewer than `max_count` entries. Streams created by one `es_append_multi` are
+ * created in the order given there.
+ *
+ * `max_count` 0, or a `from_index` at or past the number of streams, gives an empty
+ * result and `ES_OK`. The listing is a snapshot: streams created later appear at the
+ * end, so paging never skips or repeats one.
+ *
+ * Ownership: on success the caller owns `*out_streams` and releases it with
+ * `es_free_streams`; it stays valid after `es_close`. Its previous contents are
+ * overwritten, not freed. On any failure `*out_streams` is set to `{NULL, 0, NULL}`
+ * (when `out_streams` is not NULL).
+ *
+ * Threads: safe to call concurrently with any call on the same handle except
+ * `es_close`; it never waits for an fsync.
+ *
+ * Returns `ES_OK`; `ES_ERR_INVALID_ARGUMENT` when `store` or `out_streams` is NULL;
+ * `ES_ERR_IO` when the memory for the result cannot be had; `ES_ERR_INTERNAL`.
+ */
+es_status es_list_streams(const struct es_store *store,
+                          uint64_t from_index,
+                          uint64_t max_count,
+                          struct es_streams *out_streams);
+
+/**
+ * Releases a listing made by `es_list_streams` and resets `*streams` to
+ * `{NULL, 0, NULL}`.
+ *
+ * NULL-safe and idempotent: `streams` NULL, the empty value, or a listing already
+ * freed through this same pointer are no-ops. Freeing a copy of an `es_streams` whose
+ * original was already freed is a double free. Works after `es_close`, on any thread.
+ */
+void es_free_streams(struct es_streams *streams);
 
 #ifdef __cplusplus
 }  // extern "C"

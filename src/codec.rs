@@ -14,10 +14,14 @@ use crate::types::{ProposedEventRef, RecordedEvent, MAX_EVENT_SIZE, RECORD_OVERH
 
 /// The first bytes of every store: magic, then the format version (u16 LE).
 pub const MAGIC: [u8; 6] = *b"EVSTOR";
-/// The only format version this library reads and writes.
-pub const FORMAT_VERSION: u16 = 1;
+/// The format version this library writes into new stores: version 2, whose batches
+/// may hold several streams (a multi-append).
+pub const FORMAT_VERSION: u16 = 2;
+/// The format of 0.1: one stream per batch. Read as it is, and kept until the first
+/// batch it cannot express (see `docs/format.md`).
+pub const FORMAT_VERSION_1: u16 = 1;
 /// Every format version this library reads (named in `InvalidHeader` messages).
-pub const READABLE_VERSIONS: &[u16] = &[FORMAT_VERSION];
+pub const READABLE_VERSIONS: &[u16] = &[FORMAT_VERSION_1, FORMAT_VERSION];
 /// Length of [`encode_header`]: magic and format version.
 pub const HEADER_LEN: usize = 8;
 /// Length of the whole file header area: magic, version, salt, reserved bytes, CRC.
@@ -35,11 +39,16 @@ pub const BATCH_OVERHEAD: usize = BATCH_HEADER_LEN + BATCH_TRAILER_LEN;
 /// Fixed fields of a record before its event type.
 const RECORD_FIXED_LEN: usize = 72;
 
-/// The magic and format version that open every store file.
+/// The magic and format version that open every new store file.
 pub fn encode_header() -> [u8; HEADER_LEN] {
+    encode_header_version(FORMAT_VERSION)
+}
+
+/// The magic and the given format version.
+pub fn encode_header_version(version: u16) -> [u8; HEADER_LEN] {
     let mut h = [0u8; HEADER_LEN];
     h[..6].copy_from_slice(&MAGIC);
-    h[6..8].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    h[6..8].copy_from_slice(&version.to_le_bytes());
     h
 }
 
@@ -51,7 +60,8 @@ fn invalid_header(cause: HeaderCause) -> Error {
     }
 }
 
-/// Checks the magic and format version at the start of `bytes`; returns the version.
+/// Checks the magic and format version at the start of `bytes`; returns the version
+/// (1 or 2).
 pub fn decode_header(bytes: &[u8]) -> Result<u16, Error> {
     if bytes.len() < HEADER_LEN || bytes[..6] != MAGIC {
         return Err(invalid_header(HeaderCause::NotAStore));
@@ -67,8 +77,14 @@ pub fn decode_header(bytes: &[u8]) -> Result<u16, Error> {
 
 /// The whole file header area of a new store with this salt.
 pub fn encode_file_header(salt: u64) -> [u8; FILE_HEADER_LEN] {
+    encode_file_header_version(salt, FORMAT_VERSION)
+}
+
+/// The whole file header area with this salt and format version (the upgrade of a
+/// version-1 store rewrites its header with the same salt and version 2).
+pub fn encode_file_header_version(salt: u64, version: u16) -> [u8; FILE_HEADER_LEN] {
     let mut h = [0u8; FILE_HEADER_LEN];
-    h[..HEADER_LEN].copy_from_slice(&encode_header());
+    h[..HEADER_LEN].copy_from_slice(&encode_header_version(version));
     h[8..16].copy_from_slice(&salt.to_le_bytes());
     let crc = crc32fast::hash(&h[..28]);
     h[28..32].copy_from_slice(&crc.to_le_bytes());
@@ -77,11 +93,36 @@ pub fn encode_file_header(salt: u64) -> [u8; FILE_HEADER_LEN] {
 
 /// Validates a file header area and returns the file's salt.
 pub fn decode_file_header(bytes: &[u8]) -> Result<u64, Error> {
-    decode_header(bytes)?;
+    decode_file_header_version(bytes).map(|(salt, _)| salt)
+}
+
+/// Validates a file header area and returns the file's salt and format version.
+pub fn decode_file_header_version(bytes: &[u8]) -> Result<(u64, u16), Error> {
+    let version = decode_header(bytes)?;
     if bytes.len() < FILE_HEADER_LEN || crc32fast::hash(&bytes[..28]) != le_u32(bytes, 28) {
         return Err(invalid_header(HeaderCause::DamagedChecksum));
     }
-    Ok(le_u64(bytes, 8))
+    Ok((le_u64(bytes, 8), version))
+}
+
+/// The salt of a header that fails [`decode_file_header_version`] but may have been
+/// torn while being rewritten from version 1 to version 2: a crash during that 32-byte
+/// write may leave a mix of the two (every byte the old one's or the new one's, the
+/// same magic, salt and reserved bytes). The rewrite is synced before any batch that
+/// needs version 2 is written, so such a file can hold only single-stream batches;
+/// `open` checks that before it repairs the header as version 1.
+pub fn torn_upgrade(bytes: &[u8]) -> Option<u64> {
+    if bytes.len() < FILE_HEADER_LEN {
+        return None;
+    }
+    let salt = le_u64(bytes, 8);
+    let old = encode_file_header_version(salt, FORMAT_VERSION_1);
+    let new = encode_file_header_version(salt, FORMAT_VERSION);
+    bytes[..FILE_HEADER_LEN]
+        .iter()
+        .zip(old.iter().zip(&new))
+        .all(|(b, (o, n))| b == o || b == n)
+        .then_some(salt)
 }
 
 /// Whether a file that holds only `bytes` can be what a crash while creating a store
@@ -91,9 +132,11 @@ pub fn is_interrupted_creation(bytes: &[u8]) -> bool {
     if bytes.len() > FILE_HEADER_LEN {
         return false;
     }
-    let header = encode_header();
     let n = bytes.len().min(HEADER_LEN);
-    bytes.iter().all(|&b| b == 0) || bytes[..n] == header[..n]
+    bytes.iter().all(|&b| b == 0)
+        || [FORMAT_VERSION_1, FORMAT_VERSION]
+            .iter()
+            .any(|&v| bytes[..n] == encode_header_version(v)[..n])
 }
 
 /// CRC32 of the salt's 8 bytes followed by `bytes`. The CRC of the salt alone is
@@ -440,24 +483,38 @@ pub struct BatchHeader {
 }
 
 /// An encoded batch whose placement (positions, versions, time, group) is not yet
-/// known. Encoding happens on the caller's thread; [`UnsealedBatch::seal`] runs in the
-/// committing thread once the batch's place in the log is decided.
+/// known. Encoding happens on the caller's thread; [`UnsealedBatch::seal_into`] runs in
+/// the committing thread once the batch's place in the log is decided.
+///
+/// A batch holds one append: the events of one stream, or (format 2) of several
+/// streams, each stream's events contiguous, in the order given.
 #[derive(Debug)]
 pub struct UnsealedBatch {
     bytes: Vec<u8>,
     count: u32,
+    /// Events per stream, in order (one entry for a single-stream append).
+    parts: Vec<u32>,
 }
 
 impl UnsealedBatch {
     /// Encodes `events` of one stream. Events must have passed [`check_event`]; a nil
     /// event id must already have been replaced.
     pub fn encode(stream_id: &Uuid, events: &[ProposedEventRef<'_>]) -> Result<Self, Error> {
-        let records: usize = events.iter().map(|e| e.encoded_len()).sum();
+        Self::encode_multi(&[(*stream_id, events)])
+    }
+
+    /// Encodes the events of several streams, stream after stream, as one batch.
+    pub fn encode_multi(parts: &[(Uuid, &[ProposedEventRef<'_>])]) -> Result<Self, Error> {
+        let count: usize = parts.iter().map(|(_, e)| e.len()).sum();
+        let records: usize = parts
+            .iter()
+            .flat_map(|(_, e)| e.iter())
+            .map(|e| e.encoded_len())
+            .sum();
         let total = BATCH_OVERHEAD + records;
-        if total > u32::MAX as usize || events.len() > u32::MAX as usize {
+        if total > u32::MAX as usize || count > u32::MAX as usize {
             return Err(Error::InvalidArgument(format!(
-                "batch of {} events takes {total} bytes, the limit is {} bytes",
-                events.len(),
+                "batch of {count} events takes {total} bytes, the limit is {} bytes",
                 u32::MAX
             )));
         }
@@ -465,21 +522,24 @@ impl UnsealedBatch {
         bytes.extend_from_slice(&BATCH_MAGIC);
         bytes.extend_from_slice(&(total as u32).to_le_bytes());
         bytes.resize(BATCH_HEADER_LEN, 0);
-        put_u32(&mut bytes, 16, events.len() as u32);
+        put_u32(&mut bytes, 16, count as u32);
         let unplaced = RecordPlacement {
             global_position: 0,
             stream_version: 0,
             recorded_at: 0,
         };
-        for e in events {
-            put_record(&mut bytes, stream_id, e, unplaced);
+        for (stream_id, events) in parts {
+            for e in *events {
+                put_record(&mut bytes, stream_id, e, unplaced);
+            }
         }
         bytes.extend_from_slice(&COMMIT_MAGIC);
         bytes.extend_from_slice(&[0; 4]);
         debug_assert_eq!(bytes.len(), total);
         Ok(UnsealedBatch {
             bytes,
-            count: events.len() as u32,
+            count: count as u32,
+            parts: parts.iter().map(|(_, e)| e.len() as u32).collect(),
         })
     }
 
@@ -495,16 +555,37 @@ impl UnsealedBatch {
         self.count
     }
 
+    /// Events per stream, in the order of the append.
+    pub fn parts(&self) -> &[u32] {
+        &self.parts
+    }
+
+    /// `(stream id, event id)` of every record, in order.
+    pub fn record_ids(&self) -> impl Iterator<Item = (Uuid, Uuid)> + '_ {
+        let mut at = BATCH_HEADER_LEN;
+        let end = self.bytes.len() - BATCH_TRAILER_LEN;
+        std::iter::from_fn(move || {
+            if at >= end {
+                return None;
+            }
+            let rec = &self.bytes[at..];
+            at += le_u32(rec, 0) as usize;
+            Some((uuid_at(rec, 28), uuid_at(rec, 44)))
+        })
+    }
+
     /// Fixes the batch's placement and checksums, appending the final bytes to `out`.
+    /// `first_versions` holds the first version of each part (see [`Self::parts`]).
     /// Calls `on_record(offset_in_out, record_len)` for every record.
     pub fn seal_into(
         &self,
         out: &mut Vec<u8>,
         salt: u64,
         header: BatchHeader,
-        first_version: u64,
+        first_versions: &[u64],
         mut on_record: impl FnMut(usize, usize),
     ) {
+        debug_assert_eq!(first_versions.len(), self.parts.len());
         let base = out.len();
         out.extend_from_slice(&self.bytes);
         let b = &mut out[base..];
@@ -514,16 +595,20 @@ impl UnsealedBatch {
         let header_crc = crc_with_salt(salt, &b[..40]);
         put_u32(b, 40, header_crc);
         let mut at = BATCH_HEADER_LEN;
-        for i in 0..u64::from(self.count) {
-            let len = le_u32(b, at) as usize;
-            let rec = &mut b[at..at + len];
-            put_u64(rec, 4, header.first_position + i);
-            put_u64(rec, 12, first_version + i);
-            put_u64(rec, 20, header.recorded_at);
-            let crc = crc32fast::hash(&rec[..len - 4]);
-            put_u32(rec, len - 4, crc);
-            on_record(base + at, len);
-            at += len;
+        let mut position = header.first_position;
+        for (&n, &first_version) in self.parts.iter().zip(first_versions) {
+            for i in 0..u64::from(n) {
+                let len = le_u32(b, at) as usize;
+                let rec = &mut b[at..at + len];
+                put_u64(rec, 4, position);
+                put_u64(rec, 12, first_version + i);
+                put_u64(rec, 20, header.recorded_at);
+                let crc = crc32fast::hash(&rec[..len - 4]);
+                put_u32(rec, len - 4, crc);
+                on_record(base + at, len);
+                at += len;
+                position += 1;
+            }
         }
         let end = b.len();
         let batch_crc = crc_with_salt(salt, &b[..end - 4]);
@@ -531,14 +616,26 @@ impl UnsealedBatch {
     }
 }
 
+/// Where a stream's events begin inside a batch: reported to the record visitor of
+/// [`check_batch_body`] with the first record of each stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamRun {
+    pub stream_id: Uuid,
+    /// The version of the stream's first event in the batch.
+    pub first_version: u64,
+}
+
 /// A batch that checked out: its header, and where its records are.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BatchInfo {
     pub header: BatchHeader,
+    /// The first stream of the batch, and its first version there.
     pub stream_id: Uuid,
     pub first_version: u64,
     /// `(offset within the batch, length)` of every record.
     pub records: Vec<(u32, u32)>,
+    /// Each stream of the batch with the index of its first record, in order.
+    pub runs: Vec<(StreamRun, u32)>,
 }
 
 /// The CRC state after a file's salt: every salted checksum of that file starts here.
@@ -612,19 +709,26 @@ pub fn check_batch_header(
 }
 
 /// Decodes and verifies the batch at the start of `bytes`: header, batch checksum
-/// (seeded with `salt`), and the structure of every record (one stream, contiguous
-/// positions and versions, one commit time). Record checksums are not re-checked:
-/// the batch checksum covers them.
+/// (seeded with `salt`), and the structure of every record (each stream's records
+/// contiguous, positions contiguous, versions contiguous within each stream, one
+/// commit time). Record checksums are not re-checked: the batch checksum covers them.
 pub fn parse_batch(bytes: &[u8], salt: u64) -> Result<DecodeOutcome<BatchInfo>, Damage> {
     let mut records = Vec::new();
+    let mut runs = Vec::new();
     Ok(
-        match parse_batch_with(bytes, salt, |at, len| records.push((at, len)))? {
+        match parse_batch_with(bytes, salt, |at, len, run| {
+            if let Some(run) = run {
+                runs.push((run, records.len() as u32));
+            }
+            records.push((at, len));
+        })? {
             DecodeOutcome::Complete { value, len } => DecodeOutcome::Complete {
                 value: BatchInfo {
                     header: value.header,
                     stream_id: value.stream_id,
                     first_version: value.first_version,
                     records,
+                    runs,
                 },
                 len,
             },
@@ -633,21 +737,24 @@ pub fn parse_batch(bytes: &[u8], salt: u64) -> Result<DecodeOutcome<BatchInfo>, 
     )
 }
 
-/// What [`parse_batch_with`] found: a batch's header and stream.
+/// What [`parse_batch_with`] found: a batch's header, its first stream, and how many
+/// streams it holds (more than one only in format 2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchSummary {
     pub header: BatchHeader,
     pub stream_id: Uuid,
     pub first_version: u64,
+    pub streams: u32,
 }
 
 /// [`parse_batch`] without collecting the records: calls `on_record(offset within the
-/// batch, length)` for each of them instead, in order. On an error, records already
-/// reported belong to no valid batch and must be discarded.
+/// batch, length, run)` for each of them instead, in order, where `run` is given with
+/// the first record of each stream. On an error, records already reported belong to no
+/// valid batch and must be discarded.
 pub fn parse_batch_with(
     bytes: &[u8],
     salt: u64,
-    on_record: impl FnMut(u32, u32),
+    on_record: impl FnMut(u32, u32, Option<StreamRun>),
 ) -> Result<DecodeOutcome<BatchSummary>, Damage> {
     let (header, crc) = match check_batch_header(bytes, &SaltedCrc::new(salt))? {
         DecodeOutcome::Complete { value, .. } => value,
@@ -663,7 +770,7 @@ pub fn check_batch_body(
     bytes: &[u8],
     header: BatchHeader,
     crc: BatchCrc,
-    mut on_record: impl FnMut(u32, u32),
+    mut on_record: impl FnMut(u32, u32, Option<StreamRun>),
 ) -> Result<DecodeOutcome<BatchSummary>, Damage> {
     let len = header.batch_len as usize;
     if bytes.len() < len {
@@ -682,6 +789,11 @@ pub fn check_batch_body(
     let mut at = BATCH_HEADER_LEN;
     let stream_id = uuid_at(b, at + 28);
     let first_version = le_u64(b, at + 12);
+    // The stream of the current run and the version its next record must have.
+    let mut run_stream = stream_id;
+    let mut next_version = first_version;
+    // Streams of the runs before the current one (only a multi-stream batch has any).
+    let mut earlier: Vec<Uuid> = Vec::new();
     for i in 0..u64::from(header.count) {
         let shape = match record_shape(&b[at..records_end])? {
             DecodeOutcome::Complete { value, .. } => value,
@@ -691,16 +803,38 @@ pub fn check_batch_body(
         };
         let rec = &b[at..at + shape.len];
         let (position, version, recorded_at) = (le_u64(rec, 4), le_u64(rec, 12), le_u64(rec, 20));
-        if rec[28..44] != *stream_id.as_bytes() {
-            return Err(Damage(format!("record {i} belongs to another stream")));
+        let mut run = None;
+        if i == 0 {
+            run = Some(StreamRun {
+                stream_id,
+                first_version,
+            });
+        } else if rec[28..44] != *run_stream.as_bytes() {
+            let next = uuid_at(rec, 28);
+            earlier.push(run_stream);
+            if earlier.contains(&next) {
+                return Err(Damage(format!(
+                    "record {i} returns to stream {next}: a stream's events must be contiguous"
+                )));
+            }
+            run_stream = next;
+            next_version = version;
+            run = Some(StreamRun {
+                stream_id: next,
+                first_version: version,
+            });
         }
         if position != header.first_position + i
-            || Some(version) != first_version.checked_add(i)
+            || version != next_version
             || recorded_at != header.recorded_at
         {
             return Err(Damage(format!("record {i} is out of sequence")));
         }
-        on_record(at as u32, shape.len as u32);
+        next_version = match next_version.checked_add(1) {
+            Some(v) => v,
+            None => return Err(Damage(format!("record {i} has an impossible version"))),
+        };
+        on_record(at as u32, shape.len as u32, run);
         at += shape.len;
     }
     if at != records_end {
@@ -711,6 +845,7 @@ pub fn check_batch_body(
             header,
             stream_id,
             first_version,
+            streams: earlier.len() as u32 + 1,
         },
         len,
     })
@@ -745,7 +880,7 @@ mod tests {
             recorded_at: 42,
             group_start: 32,
         };
-        batch.seal_into(&mut out, salt, header, 7, |o, l| recs.push((o, l)));
+        batch.seal_into(&mut out, salt, header, &[7], |o, l| recs.push((o, l)));
         (out, recs)
     }
 
@@ -953,5 +1088,118 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    fn sealed_multi(parts: &[(Uuid, &[ProposedEventRef<'_>])], versions: &[u64]) -> Vec<u8> {
+        let batch = UnsealedBatch::encode_multi(parts).unwrap();
+        let header = BatchHeader {
+            batch_len: batch.len() as u32,
+            first_position: 50,
+            count: batch.count(),
+            recorded_at: 9,
+            group_start: 32,
+        };
+        let mut out = Vec::new();
+        batch.seal_into(&mut out, 3, header, versions, |_, _| {});
+        out
+    }
+
+    #[test]
+    fn multi_stream_batch_round_trips_with_its_runs() {
+        let (a, b, c) = (Uuid::from_u128(1), Uuid::from_u128(2), Uuid::from_u128(3));
+        let ea = [ev("A", b"1"), ev("A", b"2")];
+        let eb = [ev("B", b"3")];
+        let ec = [ev("C", b"4"), ev("C", b"5"), ev("C", b"6")];
+        let bytes = sealed_multi(&[(a, &ea), (b, &eb), (c, &ec)], &[0, 10, 4]);
+        let info = match parse_batch(&bytes, 3).unwrap() {
+            DecodeOutcome::Complete { value, .. } => value,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(info.header.count, 6);
+        let runs: Vec<(Uuid, u64, u32)> = info
+            .runs
+            .iter()
+            .map(|(r, i)| (r.stream_id, r.first_version, *i))
+            .collect();
+        assert_eq!(runs, vec![(a, 0, 0), (b, 10, 2), (c, 4, 3)]);
+        let placed: Vec<(u64, Uuid, u64)> = info
+            .records
+            .iter()
+            .map(|&(o, l)| {
+                let v = view_verified_record(&bytes[o as usize..(o + l) as usize]);
+                (v.global_position, v.stream_id, v.stream_version)
+            })
+            .collect();
+        assert_eq!(
+            placed,
+            vec![
+                (50, a, 0),
+                (51, a, 1),
+                (52, b, 10),
+                (53, c, 4),
+                (54, c, 5),
+                (55, c, 6)
+            ]
+        );
+        let batch = UnsealedBatch::encode_multi(&[(a, &ea), (b, &eb)]).unwrap();
+        assert_eq!(batch.parts(), &[2, 1]);
+        let ids: Vec<Uuid> = batch.record_ids().map(|(s, _)| s).collect();
+        assert_eq!(ids, vec![a, a, b]);
+    }
+
+    #[test]
+    fn a_stream_that_returns_within_a_batch_is_damage() {
+        let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        let one = [ev("A", b"1")];
+        let bytes = sealed_multi(&[(a, &one), (b, &one), (a, &one)], &[0, 0, 1]);
+        match parse_batch(&bytes, 3) {
+            Err(Damage(d)) => assert!(d.contains("contiguous"), "{d}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn version_one_and_two_headers_are_read_and_others_refused() {
+        for v in [FORMAT_VERSION_1, FORMAT_VERSION] {
+            let h = encode_file_header_version(77, v);
+            assert_eq!(decode_file_header_version(&h).unwrap(), (77, v));
+            assert!(is_interrupted_creation(&h[..7]));
+        }
+        assert_eq!(encode_file_header(1)[6], 2, "new stores are version 2");
+        for v in [0u16, 3, 0x100] {
+            let h = encode_file_header_version(77, v);
+            assert!(matches!(
+                decode_file_header_version(&h),
+                Err(Error::InvalidHeader { .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn a_torn_rewrite_from_version_1_to_2_is_recognised() {
+        let old = encode_file_header_version(0xabcd, FORMAT_VERSION_1);
+        let new = encode_file_header_version(0xabcd, FORMAT_VERSION);
+        for t in 1..FILE_HEADER_LEN {
+            let mut torn = old;
+            torn[..t].copy_from_slice(&new[..t]);
+            if decode_file_header_version(&torn).is_err() {
+                assert_eq!(torn_upgrade(&torn), Some(0xabcd), "torn at {t}");
+            }
+            // Blocks may land in any order: the old CRC with the new version, too.
+            let mut mixed = new;
+            mixed[t] = old[t];
+            if decode_file_header_version(&mixed).is_err() {
+                assert_eq!(torn_upgrade(&mixed), Some(0xabcd), "mixed at {t}");
+            }
+        }
+        // Any other damage is not a torn upgrade.
+        let mut bad = new;
+        bad[29] ^= 0x10;
+        assert_eq!(torn_upgrade(&bad), None);
+        let mut bad = old;
+        bad[28..].copy_from_slice(&new[28..]);
+        bad[9] ^= 1;
+        assert_eq!(torn_upgrade(&bad), None);
+        assert_eq!(torn_upgrade(&new[..20]), None);
     }
 }

@@ -70,6 +70,17 @@ pub enum Error {
     /// A write on a handle opened read-only.
     #[error("store {} is open read-only: appends are refused", .path.display())]
     ReadOnly { path: PathBuf },
+    /// An event id of the append is already recorded, and the append is not an exact
+    /// retry of the one that recorded it; nothing was written.
+    #[error(
+        "duplicate event id {event_id}: it is already recorded (at global position \
+         {position}) and this append is not an exact retry of the one that wrote it"
+    )]
+    DuplicateEventId { event_id: Uuid, position: u64 },
+
+    /// No event has this id.
+    #[error("event {event_id} not found")]
+    EventNotFound { event_id: Uuid },
 }
 
 /// Why a file header was refused.
@@ -179,6 +190,13 @@ impl Error {
                 cause: cause.clone(),
             },
             Error::ReadOnly { path } => Error::ReadOnly { path: path.clone() },
+            Error::DuplicateEventId { event_id, position } => Error::DuplicateEventId {
+                event_id: *event_id,
+                position: *position,
+            },
+            Error::EventNotFound { event_id } => Error::EventNotFound {
+                event_id: *event_id,
+            },
         }
     }
 }

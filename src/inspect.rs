@@ -44,8 +44,12 @@ pub struct IntactBatch<'a> {
     pub len: u64,
     pub first_position: u64,
     pub count: u32,
+    /// The batch's first stream (its only one unless it is a multi-stream append).
     pub stream_id: Uuid,
     pub first_version: u64,
+    /// Every stream of the batch: `(stream id, first version, events)`, in order (one
+    /// entry, or several for a multi-stream append of format 2).
+    pub streams: &'a [(Uuid, u64, u32)],
     /// Commit time, µs since the Unix epoch.
     pub recorded_at: u64,
     /// File offset where the write that carried this batch began.
@@ -197,12 +201,14 @@ struct Checked {
 }
 
 /// Checks the batch at `offset` (all of it, record checksums included); collects its
-/// records' `(offset in the batch, length)` into `records`.
+/// records' `(offset in the batch, length)` into `records` and its streams'
+/// `(stream id, first version, events)` into `streams`.
 fn check_batch(
     window: &mut Window<'_>,
     seed: &SaltedCrc,
     offset: u64,
     records: &mut Vec<(u32, u32)>,
+    streams: &mut Vec<(Uuid, u64, u32)>,
 ) -> Result<Result<Checked, String>, Error> {
     let file_len = window.file_len;
     let (header, crc) = match codec::check_batch_header(window.get(offset, BATCH_HEADER_LEN)?, seed)
@@ -221,14 +227,22 @@ fn check_batch(
     }
     let bytes = window.get(offset, len as usize)?;
     records.clear();
-    let summary =
-        match codec::check_batch_body(bytes, header, crc, |at, len| records.push((at, len))) {
-            Ok(DecodeOutcome::Complete { value, .. }) => value,
-            Ok(DecodeOutcome::Incomplete { .. }) => {
-                return Ok(Err("the file ends inside a batch".into()))
-            }
-            Err(d) => return Ok(Err(d.0)),
-        };
+    streams.clear();
+    let summary = match codec::check_batch_body(bytes, header, crc, |at, len, run| {
+        if let Some(r) = run {
+            streams.push((r.stream_id, r.first_version, 0));
+        }
+        if let Some(last) = streams.last_mut() {
+            last.2 += 1;
+        }
+        records.push((at, len))
+    }) {
+        Ok(DecodeOutcome::Complete { value, .. }) => value,
+        Ok(DecodeOutcome::Incomplete { .. }) => {
+            return Ok(Err("the file ends inside a batch".into()))
+        }
+        Err(d) => return Ok(Err(d.0)),
+    };
     for (i, &(at, rlen)) in records.iter().enumerate() {
         let rec = &bytes[at as usize..(at + rlen) as usize];
         if let Err(d) = codec::parse_record(rec) {
@@ -328,6 +342,7 @@ fn scan_batches(
     let file_len = window.file_len;
     let seed = SaltedCrc::new(salt);
     let mut records = Vec::new();
+    let mut streams = Vec::new();
     let mut next_versions: HashMap<Uuid, u64> = HashMap::new();
     let mut found = Inspection {
         format_version: 0,
@@ -349,10 +364,10 @@ fn scan_batches(
     let mut open_range: Option<(u64, String)> = None;
     while offset < file_len {
         let checked = if open_range.is_none() {
-            check_batch(window, &seed, offset, &mut records)?
+            check_batch(window, &seed, offset, &mut records, &mut streams)?
         } else {
             // Looking for the next intact batch after damage, byte by byte.
-            match find_batch(window, &seed, offset, expected, &mut records)? {
+            match find_batch(window, &seed, offset, expected, &mut records, &mut streams)? {
                 Some((at, checked)) => {
                     offset = at;
                     Ok(checked)
@@ -421,24 +436,25 @@ fn scan_batches(
             later_groups.push(0);
             in_sequence = false;
         }
-        let next_version = next_versions.entry(b.stream_id).or_insert(0);
-        if b.first_version != *next_version && in_sequence {
-            // Nothing was lost before it, so the stream's versions must continue.
-            found.ranges.push(DamagedRange {
-                start: offset,
-                end: offset,
-                first_lost_position: expected,
-                lost_events: Some(0),
-                kind: RangeKind::Damage,
-                detail: format!(
-                    "batch continues stream {} at version {}, expected {next_version}",
-                    b.stream_id, b.first_version
-                ),
-            });
-            later_groups.push(0);
-            in_sequence = false;
+        for &(stream_id, first_version, count) in &streams {
+            let next_version = next_versions.entry(stream_id).or_insert(0);
+            if first_version != *next_version && in_sequence {
+                // Nothing was lost before it, so the stream's versions must continue.
+                found.ranges.push(DamagedRange {
+                    start: offset,
+                    end: offset,
+                    first_lost_position: expected,
+                    lost_events: Some(0),
+                    kind: RangeKind::Damage,
+                    detail: format!(
+                        "batch continues stream {stream_id} at version {first_version}, expected {next_version}"
+                    ),
+                });
+                later_groups.push(0);
+                in_sequence = false;
+            }
+            *next_version = first_version + u64::from(count);
         }
-        *next_version = b.first_version + u64::from(b.count);
         if let Some(g) = later_groups.last_mut() {
             *g = (*g).max(b.group_start);
         }
@@ -450,6 +466,7 @@ fn scan_batches(
             count: b.count,
             stream_id: b.stream_id,
             first_version: b.first_version,
+            streams: &streams,
             recorded_at: b.recorded_at,
             group_start: b.group_start,
             in_sequence,
@@ -502,6 +519,7 @@ fn find_batch(
     from: u64,
     expected: u64,
     records: &mut Vec<(u32, u32)>,
+    streams: &mut Vec<(Uuid, u64, u32)>,
 ) -> Result<Option<(u64, Checked)>, Error> {
     let file_len = window.file_len;
     let mut at = from;
@@ -517,7 +535,7 @@ fn find_batch(
                 .collect()
         };
         for candidate in hits {
-            if let Ok(b) = check_batch(window, seed, candidate, records)? {
+            if let Ok(b) = check_batch(window, seed, candidate, records, streams)? {
                 if b.first_position >= expected {
                     return Ok(Some((candidate, b)));
                 }
@@ -592,24 +610,25 @@ pub fn salvage(
             if file_len == 0 {
                 file_len = std::fs::metadata(source).map_or(0, |m| m.len());
             }
-            let events: Vec<ProposedEvent> = b
-                .events()
-                .map(|e| ProposedEvent {
-                    event_id: e.event_id,
-                    event_type: e.event_type.to_string(),
-                    metadata: e.metadata.to_vec(),
-                    payload: e.payload.to_vec(),
-                })
-                .collect();
+            let mut events = b.events().map(|e| ProposedEvent {
+                event_id: e.event_id,
+                event_type: e.event_type.to_string(),
+                metadata: e.metadata.to_vec(),
+                payload: e.payload.to_vec(),
+            });
             if renumbered_from.is_none() && b.first_position != kept_events {
                 renumbered_from = Some(b.first_position);
             }
-            pending.push(CopiedBatch {
-                stream_id: b.stream_id,
-                expected_version: ExpectedVersion::Any,
-                recorded_at: b.recorded_at,
-                events,
-            });
+            // A multi-stream batch is copied as one batch per stream, in order, in the
+            // same group commit (the copy is made in a new file, renamed when whole).
+            for &(stream_id, _, count) in b.streams {
+                pending.push(CopiedBatch {
+                    stream_id,
+                    expected_version: ExpectedVersion::Any,
+                    recorded_at: b.recorded_at,
+                    events: events.by_ref().take(count as usize).collect(),
+                });
+            }
             pending_bytes += b.len as usize;
             kept_batches += 1;
             kept_events += u64::from(b.count);

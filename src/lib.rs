@@ -35,11 +35,11 @@ pub mod types;
 pub use error::{Error, HeaderCause};
 pub use store::{
     BackupReport, CopiedBatch, EventBatch, Filter, IndexStats, OpenOptions, Store, StoreInfo,
-    Subscription,
+    StreamInfo, Subscription,
 };
 pub use types::{
-    AppendResult, ExpectedVersion, ProposedEvent, ProposedEventRef, RecordedEvent, MAX_EVENT_SIZE,
-    MAX_EVENT_TYPE_LEN, RECORD_OVERHEAD,
+    AppendResult, ExpectedVersion, ProposedEvent, ProposedEventRef, RecordedEvent, StreamAppend,
+    MAX_EVENT_SIZE, MAX_EVENT_TYPE_LEN, RECORD_OVERHEAD,
 };
 pub use uuid::Uuid;
 

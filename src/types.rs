@@ -117,6 +117,17 @@ pub struct AppendResult {
     pub count: u64,
     /// The commit time stamped on every event of the append.
     pub recorded_at: u64,
+    /// The append repeated an earlier acknowledged one exactly (same streams, same event
+    /// ids, same order): nothing was written, and this is the earlier append's result.
+    pub deduplicated: bool,
+}
+
+/// One stream's part of a multi-stream append (`Store::append_multi`).
+#[derive(Debug, Clone, Copy)]
+pub struct StreamAppend<'a> {
+    pub stream_id: Uuid,
+    pub expected_version: ExpectedVersion,
+    pub events: &'a [ProposedEventRef<'a>],
 }
 
 #[cfg(test)]

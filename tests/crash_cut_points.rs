@@ -1,5 +1,6 @@
 //! Issue 4, point 1: every cut point. A store built from a known mix of appends (batch
-//! sizes 1, 2, 3 and 17; events from 0 bytes to `MAX_EVENT_SIZE`) is cut at every byte
+//! sizes 1, 2, 3 and 17; events from 0 bytes to `MAX_EVENT_SIZE`; about a third of the
+//! batches of two or more events are multi-stream appends, issue 11) is cut at every byte
 //! length and opened: it must open, hold exactly the whole batches that fit, have cut
 //! off the rest, and take one more append that survives a reopen. Tails of zeros and of
 //! random bytes appended to a whole store must be dropped.
@@ -90,6 +91,8 @@ fn cut_and_check(
 fn every_cut_point_of_a_small_store() {
     let dir = scratch();
     let batches: Vec<_> = (0..24).map(|k| planned(k, Profile::SMALL, 0)).collect();
+    let multi = batches.iter().filter(|b| b.is_multi()).count();
+    assert!(multi >= 3, "the small store must hold multi-stream appends");
     let (bytes, acked, ends) = build(dir.path(), &batches);
     let stride = env_usize("ES_CUT_STRIDE_SMALL", 1).max(1);
     // From the empty file (a crash during creation) to the whole store.
@@ -103,7 +106,7 @@ fn every_cut_point_of_a_small_store() {
         env_usize("ES_CUT_APPEND_EVERY", 5).max(1),
     );
     eprintln!(
-        "small store: {} bytes, {} batches, {} cut points opened ({} with append+reopen), nothing acknowledged lost",
+        "small store: {} bytes, {} batches ({multi} multi-stream), {} cut points opened ({} with append+reopen), nothing acknowledged lost",
         bytes.len(),
         batches.len(),
         cuts.opened,

@@ -124,6 +124,7 @@ const PROFILE: Profile = Profile {
     streams: 2,
     max_payload: 30_000,
     max_size_one_in: 4,
+    multi_one_in: 0,
 };
 
 /// One run with the `n`th call of `kind` failing. Returns whether the fault fired.
@@ -375,6 +376,7 @@ const SMALL_APPENDS: Profile = Profile {
     streams: 3,
     max_payload: 2000,
     max_size_one_in: 0,
+    multi_one_in: 0,
 };
 
 /// Fills the file system holding `dir` to the last byte with a file `filler`, then

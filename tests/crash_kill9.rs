@@ -4,7 +4,9 @@
 //! in `child_process_entry`). An appending child prints `ACK key position version time`
 //! after every append that returned `Ok`; the parent kills it with SIGKILL at random
 //! moments (before and during open and recovery, and between or during appends), then
-//! checks a copy of the file against every acknowledgement it received.
+//! checks a copy of the file against every acknowledgement it received. About one batch
+//! in four is a multi-stream append (`Profile::multi_one_in`), which must be found
+//! whole or not at all, like every batch.
 //!
 //! Knobs: `ES_KILL9_ROUNDS` (default 20; 1,000 in the soak), `ES_KILL9_THREADS` (default
 //! 2), `ES_KILL9_ROTATE` (a fresh store every this many rounds, default 25), `ES_SEED`. The strace test (`#[ignore]`, run by `scripts/soak.sh`) takes
@@ -25,6 +27,7 @@ const PROFILE: Profile = Profile {
     streams: 3,
     max_payload: 1500,
     max_size_one_in: 60,
+    multi_one_in: 3,
 };
 
 fn key(round: u64, thread: u64, seq: u64) -> u64 {
@@ -201,7 +204,7 @@ fn kill9_at_random_moments_loses_nothing_acknowledged() {
     let threads = env_usize("ES_KILL9_THREADS", 2) as u64;
     let mut rng = Rng::new(seed());
     let mut model: Vec<Acked> = Vec::new();
-    let (mut before_open, mut total_acks, mut present) = (0, 0, 0);
+    let (mut before_open, mut total_acks, mut present, mut multi_acks) = (0, 0, 0, 0);
     let started = Instant::now();
     let rotate = env_usize("ES_KILL9_ROTATE", 25).max(1) as u64;
     let mut stores = 0;
@@ -258,6 +261,7 @@ fn kill9_at_random_moments_loses_nothing_acknowledged() {
         );
         let acks = lines.acks();
         total_acks += acks.len();
+        multi_acks += acks.iter().filter(|a| a.batch.is_multi()).count();
         model.extend(acks.iter().cloned());
         let inflight = in_flight(round, threads, &acks);
         if path.exists() {
@@ -272,8 +276,14 @@ fn kill9_at_random_moments_loses_nothing_acknowledged() {
         model = merged(&model, &verdict);
     }
     check_recovers_and_continues(&path, &model, &[], 1 << 45).unwrap();
+    if total_acks >= 30 {
+        assert!(
+            multi_acks > 0,
+            "the workload must hold multi-stream appends"
+        );
+    }
     eprintln!(
-        "kill -9: {rounds} rounds ({before_open} killed before open returned), {total_acks} acknowledged batches, {present} in-flight batches found whole, {} stores checked, {:.1}s; nothing acknowledged lost",
+        "kill -9: {rounds} rounds ({before_open} killed before open returned), {total_acks} acknowledged batches ({multi_acks} multi-stream), {present} in-flight batches found whole, {} stores checked, {:.1}s; nothing acknowledged lost",
         stores + 1,
         started.elapsed().as_secs_f64()
     );

@@ -373,8 +373,13 @@ fn the_index_stays_within_24_bytes_per_event() {
     for store in [Store::open(&t.path).unwrap(), read_only(&t.path).unwrap()] {
         let stats = store.index_stats();
         assert_eq!(stats.events, 100_000);
-        let per_event = stats.heap_bytes as f64 / stats.events as f64;
-        assert!(per_event <= 24.0, "{per_event} bytes per event");
+        let per_event = (stats.heap_bytes - stats.id_bytes) as f64 / stats.events as f64;
+        assert!(
+            per_event <= 24.0,
+            "{per_event} bytes per event without the id table"
+        );
+        let in_all = stats.heap_bytes as f64 / stats.events as f64;
+        assert!(in_all <= 36.0, "{in_all} bytes per event in all");
     }
 }
 
@@ -428,4 +433,63 @@ fn a_reader_that_found_no_side_file_wakes_once_a_writer_appears() {
         assert_eq!(h.join().unwrap(), 2);
         assert!(t0.elapsed() < Duration::from_secs(5));
     });
+}
+
+#[test]
+fn a_reader_follows_multi_stream_appends_a_format_upgrade_and_finds_events_by_id() {
+    let t = temp_store();
+    // A version-1 store (written by 0.1), upgraded by the first multi-stream append
+    // while a reader follows it.
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/v0.1.store"),
+        &t.path,
+    )
+    .unwrap();
+    let reader = read_only(&t.path).unwrap();
+    let before = reader.global_position();
+    assert!(before > 0);
+    let writer = Store::open(&t.path).unwrap();
+    let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+    let (ea, eb) = (event("A", b"1"), event("B", b"2"));
+    let (ra, rb) = ([ea.as_ref()], [eb.as_ref()]);
+    writer
+        .append_multi(&[
+            eventstore::StreamAppend {
+                stream_id: a,
+                expected_version: ExpectedVersion::NoStream,
+                events: &ra,
+            },
+            eventstore::StreamAppend {
+                stream_id: b,
+                expected_version: ExpectedVersion::NoStream,
+                events: &rb,
+            },
+        ])
+        .unwrap();
+    assert_eq!(reader.global_position(), before + 2);
+    assert_eq!(
+        reader.info().format_version,
+        2,
+        "the reader saw the upgrade"
+    );
+    assert_eq!(reader.read_event(eb.event_id).unwrap().stream_id, b);
+    assert_eq!(reader.stream_version(&a), Some(0));
+    assert_eq!(
+        reader.list_streams(0, u64::MAX),
+        writer.list_streams(0, u64::MAX)
+    );
+    assert_eq!(
+        reader.read_all_backward(u64::MAX, 2).unwrap(),
+        writer.read_all_backward(u64::MAX, 2).unwrap()
+    );
+    // Many more, so that the reader's id table grows while it follows.
+    for i in 0..3000u32 {
+        writer
+            .append(a, ExpectedVersion::Any, vec![event("C", &i.to_le_bytes())])
+            .unwrap();
+    }
+    let last = writer.read_all_backward(u64::MAX, 1).unwrap().remove(0);
+    assert_eq!(reader.read_event(last.event_id).unwrap(), last);
+    let first_new = writer.read_event(ea.event_id).unwrap();
+    assert_eq!(reader.read_event(ea.event_id).unwrap(), first_new);
 }

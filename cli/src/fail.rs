@@ -66,6 +66,11 @@ impl Fail {
                 format!("{e}; read the stream's last version with `eventstore streams {p}` and retry with it"),
             ),
             Error::InvalidArgument(_) | Error::EventTooLarge { .. } => Fail::new(EXIT_USAGE, e.to_string()),
+            Error::DuplicateEventId { .. } => Fail::new(
+                EXIT_FOUND,
+                format!("{e}; an event id is written once per store: give new events new ids (or none)"),
+            ),
+            Error::EventNotFound { .. } => Fail::new(EXIT_FOUND, e.to_string()),
             Error::Poisoned { .. } => Fail::new(
                 EXIT_IO,
                 format!("{e}; check the disk (space, errors) and retry"),

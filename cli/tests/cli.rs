@@ -312,7 +312,7 @@ fn info_reports_the_store_facts() {
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let v = json(&o);
     let len = std::fs::metadata(&path).unwrap().len();
-    assert_eq!(v["format_version"], 1);
+    assert_eq!(v["format_version"], 2, "new stores are format version 2");
     assert_eq!(v["events"], 17);
     assert_eq!(v["streams"], 3);
     assert_eq!(v["data_bytes"], len);

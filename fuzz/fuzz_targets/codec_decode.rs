@@ -14,6 +14,10 @@ fuzz_target!(|data: &[u8]| {
     let bytes = &data[8..];
     let _ = codec::decode_header(bytes);
     let _ = codec::decode_file_header(bytes);
+    let _ = codec::decode_file_header_version(bytes);
+    if let Some(salt) = codec::torn_upgrade(bytes) {
+        assert_eq!(u64::from_le_bytes(bytes[8..16].try_into().unwrap()), salt);
+    }
     let _ = codec::is_interrupted_creation(bytes);
     let _ = codec::decode_record(bytes);
     let _ = codec::parse_verified_record(bytes);
@@ -25,6 +29,8 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(DecodeOutcome::Complete { value, len }) = codec::parse_batch(bytes, salt) {
         assert!(len <= bytes.len());
         assert_eq!(value.records.len(), value.header.count as usize);
+        // Every record belongs to one stream run, the first run starts at record 0.
+        assert_eq!(value.runs.first().map(|r| r.1), Some(0));
         for &(at, l) in &value.records {
             let rec = &bytes[at as usize..(at + l) as usize];
             assert!(matches!(

@@ -25,6 +25,15 @@ struct Arena {
 pub(crate) fn read_into_arena(
     read: impl FnOnce(crate::store::read::Visitor<'_>) -> Result<EventBatch, crate::Error>,
 ) -> Result<es_events, Failure> {
+    read_into_arena_ordered(read, false)
+}
+
+/// [`read_into_arena`], with the events handed out in reverse order when `backward`
+/// (the store reads and visits them in ascending order).
+fn read_into_arena_ordered(
+    read: impl FnOnce(crate::store::read::Visitor<'_>) -> Result<EventBatch, crate::Error>,
+    backward: bool,
+) -> Result<es_events, Failure> {
     let mut items: Vec<es_event> = Vec::new();
     let mut out_of_memory = false;
     let batch = read(&mut |count, v| {
@@ -47,6 +56,9 @@ pub(crate) fn read_into_arena(
         }));
     }
     debug_assert_eq!(items.len(), batch.len());
+    if backward {
+        items.reverse();
+    }
     if batch.is_empty() {
         return Ok(es_events::EMPTY);
     }
@@ -168,6 +180,119 @@ pub extern "C" fn es_read_all(
         let handle = super::store::live(store)?;
         let result =
             read_into_arena(|visit| handle.read_all_batch_visit(from_position, max_count, visit))?;
+        // SAFETY: checked non-NULL and writable by `clear_out`.
+        unsafe { out_events.write(result) };
+        Ok(())
+    })
+}
+
+/// Reads up to `max_count` events of the stream `*stream_id` in descending version
+/// order, starting at version `from_version` (`UINT64_MAX`, or any start past the
+/// stream's last version, starts at its last event), into `*out_events`. To page
+/// backward, continue from the last returned event's `stream_version - 1` until a read
+/// returns fewer than `max_count` events or reaches version 0.
+///
+/// `max_count` 0 gives an empty result and `ES_OK`. A stream with no events is
+/// `ES_ERR_STREAM_NOT_FOUND`, whatever `max_count` is (as for `es_read_stream`).
+///
+/// Ownership, NULL handling and threads: as `es_read_stream`.
+///
+/// Returns `ES_OK`; `ES_ERR_STREAM_NOT_FOUND`; `ES_ERR_INVALID_ARGUMENT` when `store`,
+/// `stream_id` or `out_events` is NULL; `ES_ERR_IO`; `ES_ERR_CORRUPT_RECORD`;
+/// `ES_ERR_INTERNAL`.
+#[no_mangle]
+pub extern "C" fn es_read_stream_backward(
+    store: *const es_store,
+    stream_id: *const es_uuid,
+    from_version: u64,
+    max_count: u64,
+    out_events: *mut es_events,
+) -> es_status {
+    guard("es_read_stream_backward", || {
+        clear_out(out_events)?;
+        non_null(store, "store")?;
+        non_null(stream_id, "stream_id")?;
+        // SAFETY: `store` is a live handle from `es_open`; `stream_id` is non-NULL and
+        // readable (the caller's contract).
+        let (handle, stream) = unsafe { (&*store, Uuid::from_bytes((*stream_id).bytes)) };
+        let result = read_into_arena_ordered(
+            |visit| {
+                handle
+                    .store
+                    .read_stream_backward_visit(stream, from_version, max_count, visit)
+            },
+            true,
+        )?;
+        // SAFETY: checked non-NULL and writable by `clear_out`.
+        unsafe { out_events.write(result) };
+        Ok(())
+    })
+}
+
+/// Reads up to `max_count` events of the whole log in descending global-position
+/// order, starting at `from_position` (`UINT64_MAX`, or any start at or past
+/// `es_global_position()`, starts at the last event), into `*out_events`. To page
+/// backward, continue from the last returned event's `global_position - 1`.
+///
+/// An empty store, or `max_count` 0, gives an empty result and `ES_OK`.
+///
+/// Ownership, NULL handling and threads: as `es_read_stream`.
+///
+/// Returns `ES_OK`; `ES_ERR_INVALID_ARGUMENT` when `store` or `out_events` is NULL;
+/// `ES_ERR_IO`; `ES_ERR_CORRUPT_RECORD`; `ES_ERR_INTERNAL`.
+#[no_mangle]
+pub extern "C" fn es_read_all_backward(
+    store: *const es_store,
+    from_position: u64,
+    max_count: u64,
+    out_events: *mut es_events,
+) -> es_status {
+    guard("es_read_all_backward", || {
+        clear_out(out_events)?;
+        non_null(store, "store")?;
+        // SAFETY: `store` is a live handle from `es_open` (the caller's contract).
+        let handle = unsafe { &*store };
+        let result = read_into_arena_ordered(
+            |visit| {
+                handle
+                    .store
+                    .read_all_backward_visit(from_position, max_count, visit)
+            },
+            true,
+        )?;
+        // SAFETY: checked non-NULL and writable by `clear_out`.
+        unsafe { out_events.write(result) };
+        Ok(())
+    })
+}
+
+/// Reads the event whose id is `*event_id` into `*out_events`, a one-event result.
+///
+/// Event ids are unique in a store (appends refuse to reuse one), so there is at most
+/// one such event (a store written by 0.1, which did not check, may hold an id twice:
+/// the earliest is returned). The lookup costs no scan (an in-memory id table,
+/// confirmed against the file). The all-zero id is never recorded:
+/// `ES_ERR_EVENT_NOT_FOUND`.
+///
+/// Ownership, NULL handling and threads: as `es_read_stream`.
+///
+/// Returns `ES_OK`; `ES_ERR_EVENT_NOT_FOUND` when no event has that id;
+/// `ES_ERR_INVALID_ARGUMENT` when `store`, `event_id` or `out_events` is NULL;
+/// `ES_ERR_IO`; `ES_ERR_CORRUPT_RECORD`; `ES_ERR_INTERNAL`.
+#[no_mangle]
+pub extern "C" fn es_read_event(
+    store: *const es_store,
+    event_id: *const es_uuid,
+    out_events: *mut es_events,
+) -> es_status {
+    guard("es_read_event", || {
+        clear_out(out_events)?;
+        non_null(store, "store")?;
+        non_null(event_id, "event_id")?;
+        // SAFETY: `store` is a live handle from `es_open`; `event_id` is non-NULL and
+        // readable (the caller's contract).
+        let (handle, id) = unsafe { (&*store, Uuid::from_bytes((*event_id).bytes)) };
+        let result = read_into_arena(|visit| handle.store.read_event_visit(id, visit))?;
         // SAFETY: checked non-NULL and writable by `clear_out`.
         unsafe { out_events.write(result) };
         Ok(())

@@ -25,8 +25,9 @@ pub extern "C" fn es_last_error() -> *const c_char {
 }
 
 /// When the most recent failing `es_*` call on the calling thread failed with
-/// `ES_ERR_WRONG_EXPECTED_VERSION`, sets `*out_expected` to the expected version it was
-/// given (in the `expected_version` encoding of `es_append`: `>= 0` or an
+/// `ES_ERR_WRONG_EXPECTED_VERSION` (an `es_append`, or the stream of an
+/// `es_append_multi` whose check failed: the message names it), sets `*out_expected` to
+/// the expected version it was given (in the `expected_version` encoding of `es_append`: `>= 0` or an
 /// `ES_EXPECTED_*` value) and `*out_actual` to the stream's last version at the time
 /// (-1 when the stream had no events), and returns `ES_OK`. Bindings use it to build a
 /// structured conflict error without parsing `es_last_error()`.
@@ -73,6 +74,8 @@ pub extern "C" fn es_status_name(status: i32) -> *const c_char {
         9 => c"ES_ERR_POISONED",
         10 => c"ES_ERR_INTERNAL",
         11 => c"ES_ERR_READ_ONLY",
+        12 => c"ES_ERR_DUPLICATE_EVENT_ID",
+        13 => c"ES_ERR_EVENT_NOT_FOUND",
         _ => c"ES_UNKNOWN",
     };
     name.as_ptr()
@@ -218,8 +221,16 @@ mod tests {
         };
         assert_eq!(name(es_status::ES_OK as i32), "ES_OK");
         assert_eq!(name(es_status::ES_ERR_INTERNAL as i32), "ES_ERR_INTERNAL");
+        assert_eq!(name(14), "ES_UNKNOWN");
         assert_eq!(name(i32::MAX), "ES_UNKNOWN");
         assert_eq!(name(-1), "ES_UNKNOWN");
+        for s in [
+            es_status::ES_ERR_READ_ONLY,
+            es_status::ES_ERR_DUPLICATE_EVENT_ID,
+            es_status::ES_ERR_EVENT_NOT_FOUND,
+        ] {
+            assert_eq!(format!("{s:?}"), name(s as i32));
+        }
         for s in 0..=11 {
             assert_ne!(name(s), "ES_UNKNOWN");
             assert_eq!(format!("{:?}", status_from(s)), name(s));

@@ -16,6 +16,10 @@
 //! - [`follow`]: `es_wait`, `es_wake`, `es_subscribe`, `es_subscription_next`,
 //!   `es_subscription_position`, `es_subscription_close`.
 //! - [`info`]: `es_store_info_get`, `es_set_log_callback`.
+//! - [`append`]: `es_append_multi` (and `es_stream_append`).
+//! - [`streams`]: `es_list_streams`, `es_free_streams`.
+//! - [`events`] also has `es_read_stream_backward`, `es_read_all_backward`,
+//!   `es_read_event`.
 
 #![allow(non_camel_case_types)]
 // The `extern "C"` functions take raw pointers from C and are safe to call exactly
@@ -39,8 +43,11 @@ pub mod open;
 
 pub mod filter;
 
+pub mod append;
 pub mod follow;
 pub mod info;
+
+pub mod streams;
 
 use std::cell::RefCell;
 use std::ffi::{CStr, CString};
@@ -78,6 +85,8 @@ pub(crate) fn status_of(e: &Error) -> es_status {
         Error::Locked { .. } => es_status::ES_ERR_LOCKED,
         Error::Poisoned { .. } => es_status::ES_ERR_POISONED,
         Error::ReadOnly { .. } => es_status::ES_ERR_READ_ONLY,
+        Error::DuplicateEventId { .. } => es_status::ES_ERR_DUPLICATE_EVENT_ID,
+        Error::EventNotFound { .. } => es_status::ES_ERR_EVENT_NOT_FOUND,
     }
 }
 
@@ -354,6 +363,17 @@ mod tests {
             (
                 Error::ReadOnly { path: "p".into() },
                 es_status::ES_ERR_READ_ONLY,
+            ),
+            (
+                Error::DuplicateEventId {
+                    event_id: id,
+                    position: 3,
+                },
+                es_status::ES_ERR_DUPLICATE_EVENT_ID,
+            ),
+            (
+                Error::EventNotFound { event_id: id },
+                es_status::ES_ERR_EVENT_NOT_FOUND,
             ),
         ];
         for (e, status) in cases {

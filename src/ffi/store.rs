@@ -197,6 +197,15 @@ pub(crate) fn live<'a>(store: *const es_store) -> Result<&'a Store, Failure> {
 /// `ES_OK` is returned the whole batch is on stable storage (fsynced). Versions and
 /// positions are contiguous. Events with an all-zero `event_id` get a fresh v4 UUID.
 ///
+/// Idempotent retries: event ids are unique in a store, for every event ever written.
+/// If the stream and the event ids are exactly those of an earlier acknowledged append
+/// (also one made with `es_append_multi` with this one stream), in the same order,
+/// nothing is written and `ES_OK` is returned with that append's original result and
+/// `deduplicated = 1`, whatever `expected_version` says now. Any other reuse of a
+/// recorded id is `ES_ERR_DUPLICATE_EVENT_ID`; the same id twice in `events` is
+/// `ES_ERR_INVALID_ARGUMENT`. An all-zero id gets a fresh UUID, so such an append is
+/// never recognised as a retry: give ids to appends you may retry.
+///
 /// Ownership: the library only reads `events` (and what they point to) during the
 /// call and keeps no pointer into them. `out_result` may be NULL; otherwise it is
 /// written only on success.
@@ -206,10 +215,10 @@ pub(crate) fn live<'a>(store: *const es_store) -> Result<&'a Store, Failure> {
 ///
 /// Returns `ES_OK`; `ES_ERR_INVALID_ARGUMENT` (NULL or closed `store`, NULL `stream_id`
 /// or `events`; `count` 0; an empty, over-long, NULL or non-UTF-8 event type, or one
-/// containing a NUL byte; NULL
-/// metadata or payload with a non-zero length; a bad `expected_version`);
-/// `ES_ERR_EVENT_TOO_LARGE`; `ES_ERR_WRONG_EXPECTED_VERSION` (see
-/// `es_last_conflict`); `ES_ERR_IO` when a write or fsync fails, which poisons the
+/// containing a NUL byte; NULL metadata or payload with a non-zero length; a bad
+/// `expected_version`; an event id twice); `ES_ERR_EVENT_TOO_LARGE`;
+/// `ES_ERR_WRONG_EXPECTED_VERSION` (see `es_last_conflict`); `ES_ERR_DUPLICATE_EVENT_ID`
+/// (message: the id); `ES_ERR_IO` when a write or fsync fails, which poisons the
 /// handle (the batch may or may not be present after reopening, whole, never in
 /// part); `ES_ERR_POISONED` after such a failure, until the store is reopened;
 /// `ES_ERR_INTERNAL`.
@@ -274,13 +283,7 @@ pub extern "C" fn es_append(
         let result = handle.append_refs(stream, expected, &refs)?;
         if !out_result.is_null() {
             // SAFETY: `out_result` is non-NULL and the caller promises it is writable.
-            unsafe {
-                out_result.write(es_append_result {
-                    first_global_position: result.first_global_position,
-                    first_stream_version: result.first_stream_version,
-                    count: result.count,
-                })
-            };
+            unsafe { out_result.write(result.into()) };
         }
         Ok(())
     })

@@ -72,9 +72,10 @@ pub enum es_status {
     /// Damaged data with valid data after it (so not a torn tail left by a crash);
     /// the message names the byte offset. The file was left unchanged.
     ES_ERR_CORRUPT_RECORD = 4,
-    /// The optimistic-concurrency check of `es_append` failed; nothing was written.
-    /// The message names the stream, the expected and the actual version;
-    /// `es_last_conflict()` gives both versions as numbers.
+    /// The optimistic-concurrency check of `es_append` (or of one stream of an
+    /// `es_append_multi`) failed; nothing was written. The message names the stream,
+    /// the expected and the actual version; `es_last_conflict()` gives both versions
+    /// as numbers.
     ES_ERR_WRONG_EXPECTED_VERSION = 5,
     /// The stream has no events.
     ES_ERR_STREAM_NOT_FOUND = 6,
@@ -94,6 +95,12 @@ pub enum es_status {
     /// An append (or any write) on a handle opened with `ES_OPEN_READ_ONLY`. Nothing
     /// was written.
     ES_ERR_READ_ONLY = 11,
+    /// An event id of the append is already recorded and the append is not an exact
+    /// retry of the one that recorded it (see `es_append_multi`); the message names
+    /// the id. Nothing was written.
+    ES_ERR_DUPLICATE_EVENT_ID = 12,
+    /// `es_read_event`: no event has that id.
+    ES_ERR_EVENT_NOT_FOUND = 13,
 }
 
 /// An open event store: opaque, created by `es_open`, destroyed by `es_close`.
@@ -207,7 +214,8 @@ pub struct es_events {
     pub owner: *mut c_void,
 }
 
-/// Where a successful `es_append` put its events.
+/// Where a successful `es_append` (or one stream of an `es_append_multi`) put its
+/// events. (0.2 added `deduplicated`: this layout replaces the 0.1 one.)
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct es_append_result {
@@ -217,6 +225,75 @@ pub struct es_append_result {
     pub first_stream_version: u64,
     /// Number of events appended (the `count` passed in).
     pub count: u64,
+    /// 1 when the append repeated an earlier acknowledged one exactly (same streams,
+    /// same event ids, same order): nothing was written and the fields above are the
+    /// earlier append's. 0 otherwise.
+    pub deduplicated: u32,
+}
+
+impl From<crate::types::AppendResult> for es_append_result {
+    fn from(r: crate::types::AppendResult) -> Self {
+        es_append_result {
+            first_global_position: r.first_global_position,
+            first_stream_version: r.first_stream_version,
+            count: r.count,
+            deduplicated: u32::from(r.deduplicated),
+        }
+    }
+}
+
+/// One stream's part of an `es_append_multi`: the library only reads it, and what it
+/// points to, during the call.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct es_stream_append {
+    /// The stream to append to.
+    pub stream_id: es_uuid,
+    /// `ES_EXPECTED_ANY`, `ES_EXPECTED_NO_STREAM`, `ES_EXPECTED_STREAM_EXISTS`, or the
+    /// stream's exact last version (`>= 0`), as for `es_append`.
+    pub expected_version: i64,
+    /// `count` events for this stream; must not be NULL.
+    pub events: *const es_proposed_event,
+    /// Number of events at `events`; must not be 0.
+    pub count: usize,
+}
+
+/// What `es_list_streams` reports about one stream.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct es_stream_info {
+    /// The stream's id.
+    pub stream_id: es_uuid,
+    /// Its last (0-based) version; its event count is `last_version + 1`.
+    pub last_version: u64,
+    /// Global position of its first event.
+    pub first_global_position: u64,
+    /// Global position of its last event.
+    pub last_global_position: u64,
+}
+
+/// A stream listing: `len` entries at `items`, in order of creation. It owns its
+/// memory, stays valid after `es_close`, and is released only by `es_free_streams`.
+/// The empty value is `{NULL, 0, NULL}` (an empty listing, a failed call, and what
+/// `es_free_streams` resets to).
+#[repr(C)]
+#[derive(Debug)]
+pub struct es_streams {
+    /// The entries; NULL when `len` is 0.
+    pub items: *const es_stream_info,
+    /// Number of entries at `items`.
+    pub len: usize,
+    /// Private to the library: the allocation `es_free_streams` releases.
+    pub owner: *mut c_void,
+}
+
+impl es_streams {
+    /// The empty value `{NULL, 0, NULL}`.
+    pub const EMPTY: es_streams = es_streams {
+        items: std::ptr::null(),
+        len: 0,
+        owner: std::ptr::null_mut(),
+    };
 }
 
 impl es_events {
@@ -264,6 +341,8 @@ mod tests {
             (ES_ERR_POISONED, 9),
             (ES_ERR_INTERNAL, 10),
             (ES_ERR_READ_ONLY, 11),
+            (ES_ERR_DUPLICATE_EVENT_ID, 12),
+            (ES_ERR_EVENT_NOT_FOUND, 13),
         ];
         for (status, value) in all {
             assert_eq!(status as i32, value, "{status:?}");
@@ -280,6 +359,9 @@ mod tests {
         assert_eq!(size_of::<es_proposed_event>(), 16 + 6 * word);
         assert_eq!(size_of::<es_event>(), 24 + 32 + 6 * word);
         assert_eq!(size_of::<es_events>(), 3 * word);
-        assert_eq!(size_of::<es_append_result>(), 24);
+        assert_eq!(size_of::<es_append_result>(), 32);
+        assert_eq!(size_of::<es_stream_append>(), 24 + 2 * word);
+        assert_eq!(size_of::<es_stream_info>(), 40);
+        assert_eq!(size_of::<es_streams>(), 3 * word);
     }
 }

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use crate::codec::{self, UnsealedBatch, BATCH_TRAILER_LEN, FILE_HEADER_LEN};
 use crate::error::Error;
 use crate::store::io::{self, read_exact_at};
-use crate::store::writer::{Request, Wakeup};
+use crate::store::writer::{Part, Request, Wakeup};
 use crate::store::{lock, read_lock, Store};
 use crate::types::{AppendResult, ExpectedVersion, ProposedEvent, ProposedEventRef};
 
@@ -53,7 +53,10 @@ impl Store {
     ///
     /// Commit times are taken as given, also when they are older than the last one:
     /// ordinary appends after them are never stamped earlier than the latest of them.
+    /// Event ids are not checked for uniqueness (a store written by 0.1 may hold an id
+    /// twice, and a copy keeps it so); ordinary appends after them still are.
     pub fn append_copied(&self, batches: Vec<CopiedBatch>) -> Result<Vec<AppendResult>, Error> {
+        self.check_writable()?;
         if batches.is_empty() {
             return Ok(Vec::new());
         }
@@ -76,11 +79,15 @@ impl Store {
                 codec::check_event(e)?;
             }
             requests.push(Request {
-                stream_id: b.stream_id,
-                expected: b.expected_version,
+                parts: vec![Part {
+                    stream_id: b.stream_id,
+                    expected: b.expected_version,
+                }],
                 batch: UnsealedBatch::encode(&b.stream_id, &refs)?,
                 answer: Arc::default(),
                 recorded_at: Some(b.recorded_at),
+                // A copy keeps the log as it is: a 0.1 store may hold an id twice.
+                check_ids: false,
             });
         }
         let slots: Vec<_> = requests.iter().map(|r| Arc::clone(&r.answer)).collect();
@@ -112,7 +119,7 @@ impl Store {
                 },
             };
             match result {
-                Ok(r) => results.push(r),
+                Ok(mut r) => results.push(r.swap_remove(0)),
                 Err(e) => {
                     first_error.get_or_insert(e);
                 }

@@ -42,7 +42,9 @@ impl Store {
             (index.stats(), end)
         };
         StoreInfo {
-            format_version: self.format_version,
+            format_version: self
+                .format_version
+                .load(std::sync::atomic::Ordering::Acquire),
             read_only: self.is_read_only(),
             poisoned: self.is_poisoned(),
             event_count: stats.events,

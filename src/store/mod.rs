@@ -6,7 +6,9 @@
 //! fsync.
 
 mod copy;
+mod dedup;
 mod follow;
+pub mod ids;
 pub mod index;
 mod info;
 pub mod io;
@@ -16,6 +18,7 @@ mod recovery;
 pub(crate) mod shared;
 pub mod types_table;
 mod writer;
+mod writes;
 
 use std::fs::{File, OpenOptions as FsOpenOptions};
 use std::path::{Path, PathBuf};
@@ -24,14 +27,14 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use uuid::Uuid;
 
-use crate::codec::{self, UnsealedBatch, FILE_HEADER_LEN};
+use crate::codec::{self, FILE_HEADER_LEN};
 use crate::error::Error;
 use crate::types::{AppendResult, ExpectedVersion, ProposedEvent, ProposedEventRef, RecordedEvent};
 
 pub use self::copy::{BackupReport, CopiedBatch};
 pub use self::follow::Subscription;
 use self::index::Index;
-pub use self::index::IndexStats;
+pub use self::index::{IndexStats, StreamInfo};
 pub use self::info::StoreInfo;
 use self::io::StorageFile;
 pub(crate) use self::read::advise_huge;
@@ -126,8 +129,10 @@ pub struct Store {
     writer: Mutex<Writer>,
     queue: Mutex<Queue>,
     closed: bool,
-    /// The file's format version, from its header.
-    format_version: u16,
+    /// The file's format version, from its header; 2 once the writer has upgraded a
+    /// version-1 file (copied from the writer after each group commit, readable
+    /// without waiting for the writer lock).
+    format_version: std::sync::atomic::AtomicU16,
     /// Bytes this open's recovery cut off the end of the file (0: none).
     recovered_bytes_dropped: u64,
     /// Set once appends are refused (a failed write or sync, a panic): readable
@@ -191,10 +196,15 @@ impl Store {
         let mut head = vec![0u8; FILE_HEADER_LEN.min(file_len as usize)];
         io::read_exact_at(file.as_ref(), &mut head, 0)
             .map_err(|e| Error::io(format!("read the header of {shown}"), e))?;
-        let (salt, scan) = match codec::decode_file_header(&head) {
-            Ok(salt) => {
-                let scan = recovery::scan(file.as_ref(), file_len, salt)?;
-                (salt, scan)
+        let (salt, version, scan) = match codec::decode_file_header_version(&head) {
+            Ok((salt, version)) => {
+                let scan = recovery::scan(file.as_ref(), file_len, salt, version)?;
+                (salt, version, scan)
+            }
+            Err(_) if file_len > FILE_HEADER_LEN as u64 && codec::torn_upgrade(&head).is_some() => {
+                let salt = codec::torn_upgrade(&head).expect("checked");
+                let scan = repair_torn_header(file.as_ref(), file_len, salt, path)?;
+                (salt, codec::FORMAT_VERSION_1, scan)
             }
             // Only a file no longer than a header can be an interrupted creation: `head`
             // is just the first bytes of a longer file, whose damaged header (salt or
@@ -207,8 +217,9 @@ impl Store {
                     index: Index::default(),
                     end: FILE_HEADER_LEN as u64,
                     torn_tail: None,
+                    multi_stream_batches: 0,
                 };
-                (salt, scan)
+                (salt, codec::FORMAT_VERSION, scan)
             }
             Err(Error::InvalidHeader { cause, .. }) => {
                 return Err(Error::InvalidHeader {
@@ -218,7 +229,6 @@ impl Store {
             }
             Err(e) => return Err(e),
         };
-        let format_version = codec::decode_header(&head).unwrap_or(codec::FORMAT_VERSION);
         let file_len = file_len.max(FILE_HEADER_LEN as u64);
         let mut recovered_bytes_dropped = 0;
         if scan.end < file_len {
@@ -264,7 +274,13 @@ impl Store {
             follower: None,
             side,
             wakeup: follow::Wakeup::default(),
-            writer: Mutex::new(Writer::new(scan.end, scan.end, options.preallocate, shown)),
+            writer: Mutex::new(Writer::new(
+                scan.end,
+                scan.end,
+                options.preallocate,
+                shown,
+                version,
+            )),
             path: path.to_path_buf(),
             file,
             _lock: lock,
@@ -272,7 +288,7 @@ impl Store {
             index: RwLock::new(scan.index),
             queue: Mutex::new(Queue::default()),
             closed: false,
-            format_version,
+            format_version: std::sync::atomic::AtomicU16::new(version),
             recovered_bytes_dropped,
             poisoned: AtomicBool::new(false),
         })
@@ -286,6 +302,11 @@ impl Store {
     /// Appends `proposed_events` to a stream as one atomic batch, if the stream's state
     /// satisfies `expected_version`, and returns them as recorded. When it returns `Ok`
     /// the batch is on stable storage. Nil event ids are replaced with fresh v4 UUIDs.
+    ///
+    /// Event ids are unique in a store: an exact retry of an acknowledged append (same
+    /// stream, same ids, same order) writes nothing and returns the events where they
+    /// were recorded, whatever `expected_version` says now; any other reuse of an id is
+    /// `Error::DuplicateEventId` (see [`Store::append_multi`]).
     pub fn append(
         &self,
         stream_id: Uuid,
@@ -318,48 +339,24 @@ impl Store {
     }
 
     /// [`Store::append`] for borrowed events: no copy of the events is made besides
-    /// their encoding, and only the placement of the batch is returned.
+    /// their encoding, and only the placement of the batch is returned (with
+    /// `deduplicated` set for an exact retry). The same as a one-stream
+    /// [`Store::append_multi`].
     pub fn append_refs(
         &self,
         stream_id: Uuid,
         expected_version: ExpectedVersion,
         events: &[ProposedEventRef<'_>],
     ) -> Result<AppendResult, Error> {
-        self.check_writable()?;
-        if events.is_empty() {
-            return Err(Error::InvalidArgument(
-                "an append needs at least one event".into(),
-            ));
-        }
-        for e in events {
-            codec::check_event(e)?;
-        }
-        let batch = if events.iter().any(|e| e.event_id.is_nil()) {
-            let with_ids: Vec<ProposedEventRef<'_>> = events
-                .iter()
-                .map(|e| ProposedEventRef {
-                    event_id: if e.event_id.is_nil() {
-                        Uuid::new_v4()
-                    } else {
-                        e.event_id
-                    },
-                    ..*e
-                })
-                .collect();
-            UnsealedBatch::encode(&stream_id, &with_ids)?
-        } else {
-            UnsealedBatch::encode(&stream_id, events)?
-        };
-        self.commit(Request {
+        let mut results = self.append_multi(&[crate::types::StreamAppend {
             stream_id,
-            expected: expected_version,
-            batch,
-            answer: Arc::default(),
-            recorded_at: None,
-        })
+            expected_version,
+            events,
+        }])?;
+        Ok(results.swap_remove(0))
     }
 
-    fn commit(&self, request: Request) -> Result<AppendResult, Error> {
+    fn commit(&self, request: Request) -> writer::Outcome {
         let slot = Arc::clone(&request.answer);
         let lead_now = {
             let mut queue = lock(&self.queue);
@@ -413,6 +410,8 @@ impl Store {
                 if writer.poisoned.is_some() {
                     self.poisoned.store(true, Ordering::Release);
                 }
+                self.format_version
+                    .store(writer.format_version, Ordering::Release);
                 // Before anyone is answered: an acknowledged event is visible everywhere.
                 self.published(writer.end);
             }
@@ -637,6 +636,37 @@ impl Drop for Store {
         // `close` logs its own failure; a drop has no one else to tell.
         let _ = self.shut_down();
     }
+}
+
+/// Opens a file whose header a crash may have torn while upgrading it to version 2
+/// (see `codec::torn_upgrade`). Then no batch needs version 2: the file is scanned
+/// (as version 2, which reads everything version 1 does) and, if it holds no
+/// multi-stream batch, its header is rewritten as the version-1 header it was and
+/// synced. A file with multi-stream batches had a synced version-2 header: this one is
+/// damaged, which is `InvalidHeader`, and the file is left unchanged.
+fn repair_torn_header(
+    file: &dyn StorageFile,
+    file_len: u64,
+    salt: u64,
+    path: &Path,
+) -> Result<recovery::Scan, Error> {
+    let shown = path.display();
+    let scan = recovery::scan(file, file_len, salt, codec::FORMAT_VERSION)?;
+    if scan.multi_stream_batches > 0 {
+        return Err(Error::InvalidHeader {
+            path: path.to_path_buf(),
+            cause: crate::error::HeaderCause::DamagedChecksum,
+        });
+    }
+    crate::log::log(
+        crate::log::Level::Warn,
+        &format!("{shown}: repairing a header torn while it was upgraded to format version 2"),
+    );
+    let header = codec::encode_file_header_version(salt, codec::FORMAT_VERSION_1);
+    io::write_all_at(file, &header, 0)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| Error::io(format!("repair the header of {shown}"), e))?;
+    Ok(scan)
 }
 
 /// Writes the header of a new store and makes the file and its name durable.

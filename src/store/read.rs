@@ -32,6 +32,11 @@ impl EventBatch {
         self.records.is_empty()
     }
 
+    /// Reverses the order of the events (for backward reads).
+    pub fn reverse(&mut self) {
+        self.records.reverse();
+    }
+
     /// Empties the batch, keeping its memory for the next `*_batch_into` read.
     pub fn clear(&mut self) {
         self.records.clear();

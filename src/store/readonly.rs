@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use crate::codec::{self, FILE_HEADER_LEN};
 use crate::error::Error;
-use crate::store::index::{Index, IndexBuilder, RecordLocation};
+use crate::store::index::{Index, IndexBuilder, RecordLocation, Run};
 use crate::store::io::{self, StorageFile};
 use crate::store::recovery::{self, Sink};
 use crate::store::shared::{self, SideFile};
@@ -35,6 +35,8 @@ pub(crate) struct Follower {
 struct Tail {
     /// The store's salt, once the file has a header.
     salt: Option<u64>,
+    /// The file's format version (a writer may raise it from 1 to 2 while we follow).
+    version: u16,
     /// End of what the index holds.
     end: u64,
     /// `group_start` of the last batch the index holds (recovery's judgement of what
@@ -68,6 +70,11 @@ impl Follower {
         }
     }
 
+    /// The format version of the file's header as last read.
+    pub fn version(&self) -> u16 {
+        self.tail.lock().unwrap_or_else(|p| p.into_inner()).version
+    }
+
     /// Opens the index of a read-only handle: everything visible now.
     pub fn open(
         &self,
@@ -92,6 +99,7 @@ impl Follower {
                 file,
                 limit,
                 salt,
+                tail.version,
                 FILE_HEADER_LEN as u64,
                 None,
                 &mut builder,
@@ -129,6 +137,11 @@ impl Follower {
         let salt = tail.salt.expect("learnt");
         loop {
             let bound = self.bound(raw, file, side, salt, path)?;
+            if tail.version < codec::FORMAT_VERSION {
+                // The writer rewrites (and syncs) the header as version 2 before the
+                // first batch that needs it: read it again once the bound is known.
+                self.learn_salt(&mut tail, file, path)?;
+            }
             let limit = match &bound {
                 Bound::Published(p) if p.end < tail.end => {
                     return Err(Error::io(
@@ -154,6 +167,7 @@ impl Follower {
                     file,
                     limit,
                     salt,
+                    tail.version,
                     tail.end,
                     tail.last_group,
                     &mut pending,
@@ -175,7 +189,7 @@ impl Follower {
             drop(base);
             if !additions.batches.is_empty() {
                 let mut ix = index.write().unwrap_or_else(|p| p.into_inner());
-                additions.apply(&mut ix);
+                additions.apply(&mut ix, file, path)?;
             }
             tail.end = end;
             tail.last_group = last_group;
@@ -202,12 +216,25 @@ impl Follower {
         let mut head = vec![0u8; FILE_HEADER_LEN.min(len as usize)];
         io::read_exact_at(file, &mut head, 0)
             .map_err(|e| Error::io(format!("read the header of {shown}"), e))?;
-        match codec::decode_file_header(&head) {
-            Ok(salt) => {
+        match codec::decode_file_header_version(&head) {
+            Ok((salt, version)) => {
+                if tail.salt.is_none() {
+                    tail.end = FILE_HEADER_LEN as u64;
+                }
                 tail.salt = Some(salt);
+                tail.version = version;
+                Ok(true)
+            }
+            // A header torn while a writer upgraded it to version 2 (the writer repairs
+            // it on its next open): it can only hold single-stream batches, read as
+            // version 1.
+            Err(_) if tail.salt.is_none() && codec::torn_upgrade(&head).is_some() => {
+                tail.salt = codec::torn_upgrade(&head);
+                tail.version = codec::FORMAT_VERSION_1;
                 tail.end = FILE_HEADER_LEN as u64;
                 Ok(true)
             }
+            Err(_) if tail.salt.is_some() => Ok(true),
             Err(_) if len <= FILE_HEADER_LEN as u64 && codec::is_interrupted_creation(&head) => {
                 Ok(false)
             }
@@ -329,9 +356,11 @@ struct Pending<'a> {
 
 #[derive(Default)]
 struct Additions {
-    /// (stream, first version, range of `locations`)
-    batches: Vec<(Uuid, u64, std::ops::Range<usize>)>,
+    /// Each batch: its runs (one per stream) and its range of `locations`.
+    batches: Vec<(Vec<Run>, std::ops::Range<usize>)>,
     locations: Vec<RecordLocation>,
+    /// Per event: its id (noted before its batch is accepted; see `truncate_ids`).
+    ids: Vec<Uuid>,
     types: Vec<u8>,
     type_ends: Vec<usize>,
 }
@@ -348,6 +377,13 @@ impl<'a> Pending<'a> {
     fn into_additions(self) -> Additions {
         self.additions
     }
+
+    fn next_version(&self, stream_id: &Uuid) -> u64 {
+        match self.next_versions.get(stream_id) {
+            Some(&v) => v,
+            None => self.base.stream_version(stream_id).map_or(0, |v| v + 1),
+        }
+    }
 }
 
 impl Sink for Pending<'_> {
@@ -355,26 +391,30 @@ impl Sink for Pending<'_> {
         self.base.event_count() + self.additions.locations.len() as u64
     }
 
-    fn push_batch(
-        &mut self,
-        stream_id: Uuid,
-        first_version: u64,
-        locations: &[RecordLocation],
-    ) -> Result<(), u64> {
-        let next = match self.next_versions.get(&stream_id) {
-            Some(&v) => v,
-            None => self.base.stream_version(&stream_id).map_or(0, |v| v + 1),
-        };
-        if next != first_version {
-            return Err(next);
+    fn push_id(&mut self, id: &Uuid) {
+        self.additions.ids.push(*id);
+    }
+
+    fn truncate_ids(&mut self) {
+        let n = self.additions.locations.len();
+        self.additions.ids.truncate(n);
+    }
+
+    fn push_runs(&mut self, runs: &[Run], locations: &[RecordLocation]) -> Result<(), (Uuid, u64)> {
+        for r in runs {
+            let next = self.next_version(&r.stream_id);
+            if next != r.first_version {
+                return Err((r.stream_id, next));
+            }
         }
-        self.next_versions
-            .insert(stream_id, first_version + locations.len() as u64);
+        for r in runs {
+            self.next_versions
+                .insert(r.stream_id, r.first_version + r.count);
+        }
         let a = &mut self.additions;
         let start = a.locations.len();
         a.locations.extend_from_slice(locations);
-        a.batches
-            .push((stream_id, first_version, start..a.locations.len()));
+        a.batches.push((runs.to_vec(), start..a.locations.len()));
         Ok(())
     }
 
@@ -388,12 +428,18 @@ impl Sink for Pending<'_> {
 }
 
 impl Additions {
-    fn apply(self, index: &mut Index) {
-        for (stream, first_version, range) in self.batches {
-            let pushed = index.push_batch(
-                stream,
-                first_version,
+    fn apply(self, index: &mut Index, file: &dyn StorageFile, path: &Path) -> Result<(), Error> {
+        let n = self.locations.len();
+        debug_assert_eq!(self.ids.len(), n);
+        if index.ids_need_growth(n) {
+            let table = super::dedup::grow_ids(index, file, path, n)?;
+            index.replace_ids(table);
+        }
+        for (runs, range) in self.batches {
+            let pushed = index.push_append(
+                &runs,
                 self.locations[range.clone()].iter().copied(),
+                self.ids[range.clone()].iter().copied(),
             );
             debug_assert!(pushed.is_ok(), "checked against this index by the scan");
             let types = &self.types;
@@ -403,6 +449,7 @@ impl Additions {
                 &types[start..ends[i]]
             }));
         }
+        Ok(())
     }
 }
 
@@ -434,7 +481,13 @@ impl super::Store {
         };
         let end = follower.tail.lock().unwrap_or_else(|p| p.into_inner()).end;
         Ok(super::Store {
-            writer: std::sync::Mutex::new(super::writer::Writer::new(end, end, false, shown)),
+            writer: std::sync::Mutex::new(super::writer::Writer::new(
+                end,
+                end,
+                false,
+                shown,
+                format_version,
+            )),
             path: path.to_path_buf(),
             file,
             _lock: raw,
@@ -445,7 +498,7 @@ impl super::Store {
             index: RwLock::new(index),
             queue: std::sync::Mutex::new(super::Queue::default()),
             closed: false,
-            format_version,
+            format_version: std::sync::atomic::AtomicU16::new(format_version),
             // A read-only handle never cuts anything off.
             recovered_bytes_dropped: 0,
             poisoned: std::sync::atomic::AtomicBool::new(false),
@@ -472,13 +525,19 @@ impl super::Store {
     pub(crate) fn refresh(&self) -> Result<(), Error> {
         match &self.follower {
             None => Ok(()),
-            Some(f) => f.refresh(
-                &self._lock,
-                self.file.as_ref(),
-                &self.side,
-                &self.index,
-                &self.path,
-            ),
+            Some(f) => {
+                f.refresh(
+                    &self._lock,
+                    self.file.as_ref(),
+                    &self.side,
+                    &self.index,
+                    &self.path,
+                )?;
+                // The writer may have upgraded the header (version 1 to 2) meanwhile.
+                self.format_version
+                    .fetch_max(f.version(), std::sync::atomic::Ordering::AcqRel);
+                Ok(())
+            }
         }
     }
 

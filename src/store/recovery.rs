@@ -24,7 +24,7 @@ use crate::codec::{
     self, Damage, DecodeOutcome, BATCH_HEADER_LEN, BATCH_MAGIC, BATCH_OVERHEAD, FILE_HEADER_LEN,
 };
 use crate::error::Error;
-use crate::store::index::{Index, IndexBuilder, RecordLocation};
+use crate::store::index::{Index, IndexBuilder, RecordLocation, Run};
 use crate::store::io::{read_exact_at, StorageFile};
 use crate::types::{MAX_EVENT_SIZE, RECORD_OVERHEAD};
 
@@ -33,14 +33,15 @@ use crate::types::{MAX_EVENT_SIZE, RECORD_OVERHEAD};
 pub(crate) trait Sink {
     /// Number of events so far: the next global position.
     fn event_count(&self) -> u64;
-    /// Adds a batch of one stream if it continues it at `first_version`; otherwise
-    /// returns the version it should have started at.
-    fn push_batch(
-        &mut self,
-        stream_id: Uuid,
-        first_version: u64,
-        locations: &[RecordLocation],
-    ) -> Result<(), u64>;
+    /// Notes the id of the next event (once per record, in order, before its batch is
+    /// pushed); ids of a batch that is then refused are dropped by `truncate_ids`.
+    fn push_id(&mut self, id: &Uuid);
+    /// Forgets ids noted beyond the events pushed.
+    fn truncate_ids(&mut self);
+    /// Adds a batch (one run per stream) if every run continues its stream; otherwise
+    /// adds nothing and returns the first stream that does not and the version it
+    /// needed.
+    fn push_runs(&mut self, runs: &[Run], locations: &[RecordLocation]) -> Result<(), (Uuid, u64)>;
     /// The event types of the batch just pushed, in order.
     fn push_types<'t>(&mut self, names: impl Iterator<Item = &'t [u8]>);
 }
@@ -49,13 +50,14 @@ impl Sink for IndexBuilder {
     fn event_count(&self) -> u64 {
         IndexBuilder::event_count(self)
     }
-    fn push_batch(
-        &mut self,
-        stream_id: Uuid,
-        first_version: u64,
-        locations: &[RecordLocation],
-    ) -> Result<(), u64> {
-        IndexBuilder::push_batch(self, stream_id, first_version, locations.iter().copied())
+    fn push_id(&mut self, id: &Uuid) {
+        IndexBuilder::push_id(self, id)
+    }
+    fn truncate_ids(&mut self) {
+        IndexBuilder::truncate_ids(self)
+    }
+    fn push_runs(&mut self, runs: &[Run], locations: &[RecordLocation]) -> Result<(), (Uuid, u64)> {
+        IndexBuilder::push_runs(self, runs, locations.iter().copied())
     }
     fn push_types<'t>(&mut self, names: impl Iterator<Item = &'t [u8]>) {
         IndexBuilder::push_types(self, names)
@@ -74,6 +76,8 @@ pub struct Scan {
     pub end: u64,
     /// Why the bytes from `end` to the end of the file do not form a batch, if any.
     pub torn_tail: Option<String>,
+    /// How many batches hold more than one stream (format 2 only).
+    pub multi_stream_batches: u64,
 }
 
 /// A sliding view of the file, read in large chunks.
@@ -84,18 +88,27 @@ struct Window<'a> {
     buf: Vec<u8>,
     /// Scratch space for the locations of one batch's records.
     records: Vec<RecordLocation>,
+    /// Scratch space for the streams of one batch.
+    runs: Vec<Run>,
+    /// The file's format version: version 1 has one stream per batch.
+    version: u16,
+    /// Multi-stream batches accepted so far.
+    multi: u64,
     /// The file's salted checksum state.
     seed: codec::SaltedCrc,
 }
 
 impl<'a> Window<'a> {
-    fn new(file: &'a dyn StorageFile, file_len: u64, salt: u64) -> Self {
+    fn new(file: &'a dyn StorageFile, file_len: u64, salt: u64, version: u16) -> Self {
         Window {
             file,
             file_len,
             start: 0,
             buf: Vec::new(),
             records: Vec::new(),
+            runs: Vec::new(),
+            version,
+            multi: 0,
             seed: codec::SaltedCrc::new(salt),
         }
     }
@@ -118,13 +131,14 @@ impl<'a> Window<'a> {
     }
 }
 
-/// Scans a file whose header has been validated.
-pub fn scan(file: &dyn StorageFile, file_len: u64, salt: u64) -> Result<Scan, Error> {
+/// Scans a file whose header (format `version`) has been validated.
+pub fn scan(file: &dyn StorageFile, file_len: u64, salt: u64, version: u16) -> Result<Scan, Error> {
     let mut index = IndexBuilder::default();
     let scanned = scan_into(
         file,
         file_len,
         salt,
+        version,
         FILE_HEADER_LEN as u64,
         None,
         &mut index,
@@ -133,6 +147,7 @@ pub fn scan(file: &dyn StorageFile, file_len: u64, salt: u64) -> Result<Scan, Er
         index: index.build(),
         end: scanned.end,
         torn_tail: scanned.torn_tail,
+        multi_stream_batches: scanned.multi_stream_batches,
     })
 }
 
@@ -146,6 +161,8 @@ pub(crate) struct ScanEnd {
     /// `group_start` of the last batch accepted (by this scan or, when it resumed, the
     /// one before it): the write that may continue at `end`.
     pub last_group: Option<u64>,
+    /// How many batches this scan accepted hold more than one stream.
+    pub multi_stream_batches: u64,
 }
 
 /// Scans the batches from byte `start` (where the batch for position
@@ -158,11 +175,12 @@ pub(crate) fn scan_into(
     file: &dyn StorageFile,
     file_len: u64,
     salt: u64,
+    version: u16,
     start: u64,
     mut last_group: Option<u64>,
     index: &mut impl Sink,
 ) -> Result<ScanEnd, Error> {
-    let mut window = Window::new(file, file_len, salt);
+    let mut window = Window::new(file, file_len, salt, version);
     let mut offset = start;
     while offset < file_len {
         match next_batch(&mut window, offset, index)? {
@@ -188,6 +206,7 @@ pub(crate) fn scan_into(
                     end: offset,
                     torn_tail: Some(detail),
                     last_group,
+                    multi_stream_batches: window.multi,
                 });
             }
         }
@@ -196,6 +215,7 @@ pub(crate) fn scan_into(
         end: offset,
         torn_tail: None,
         last_group,
+        multi_stream_batches: window.multi,
     })
 }
 
@@ -235,19 +255,57 @@ fn next_batch(
     let bytes = &window.buf[at..at + len as usize];
     let records = &mut window.records;
     records.clear();
-    let summary = match codec::check_batch_body(bytes, header, crc, |at, len| {
-        records.push(RecordLocation::new(offset + u64::from(at), len as usize))
+    let runs = &mut window.runs;
+    runs.clear();
+    let summary = match codec::check_batch_body(bytes, header, crc, |at, len, run| {
+        if let Some(r) = run {
+            runs.push(Run {
+                stream_id: r.stream_id,
+                first_version: r.first_version,
+                count: 0,
+            });
+        }
+        if let Some(r) = runs.last_mut() {
+            r.count += 1;
+        }
+        let at = at as usize;
+        index.push_id(&Uuid::from_bytes(
+            bytes[at + 44..at + 60].try_into().expect("16 bytes"),
+        ));
+        records.push(RecordLocation::new(offset + at as u64, len as usize))
     }) {
         Ok(DecodeOutcome::Complete { value, .. }) => value,
         Ok(DecodeOutcome::Incomplete { .. }) => {
-            return Ok(Err(Damage("the file ends inside a batch".into())))
+            index.truncate_ids();
+            return Ok(Err(Damage("the file ends inside a batch".into())));
         }
-        Err(d) => return Ok(Err(d)),
+        Err(d) => {
+            index.truncate_ids();
+            return Ok(Err(d));
+        }
     };
-    if let Err(next_version) = index.push_batch(summary.stream_id, summary.first_version, records) {
+    if summary.streams > 1 && window.version < codec::FORMAT_VERSION {
+        // It checks out, so no crash made it: the header was synced as version 2 before
+        // such a batch is written. Fail rather than cut valid data off as a torn tail.
+        index.truncate_ids();
+        return Err(Error::CorruptRecord {
+            position: expected,
+            offset,
+            detail: format!(
+                "a valid batch of {} streams in a version {} file (its header must have \
+                 said version 2)",
+                summary.streams, window.version
+            ),
+        });
+    }
+    if let Err((stream, next_version)) = index.push_runs(runs, records) {
+        index.truncate_ids();
+        let first = runs
+            .iter()
+            .find(|r| r.stream_id == stream)
+            .map_or(0, |r| r.first_version);
         return Ok(Err(Damage(format!(
-            "batch continues stream {} at version {}, expected {next_version}",
-            summary.stream_id, summary.first_version
+            "batch continues stream {stream} at version {first}, expected {next_version}"
         ))));
     }
     index.push_types(
@@ -255,6 +313,9 @@ fn next_batch(
             .iter()
             .map(|l| codec::record_type_bytes(&bytes[(l.offset() - offset) as usize..])),
     );
+    if summary.streams > 1 {
+        window.multi += 1;
+    }
     Ok(Ok((len, header.group_start)))
 }
 
@@ -439,7 +500,7 @@ mod tests {
                     recorded_at: 1,
                     group_start,
                 };
-                batch.seal_into(&mut out, SALT, header, 0, |_, _| {});
+                batch.seal_into(&mut out, SALT, header, &[0], |_, _| {});
                 spans.push((start, out.len() as u64));
                 position += count as u64;
             }
@@ -449,7 +510,12 @@ mod tests {
 
     fn judge(bytes: Vec<u8>) -> Result<Scan, Error> {
         let len = bytes.len() as u64;
-        scan(&Mem(RwLock::new(bytes)), len, SALT)
+        scan(
+            &Mem(RwLock::new(bytes)),
+            len,
+            SALT,
+            crate::codec::FORMAT_VERSION,
+        )
     }
 
     #[test]

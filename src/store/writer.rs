@@ -2,8 +2,10 @@
 //!
 //! Appenders encode their batch on their own thread and queue it. The first to find
 //! no leader at work becomes the leader; the others sleep on their own slot. The
-//! leader takes the whole queue, checks each request's expected version in order
-//! (against the index and the requests before it in the group), places and seals the
+//! leader takes the whole queue, checks each request's event ids (a retry or a
+//! duplicate: `dedup.rs`) and expected versions in order (against the index and the
+//! requests before it in the group; a multi-stream request fails whole if any of its
+//! streams fails), places and seals the
 //! accepted batches, writes them with one write and makes them durable with one
 //! `fdatasync`, and publishes them to the index. Then it wakes every request of its
 //! group with its own answer, and only then hands the leadership to the first request
@@ -20,11 +22,16 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use uuid::Uuid;
 
-use crate::codec::{BatchHeader, UnsealedBatch};
+use crate::codec::{self, BatchHeader, UnsealedBatch};
 use crate::error::Error;
-use crate::store::index::{Index, RecordLocation};
+use crate::store::dedup::{self, GroupIds, Verdict};
+use crate::store::ids::MAX_POSITION;
+use crate::store::index::{Index, RecordLocation, Run};
 use crate::store::io::{write_all_at, StorageFile};
 use crate::types::{AppendResult, ExpectedVersion};
+
+/// What an append gets: one result per stream, in the order given.
+pub type Outcome = Result<Vec<AppendResult>, Error>;
 
 /// Preallocation grows the file by at least this much at a time.
 const MIN_PREALLOCATION: u64 = 256 << 10;
@@ -48,14 +55,14 @@ enum SlotState {
     #[default]
     Waiting,
     Lead,
-    Done(Result<AppendResult, Error>),
+    Done(Outcome),
 }
 
 /// What woke a waiting request.
 pub enum Wakeup {
     /// Lead the next group (the request is still queued).
     Lead,
-    Done(Result<AppendResult, Error>),
+    Done(Outcome),
 }
 
 pub type Answer = Arc<Slot>;
@@ -67,7 +74,7 @@ impl Slot {
     }
 
     /// Leaves the request's answer and wakes it.
-    pub fn answer(&self, result: Result<AppendResult, Error>) {
+    pub fn answer(&self, result: Outcome) {
         self.set(SlotState::Done(result));
     }
 
@@ -77,7 +84,7 @@ impl Slot {
     }
 
     /// Answers the request with `result` unless it has an answer already.
-    pub fn answer_if_waiting(&self, result: impl FnOnce() -> Result<AppendResult, Error>) {
+    pub fn answer_if_waiting(&self, result: impl FnOnce() -> Outcome) {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if !matches!(*state, SlotState::Done(_)) {
             *state = SlotState::Done(result());
@@ -100,7 +107,7 @@ impl Slot {
     }
 
     /// Takes the answer, if there is one.
-    pub fn take(&self) -> Option<Result<AppendResult, Error>> {
+    pub fn take(&self) -> Option<Outcome> {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         match std::mem::take(&mut *state) {
             SlotState::Done(result) => Some(result),
@@ -112,22 +119,32 @@ impl Slot {
     }
 }
 
-/// One queued append.
-pub struct Request {
+/// One stream of a queued append.
+pub struct Part {
     pub stream_id: Uuid,
     pub expected: ExpectedVersion,
+}
+
+/// One queued append: one or several streams (a multi-append), one batch.
+pub struct Request {
+    /// The streams, in the order of the batch's parts.
+    pub parts: Vec<Part>,
     pub batch: UnsealedBatch,
     pub answer: Answer,
     /// The commit time to record instead of the group's (for tools that copy a log:
     /// see `store/copy.rs`); `None` for every ordinary append.
     pub recorded_at: Option<u64>,
+    /// Whether the event ids are checked (a retry, a duplicate: `dedup.rs`). Every
+    /// ordinary append checks them; tools that copy a log as it is (`store/copy.rs`)
+    /// do not, since a store written by 0.1 may hold an id twice.
+    pub check_ids: bool,
 }
 
 /// The answers a group commit owes, delivered by the caller once it has handed on
 /// the leadership.
-pub type Answers = Vec<(Answer, Result<AppendResult, Error>)>;
+pub type Answers = Vec<(Answer, Outcome)>;
 
-fn answer(out: &mut Answers, slot: Answer, result: Result<AppendResult, Error>) {
+fn answer(out: &mut Answers, slot: Answer, result: Outcome) {
     out.push((slot, result));
 }
 
@@ -147,18 +164,29 @@ pub struct Writer {
     /// fails (a nearly full disk), grows back after one succeeds.
     grow_cap: u64,
     buf: Vec<u8>,
+    /// The file's format version: 1 until its first multi-stream batch.
+    pub format_version: u16,
 }
 
 struct Accepted {
     answer: Answer,
-    stream_id: Uuid,
-    result: AppendResult,
+    runs: Vec<Run>,
+    results: Vec<AppendResult>,
     locations: std::ops::Range<usize>,
+    /// `(stream id, event id)` of every event.
+    ids: Vec<(Uuid, Uuid)>,
 }
 
 impl Writer {
-    pub fn new(end: u64, file_len: u64, preallocate: bool, path: String) -> Writer {
+    pub fn new(
+        end: u64,
+        file_len: u64,
+        preallocate: bool,
+        path: String,
+        format_version: u16,
+    ) -> Writer {
         Writer {
+            format_version,
             end,
             file_len,
             preallocate,
@@ -195,31 +223,81 @@ impl Writer {
         let recorded_at = now_micros().max(self.last_recorded_at);
         let group_start = self.end;
         self.buf.clear();
+        let path = std::path::Path::new(&self.path);
         let mut locations = Vec::new();
-        let mut accepted = Vec::with_capacity(group.len());
+        let mut accepted: Vec<Accepted> = Vec::with_capacity(group.len());
+        // Exact retries of appends accepted earlier in this group: (slot, which one).
+        let mut repeats: Vec<(Answer, usize)> = Vec::new();
+        let mut grown_ids = None;
         {
             let index = index.read().unwrap_or_else(|p| p.into_inner());
             let mut next_position = index.event_count();
             let mut in_group: HashMap<Uuid, u64> = HashMap::new();
+            let mut group_ids = GroupIds::default();
+            let track_ids = group.len() > 1;
             for r in group {
-                let actual = match in_group.get(&r.stream_id) {
-                    Some(&v) => Some(v),
-                    None => index.stream_version(&r.stream_id),
+                let ids: Vec<(Uuid, Uuid)> = r.batch.record_ids().collect();
+                let verdict = if r.check_ids {
+                    dedup::classify(&index, file, path, &ids, r.batch.parts(), &group_ids)
+                } else {
+                    Ok(Verdict::Fresh)
                 };
-                if !r.expected.admits(actual) {
+                match verdict {
+                    Ok(Verdict::Fresh) => {}
+                    Ok(Verdict::Retry(results)) => {
+                        answer(out, r.answer, Ok(results));
+                        continue;
+                    }
+                    Ok(Verdict::RetryOfGroup(k)) => {
+                        repeats.push((r.answer, k));
+                        continue;
+                    }
+                    Ok(Verdict::Duplicate { event_id, position }) => {
+                        answer(
+                            out,
+                            r.answer,
+                            Err(Error::DuplicateEventId { event_id, position }),
+                        );
+                        continue;
+                    }
+                    Err(e) => {
+                        answer(out, r.answer, Err(e));
+                        continue;
+                    }
+                }
+                let mut first_versions = Vec::with_capacity(r.parts.len());
+                let mut conflict = None;
+                for p in &r.parts {
+                    let actual = match in_group.get(&p.stream_id) {
+                        Some(&v) => Some(v),
+                        None => index.stream_version(&p.stream_id),
+                    };
+                    if !p.expected.admits(actual) {
+                        conflict = Some(Error::WrongExpectedVersion {
+                            stream_id: p.stream_id,
+                            expected: p.expected,
+                            actual,
+                        });
+                        break;
+                    }
+                    first_versions.push(actual.map_or(0, |v| v + 1));
+                }
+                if let Some(e) = conflict {
+                    answer(out, r.answer, Err(e));
+                    continue;
+                }
+                let count = u64::from(r.batch.count());
+                if next_position + count - 1 > MAX_POSITION {
                     answer(
                         out,
                         r.answer,
-                        Err(Error::WrongExpectedVersion {
-                            stream_id: r.stream_id,
-                            expected: r.expected,
-                            actual,
-                        }),
+                        Err(Error::InvalidArgument(format!(
+                            "the log is full: it holds at most {} events",
+                            MAX_POSITION + 1
+                        ))),
                     );
                     continue;
                 }
-                let first_version = actual.map_or(0, |v| v + 1);
-                let count = u64::from(r.batch.count());
                 let recorded_at = r.recorded_at.unwrap_or(recorded_at);
                 let header = BatchHeader {
                     batch_len: r.batch.len() as u32,
@@ -230,28 +308,72 @@ impl Writer {
                 };
                 let first_location = locations.len();
                 r.batch
-                    .seal_into(&mut self.buf, salt, header, first_version, |at, len| {
+                    .seal_into(&mut self.buf, salt, header, &first_versions, |at, len| {
                         locations.push(RecordLocation::new(group_start + at as u64, len));
                     });
-                in_group.insert(r.stream_id, first_version + count - 1);
+                let mut runs = Vec::with_capacity(r.parts.len());
+                let mut results = Vec::with_capacity(r.parts.len());
+                let mut position = next_position;
+                for ((p, &n), &first_version) in
+                    r.parts.iter().zip(r.batch.parts()).zip(&first_versions)
+                {
+                    let n = u64::from(n);
+                    in_group.insert(p.stream_id, first_version + n - 1);
+                    runs.push(Run {
+                        stream_id: p.stream_id,
+                        first_version,
+                        count: n,
+                    });
+                    results.push(AppendResult {
+                        first_global_position: position,
+                        first_stream_version: first_version,
+                        count: n,
+                        recorded_at,
+                        deduplicated: false,
+                    });
+                    position += n;
+                }
+                if track_ids {
+                    group_ids.add(&ids, next_position);
+                }
                 accepted.push(Accepted {
                     answer: r.answer,
-                    stream_id: r.stream_id,
-                    result: AppendResult {
-                        first_global_position: next_position,
-                        first_stream_version: first_version,
-                        count,
-                        recorded_at,
-                    },
+                    runs,
+                    results,
                     locations: first_location..locations.len(),
+                    ids,
                 });
                 next_position += count;
+            }
+            let new_ids = (next_position - index.event_count()) as usize;
+            if !accepted.is_empty() && index.ids_need_growth(new_ids) {
+                match dedup::grow_ids(&index, file, path, new_ids) {
+                    Ok(table) => grown_ids = Some(table),
+                    Err(e) => {
+                        // Nothing was written: these appends fail, the store does not.
+                        for (slot, _) in repeats {
+                            answer(out, slot, Err(e.duplicate()));
+                        }
+                        for a in accepted {
+                            answer(out, a.answer, Err(e.duplicate()));
+                        }
+                        return;
+                    }
+                }
             }
         }
         if accepted.is_empty() {
             return;
         }
-        if let Err(e) = self.write_durably(file, group_start) {
+        let upgrade = self.format_version < codec::FORMAT_VERSION
+            && accepted.iter().any(|a| a.runs.len() > 1);
+        let written = if upgrade {
+            self.upgrade_header(file, salt)
+        } else {
+            Ok(())
+        }
+        .and_then(|()| self.write_durably(file, group_start));
+        if let Err(e) = written {
             crate::log::log(
                 crate::log::Level::Error,
                 &format!(
@@ -260,6 +382,9 @@ impl Writer {
                 ),
             );
             self.poisoned = Some(e.to_string());
+            for (slot, _) in repeats {
+                answer(out, slot, Err(e.duplicate()));
+            }
             for a in accepted {
                 answer(out, a.answer, Err(e.duplicate()));
             }
@@ -269,15 +394,18 @@ impl Writer {
         // Copied commit times may lie ahead of the clock: later appends never go back.
         self.last_recorded_at = accepted
             .iter()
-            .map(|a| a.result.recorded_at)
+            .map(|a| a.results[0].recorded_at)
             .fold(recorded_at, u64::max);
         {
             let mut index = index.write().unwrap_or_else(|p| p.into_inner());
+            if let Some(table) = grown_ids {
+                index.replace_ids(table);
+            }
             for a in &accepted {
-                let published = index.push_batch(
-                    a.stream_id,
-                    a.result.first_stream_version,
+                let published = index.push_append(
+                    &a.runs,
                     locations[a.locations.clone()].iter().copied(),
+                    a.ids.iter().map(|&(_, id)| id),
                 );
                 debug_assert!(published.is_ok(), "checked against this index above");
                 index.push_types(locations[a.locations.clone()].iter().map(|l| {
@@ -287,9 +415,38 @@ impl Writer {
                 }));
             }
         }
-        for a in accepted {
-            answer(out, a.answer, Ok(a.result));
+        for (slot, k) in repeats {
+            let mut results = accepted[k].results.clone();
+            for r in &mut results {
+                r.deduplicated = true;
+            }
+            answer(out, slot, Ok(results));
         }
+        for a in accepted {
+            answer(out, a.answer, Ok(a.results));
+        }
+    }
+
+    /// Rewrites a version-1 header as version 2 (same salt) and syncs it, before the
+    /// first batch that version 1 cannot express is written. The header is 32 bytes
+    /// in the file's first sector, rewritten in place: a crash leaves the old header
+    /// or the new one, and either reads every batch written before.
+    fn upgrade_header(&mut self, file: &dyn StorageFile, salt: u64) -> Result<(), Error> {
+        let header = codec::encode_file_header_version(salt, codec::FORMAT_VERSION);
+        write_all_at(file, &header, 0)
+            .and_then(|()| file.sync_data())
+            .map_err(|e| {
+                Error::io(
+                    format!("rewrite the header of {} as format version 2", self.path),
+                    e,
+                )
+            })?;
+        self.format_version = codec::FORMAT_VERSION;
+        crate::log::log(
+            crate::log::Level::Info,
+            &format!("{}: upgraded to format version 2", self.path),
+        );
+        Ok(())
     }
 
     /// Writes `self.buf` at `at` and makes it durable, preallocating first when a

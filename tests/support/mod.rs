@@ -110,6 +110,9 @@ pub struct Profile {
     pub max_payload: usize,
     /// One event in this many is of the maximum encoded size (0: never).
     pub max_size_one_in: u64,
+    /// One batch of two or more events in this many is a multi-stream append (its
+    /// events split over two or three streams, one atomic batch; 0: never).
+    pub multi_one_in: u64,
 }
 
 impl Profile {
@@ -118,12 +121,14 @@ impl Profile {
         streams: 3,
         max_payload: 48,
         max_size_one_in: 0,
+        multi_one_in: 3,
     };
     /// Sizes from 0 bytes to `MAX_EVENT_SIZE`.
     pub const MIXED: Profile = Profile {
         streams: 4,
         max_payload: 3000,
         max_size_one_in: 12,
+        multi_one_in: 3,
     };
 }
 
@@ -133,8 +138,30 @@ pub const BATCH_SIZES: [usize; 4] = [1, 2, 3, 17];
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PlannedBatch {
     pub key: u64,
+    /// The first (for a single-stream batch: the only) stream.
     pub stream: Uuid,
     pub events: Vec<ProposedEvent>,
+    /// `(stream, number of events)` in order: one entry, or several for a
+    /// multi-stream append.
+    pub parts: Vec<(Uuid, usize)>,
+}
+
+impl PlannedBatch {
+    pub fn is_multi(&self) -> bool {
+        self.parts.len() > 1
+    }
+
+    /// The stream of event `j` and its index within that stream's part.
+    pub fn stream_of(&self, j: usize) -> (Uuid, usize) {
+        let mut start = 0;
+        for &(stream, n) in &self.parts {
+            if j < start + n {
+                return (stream, j - start);
+            }
+            start += n;
+        }
+        panic!("event {j} is past the batch")
+    }
 }
 
 /// Event ids carry their batch key and index, so any event read back names its batch.
@@ -171,8 +198,9 @@ pub fn planned(key: u64, profile: Profile, count: usize) -> PlannedBatch {
     } else {
         count
     };
-    let stream = stream_id(rng.below(profile.streams));
-    let events = (0..count)
+    let first_stream = rng.below(profile.streams);
+    let stream = stream_id(first_stream);
+    let events: Vec<ProposedEvent> = (0..count)
         .map(|i| {
             let event_type = format!("T{}", rng.below(1000));
             let metadata = if rng.chance(1, 3) {
@@ -199,10 +227,34 @@ pub fn planned(key: u64, profile: Profile, count: usize) -> PlannedBatch {
             }
         })
         .collect();
+    // Drawn after the events, so that single-stream batches are what they always were.
+    let mut parts = vec![(stream, count)];
+    if profile.multi_one_in > 0
+        && count >= 2
+        && profile.streams >= 2
+        && rng.chance(1, profile.multi_one_in)
+    {
+        let k = if count >= 3 && profile.streams >= 3 && rng.chance(1, 2) {
+            3
+        } else {
+            2
+        };
+        parts = (0..k)
+            .map(|i| {
+                let n = if i + 1 == k {
+                    count - (k - 1) * (count / k)
+                } else {
+                    count / k
+                };
+                (stream_id((first_stream + i as u64) % profile.streams), n)
+            })
+            .collect();
+    }
     PlannedBatch {
         key,
         stream,
         events,
+        parts,
     }
 }
 
@@ -218,8 +270,33 @@ pub struct Acked {
     pub recorded_at: u64,
 }
 
-/// Appends a planned batch (expected version `Any`) and returns its acknowledgement.
+/// Appends a planned batch (expected version `Any`; a multi-stream batch with
+/// `append_multi`) and returns its acknowledgement.
 pub fn append(store: &Store, batch: &PlannedBatch) -> Result<Acked, Error> {
+    if batch.is_multi() {
+        let refs: Vec<eventstore::ProposedEventRef<'_>> =
+            batch.events.iter().map(ProposedEvent::as_ref).collect();
+        let mut start = 0;
+        let parts: Vec<eventstore::StreamAppend<'_>> = batch
+            .parts
+            .iter()
+            .map(|&(stream_id, n)| {
+                start += n;
+                eventstore::StreamAppend {
+                    stream_id,
+                    expected_version: ExpectedVersion::Any,
+                    events: &refs[start - n..start],
+                }
+            })
+            .collect();
+        let results = store.append_multi(&parts)?;
+        return Ok(Acked {
+            batch: batch.clone(),
+            first_position: results[0].first_global_position,
+            first_version: results[0].first_stream_version,
+            recorded_at: results[0].recorded_at,
+        });
+    }
     let recorded = store.append(batch.stream, ExpectedVersion::Any, batch.events.clone())?;
     let first = &recorded[0];
     Ok(Acked {
@@ -297,6 +374,8 @@ pub fn check_events(
         }
         let expected_version = *next_version.get(&batch.stream).unwrap_or(&0);
         for (j, (got, want)) in events[i..i + n].iter().zip(&batch.events).enumerate() {
+            let (stream, k) = batch.stream_of(j);
+            let want_version = *next_version.get(&stream).unwrap_or(&0) + k as u64;
             let at = i + j;
             let what = |field: &str| format!("position {at} (batch {key}, event {j}): {field}");
             if got.global_position != at as u64 {
@@ -311,14 +390,13 @@ pub fn check_events(
                     got.event_id, want.event_id
                 )));
             }
-            if got.stream_id != batch.stream {
+            if got.stream_id != stream {
                 return Err(what("stream id differs"));
             }
-            if got.stream_version != expected_version + j as u64 {
+            if got.stream_version != want_version {
                 return Err(what(&format!(
-                    "stream version {} instead of {}",
+                    "stream version {} instead of {want_version}",
                     got.stream_version,
-                    expected_version + j as u64
                 )));
             }
             if got.event_type != want.event_type
@@ -348,7 +426,9 @@ pub fn check_events(
             Some(_) => {}
             None => verdict.inflight_present.push(placed),
         }
-        next_version.insert(batch.stream, expected_version + n as u64);
+        for &(stream, count) in &batch.parts {
+            *next_version.entry(stream).or_insert(0) += count as u64;
+        }
         verdict.batches += 1;
         i += n;
     }
