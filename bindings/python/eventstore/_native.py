@@ -193,6 +193,7 @@ OUTPUT_ROOM = 128
 _c = ctypes
 _store = _c.c_void_p  # es_store *
 _uuid = _c.c_char_p  # const es_uuid *: 16 bytes in RFC 4122 order (a bytes object)
+_sub = _c.c_void_p  # es_subscription *
 
 SIGNATURES: Dict[str, Tuple[Any, List[Any]]] = {
     "es_open": (_c.c_int32, [_c.c_char_p, _c.POINTER(_store)]),
@@ -236,14 +237,6 @@ SIGNATURES: Dict[str, Tuple[Any, List[Any]]] = {
         [_store, _c.c_uint64, _c.c_uint64, _c.POINTER(es_streams)],
     ),
     "es_free_streams": (None, [_c.POINTER(es_streams)]),
-}
-"""name -> (restype, argtypes). Every function the binding calls is declared here and
-must exist in the library. Functions a newer library may have go in
-:data:`OPTIONAL_SIGNATURES`."""
-
-_sub = _c.c_void_p  # es_subscription *
-
-OPTIONAL_SIGNATURES: Dict[str, Tuple[Any, List[Any]]] = {
     # --- 0.2, issue 10 (following the log) ---
     "es_open_with": (_c.c_int32, [_c.c_char_p, _c.c_uint32, _c.POINTER(_store)]),
     "es_wait": (_c.c_int32, [_store, _c.c_uint64, _c.c_int64, _c.POINTER(_c.c_uint64)]),
@@ -270,6 +263,11 @@ OPTIONAL_SIGNATURES: Dict[str, Tuple[Any, List[Any]]] = {
         ],
     ),
 }
+"""name -> (restype, argtypes). Every function the binding calls is declared here and
+must exist in the library. Functions a newer library may have go in
+:data:`OPTIONAL_SIGNATURES`."""
+
+OPTIONAL_SIGNATURES: Dict[str, Tuple[Any, List[Any]]] = {}
 """Declared when the loaded library exports them (``Library.has(name)`` tells); for
 functions newer than the oldest library the binding supports."""
 

@@ -18,11 +18,6 @@ import pytest
 import eventstore
 from eventstore import ProposedEvent, Store, Subscription
 
-pytestmark = pytest.mark.skipif(
-    not eventstore.library().has("es_subscribe"),
-    reason="the loaded library has no es_subscribe (branch 'follow' not merged)",
-)
-
 
 @pytest.fixture
 def path(tmp_path: Path) -> Path:
