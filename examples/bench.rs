@@ -2007,7 +2007,11 @@ impl Bench {
             });
             std::thread::sleep(Duration::from_millis(50));
             for i in 0..samples {
-                let e = data.event(i);
+                // A fresh id: the same ids again would be a retry (deduplicated).
+                let e = ProposedEventRef {
+                    event_id: Uuid::nil(),
+                    ..data.event(i)
+                };
                 let r = writer
                     .append_refs(data.streams[0], ExpectedVersion::Any, &[e])
                     .unwrap();
@@ -2027,7 +2031,10 @@ impl Bench {
         assert_eq!(lines.next().unwrap().unwrap(), "READY");
         std::thread::sleep(Duration::from_millis(50));
         for i in 0..samples {
-            let e = data.event(i);
+            let e = ProposedEventRef {
+                event_id: Uuid::nil(),
+                ..data.event(i)
+            };
             let r = writer
                 .append_refs(data.streams[0], ExpectedVersion::Any, &[e])
                 .unwrap();
