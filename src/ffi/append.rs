@@ -144,9 +144,8 @@ pub extern "C" fn es_append_multi(
                 events: e,
             })
             .collect();
-        // SAFETY: `store` is a live handle from `es_open` (the caller's contract).
-        let handle = unsafe { &*store };
-        let results = handle.store.append_multi(&parts)?;
+        let handle = super::store::live(store)?;
+        let results = handle.append_multi(&parts)?;
         if !out_results.is_null() {
             for (i, r) in results.into_iter().enumerate() {
                 // SAFETY: `out_results` is non-NULL and the caller promises room for

@@ -210,17 +210,12 @@ pub extern "C" fn es_read_stream_backward(
 ) -> es_status {
     guard("es_read_stream_backward", || {
         clear_out(out_events)?;
-        non_null(store, "store")?;
+        let handle = super::store::live(store)?;
         non_null(stream_id, "stream_id")?;
-        // SAFETY: `store` is a live handle from `es_open`; `stream_id` is non-NULL and
-        // readable (the caller's contract).
-        let (handle, stream) = unsafe { (&*store, Uuid::from_bytes((*stream_id).bytes)) };
+        // SAFETY: `stream_id` is non-NULL and readable (the caller's contract).
+        let stream = unsafe { Uuid::from_bytes((*stream_id).bytes) };
         let result = read_into_arena_ordered(
-            |visit| {
-                handle
-                    .store
-                    .read_stream_backward_visit(stream, from_version, max_count, visit)
-            },
+            |visit| handle.read_stream_backward_visit(stream, from_version, max_count, visit),
             true,
         )?;
         // SAFETY: checked non-NULL and writable by `clear_out`.
@@ -249,15 +244,9 @@ pub extern "C" fn es_read_all_backward(
 ) -> es_status {
     guard("es_read_all_backward", || {
         clear_out(out_events)?;
-        non_null(store, "store")?;
-        // SAFETY: `store` is a live handle from `es_open` (the caller's contract).
-        let handle = unsafe { &*store };
+        let handle = super::store::live(store)?;
         let result = read_into_arena_ordered(
-            |visit| {
-                handle
-                    .store
-                    .read_all_backward_visit(from_position, max_count, visit)
-            },
+            |visit| handle.read_all_backward_visit(from_position, max_count, visit),
             true,
         )?;
         // SAFETY: checked non-NULL and writable by `clear_out`.
@@ -287,12 +276,11 @@ pub extern "C" fn es_read_event(
 ) -> es_status {
     guard("es_read_event", || {
         clear_out(out_events)?;
-        non_null(store, "store")?;
+        let handle = super::store::live(store)?;
         non_null(event_id, "event_id")?;
-        // SAFETY: `store` is a live handle from `es_open`; `event_id` is non-NULL and
-        // readable (the caller's contract).
-        let (handle, id) = unsafe { (&*store, Uuid::from_bytes((*event_id).bytes)) };
-        let result = read_into_arena(|visit| handle.store.read_event_visit(id, visit))?;
+        // SAFETY: `event_id` is non-NULL and readable (the caller's contract).
+        let id = unsafe { Uuid::from_bytes((*event_id).bytes) };
+        let result = read_into_arena(|visit| handle.read_event_visit(id, visit))?;
         // SAFETY: checked non-NULL and writable by `clear_out`.
         unsafe { out_events.write(result) };
         Ok(())

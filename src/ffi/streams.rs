@@ -33,10 +33,8 @@ pub extern "C" fn es_list_streams(
         non_null(out_streams, "out_streams")?;
         // SAFETY: `out_streams` is non-NULL and the caller promises it is writable.
         unsafe { out_streams.write(es_streams::EMPTY) };
-        non_null(store, "store")?;
-        // SAFETY: `store` is a live handle from `es_open` (the caller's contract).
-        let handle = unsafe { &*store };
-        let listed = handle.store.list_streams(from_index, max_count);
+        let handle = super::store::live(store)?;
+        let listed = handle.list_streams(from_index, max_count);
         if listed.is_empty() {
             return Ok(());
         }

@@ -242,6 +242,39 @@ static void test_closed_handle(void) {
     EXPECT(ES_ERR_INVALID_ARGUMENT, es_store_info_get(store, &info));
     CHECK(es_global_position(store) == 0);
     LAST_ERROR_HAS("es_global_position");
+    /* The functions of 0.2 are quarantined too (they once dereferenced the closed
+     * handle's dropped store). */
+    {
+        es_stream_append part;
+        es_append_result res;
+        es_streams streams = {NULL, 0, NULL};
+        es_subscription *sub = NULL;
+        uint64_t next = 0, pos = 0;
+        part.stream_id = s;
+        part.expected_version = ES_EXPECTED_ANY;
+        part.events = &ev;
+        part.count = 1;
+        EXPECT(ES_ERR_INVALID_ARGUMENT, es_append_multi(store, &part, 1, &res));
+        LAST_ERROR_HAS("already closed");
+        EXPECT(ES_ERR_INVALID_ARGUMENT, es_list_streams(store, 0, 10, &streams));
+        LAST_ERROR_HAS("already closed");
+        CHECK(streams.items == NULL && streams.len == 0 && streams.owner == NULL);
+        EXPECT(ES_ERR_INVALID_ARGUMENT, es_read_stream_backward(store, &s, UINT64_MAX, 10, &got));
+        LAST_ERROR_HAS("already closed");
+        EXPECT(ES_ERR_INVALID_ARGUMENT, es_read_all_backward(store, UINT64_MAX, 10, &got));
+        LAST_ERROR_HAS("already closed");
+        EXPECT(ES_ERR_INVALID_ARGUMENT, es_read_event(store, &s, &got));
+        LAST_ERROR_HAS("already closed");
+        CHECK(got.items == NULL && got.len == 0 && got.owner == NULL);
+        EXPECT(ES_ERR_INVALID_ARGUMENT, es_read_all_filtered(store, 0, 10, NULL, &got, &next));
+        LAST_ERROR_HAS("already closed");
+        EXPECT(ES_ERR_INVALID_ARGUMENT, es_subscribe(store, 0, NULL, &sub));
+        LAST_ERROR_HAS("already closed");
+        CHECK(sub == NULL);
+        EXPECT(ES_ERR_INVALID_ARGUMENT, es_wait(store, 0, 0, &pos));
+        LAST_ERROR_HAS("already closed");
+        es_wake(store); /* does nothing, no crash */
+    }
     /* The file was closed properly the first time: another handle opens it. */
     OK(es_open(path, &store));
     CHECK(es_global_position(store) == 2);
