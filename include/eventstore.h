@@ -604,6 +604,12 @@ es_status es_open(const char *path, struct es_store **out_store);
  * are done with it first). Read results (`es_events`) stay valid and must still be
  * released with `es_free`.
  *
+ * Subscriptions still open (`es_subscribe`) keep the store alive, as SQLite's
+ * `sqlite3_close_v2` keeps a connection for its unfinalised statements: the handle is
+ * closed at once (calls on it are refused, see below), but the file, its lock and the
+ * index are released by the last `es_subscription_close`, and those subscriptions keep
+ * working until then.
+ *
  * A failure to cut or sync the file on close cannot lose acknowledged events; it sets
  * this thread's `es_last_error()` and is logged (see `es_set_log_callback`), the
  * handle is released anyway, and the next `es_open` recovers the file.
@@ -1049,7 +1055,8 @@ void es_wake(const struct es_store *store);
  * for it, so a slow subscriber never loses events and never slows the writer.
  *
  * Ownership: the caller owns `*out_subscription` and releases it with
- * `es_subscription_close`, which must happen before `es_close` of `store`. The
+ * `es_subscription_close`, preferably before `es_close` of `store` (an `es_close`
+ * with subscriptions open leaves the store open until the last is closed). The
  * filter is copied; the caller's filter may be freed after the call. On failure
  * `*out_subscription` is set to NULL (when `out_subscription` is not NULL).
  *

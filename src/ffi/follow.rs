@@ -3,6 +3,8 @@
 //! check of the arguments and one call into [`crate::Store`] or
 //! [`crate::Subscription`].
 
+use std::mem::ManuallyDrop;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::events::{clear_out, read_into_arena};
@@ -15,9 +17,11 @@ use crate::store::{EventBatch, Subscription};
 /// made on, which must stay open until the subscription is closed. Used by one thread
 /// at a time.
 pub struct es_subscription {
-    /// Borrows the `es_store` it was made on for as long as it lives (the caller's
-    /// contract: close subscriptions before `es_close`).
-    sub: Subscription<'static>,
+    /// Borrows the `es_store` it was made on for as long as it lives: the handle
+    /// counts it, and `es_close` leaves the store to the last subscription.
+    sub: ManuallyDrop<Subscription<'static>>,
+    /// The handle it was made on: its `users` count this subscription.
+    handle: *mut es_store,
 }
 
 /// A C timeout in milliseconds: -1 no limit, 0 do not wait, > 0 that long.
@@ -102,7 +106,8 @@ pub extern "C" fn es_wake(store: *const es_store) {
 /// for it, so a slow subscriber never loses events and never slows the writer.
 ///
 /// Ownership: the caller owns `*out_subscription` and releases it with
-/// `es_subscription_close`, which must happen before `es_close` of `store`. The
+/// `es_subscription_close`, preferably before `es_close` of `store` (an `es_close`
+/// with subscriptions open leaves the store open until the last is closed). The
 /// filter is copied; the caller's filter may be freed after the call. On failure
 /// `*out_subscription` is set to NULL (when `out_subscription` is not NULL).
 ///
@@ -122,15 +127,18 @@ pub extern "C" fn es_subscribe(
         non_null(out_subscription, "out_subscription")?;
         // SAFETY: non-NULL and writable (the caller's contract).
         unsafe { out_subscription.write(std::ptr::null_mut()) };
-        // The caller promises to close the subscription before `es_close`, so the
-        // store outlives this borrow, which is therefore given the subscription's
-        // (unbounded) lifetime.
+        // The store outlives this borrow, which is therefore given the subscription's
+        // (unbounded) lifetime: the handle counts the subscription in `users`, and the
+        // store is dropped only when `es_close` was called and no subscription is left.
         let handle: &'static crate::Store = super::store::live(store)?;
         // SAFETY: `filter` is NULL or a readable `es_filter` (the caller's contract).
         let filter = unsafe { filter_from(filter)? };
         let sub = Box::new(es_subscription {
-            sub: handle.subscribe(from_position, filter),
+            sub: ManuallyDrop::new(handle.subscribe(from_position, filter)),
+            handle: store.cast_mut(),
         });
+        // SAFETY: `store` is live (checked by `live`), so its shell is allocated.
+        unsafe { &(*store).users }.fetch_add(1, Ordering::AcqRel);
         // SAFETY: as above, `out_subscription` is non-NULL and writable.
         unsafe { out_subscription.write(Box::into_raw(sub)) };
         Ok(())
@@ -211,6 +219,17 @@ pub extern "C" fn es_subscription_close(subscription: *mut es_subscription) {
         }
         // SAFETY: a non-NULL `subscription` came from `Box::into_raw` in
         // `es_subscribe` and is released once (the caller's contract).
-        drop(unsafe { Box::from_raw(subscription) });
+        let mut sub = unsafe { Box::from_raw(subscription) };
+        // SAFETY: dropped once, here, before the store it borrows can be disposed of.
+        unsafe { ManuallyDrop::drop(&mut sub.sub) };
+        let handle = sub.handle;
+        // SAFETY: the handle's shell stays allocated while a subscription counts in
+        // its `users` (the store is disposed of, and the shell quarantined, only when
+        // they drop to zero after `es_close`).
+        let before = unsafe { &(*handle).users }.fetch_sub(1, Ordering::AcqRel);
+        if before == HANDLE_CLOSING | 1 {
+            // SAFETY: `es_close` was called and this was its last subscription.
+            unsafe { super::store::dispose(handle, "es_subscription_close") };
+        }
     })
 }

@@ -89,6 +89,7 @@ pub extern "C" fn es_open_with(
         let handle = Box::into_raw(Box::new(es_store {
             magic: AtomicU64::new(HANDLE_LIVE),
             store: ManuallyDrop::new(store),
+            users: AtomicU64::new(0),
         }));
         // SAFETY: as above, `out_store` is non-NULL and writable.
         unsafe { out_store.write(handle) };

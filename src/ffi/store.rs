@@ -71,6 +71,7 @@ pub extern "C" fn es_open(path: *const c_char, out_store: *mut *mut es_store) ->
         let handle = Box::into_raw(Box::new(es_store {
             magic: AtomicU64::new(HANDLE_LIVE),
             store: ManuallyDrop::new(store),
+            users: AtomicU64::new(0),
         }));
         // SAFETY: as above, `out_store` is non-NULL and writable.
         unsafe { out_store.write(handle) };
@@ -87,6 +88,12 @@ pub extern "C" fn es_open(path: *const c_char, out_store: *mut *mut es_store) ->
 /// call must not race with any other call on the same handle (make sure other threads
 /// are done with it first). Read results (`es_events`) stay valid and must still be
 /// released with `es_free`.
+///
+/// Subscriptions still open (`es_subscribe`) keep the store alive, as SQLite's
+/// `sqlite3_close_v2` keeps a connection for its unfinalised statements: the handle is
+/// closed at once (calls on it are refused, see below), but the file, its lock and the
+/// index are released by the last `es_subscription_close`, and those subscriptions keep
+/// working until then.
 ///
 /// A failure to cut or sync the file on close cannot lose acknowledged events; it sets
 /// this thread's `es_last_error()` and is logged (see `es_set_log_callback`), the
@@ -126,15 +133,31 @@ pub extern "C" fn es_close(store: *mut es_store) {
             fail("es_close", Failure::Argument(misuse(found)));
             return;
         }
-        // SAFETY: the handle was live and, by the contract, no other call is using it;
-        // the magic now says closed, so no later call touches `store` again, and it is
-        // taken exactly once.
-        let inner = unsafe { ManuallyDrop::take(&mut (*store).store) };
-        quarantine(store);
-        if let Err(e) = inner.close() {
-            fail("es_close", Failure::Store(e));
+        // SAFETY: as above, the shell is allocated.
+        let users = unsafe { &(*store).users };
+        if users.fetch_or(HANDLE_CLOSING, Ordering::AcqRel) == 0 {
+            // SAFETY: the handle was live, no subscription borrows its store, and by
+            // the contract no other call is using it.
+            unsafe { dispose(store, "es_close") };
         }
+        // Otherwise the last `es_subscription_close` disposes of the store.
     })
+}
+
+/// Closes the store of a handle that `es_close` has closed and that no subscription
+/// uses any more, and puts its shell in the quarantine.
+///
+/// # Safety
+/// `store` came from `es_open`, its magic says closed, nothing borrows its store, and
+/// this is called once for it.
+pub(crate) unsafe fn dispose(store: *mut es_store, caller: &'static str) {
+    // SAFETY: the caller's promises: the store is taken exactly once, and no later
+    // call touches it (the magic says closed).
+    let inner = unsafe { ManuallyDrop::take(&mut (*store).store) };
+    quarantine(store);
+    if let Err(e) = inner.close() {
+        fail(caller, Failure::Store(e));
+    }
 }
 
 /// How many closed handles' shells are kept, so that their misuse is detected.

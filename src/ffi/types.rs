@@ -116,7 +116,14 @@ pub struct es_store {
     /// Dropped by `es_close`, which keeps the small shell around it a while longer
     /// (see `ffi::store`): calls check `magic` before they touch it.
     pub(crate) store: std::mem::ManuallyDrop<crate::Store>,
+    /// Open subscriptions made on this handle, plus [`HANDLE_CLOSING`] once `es_close`
+    /// was called: the store is dropped when both say so (`es_close` with no open
+    /// subscription, or the last `es_subscription_close` after `es_close`).
+    pub(crate) users: std::sync::atomic::AtomicU64,
 }
+
+/// The bit of `es_store::users` that `es_close` sets.
+pub(crate) const HANDLE_CLOSING: u64 = 1 << 63;
 
 /// `es_store::magic` of an open handle.
 pub(crate) const HANDLE_LIVE: u64 = 0x6573_5f73_746f_7265; // "es_store"

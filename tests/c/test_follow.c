@@ -400,6 +400,38 @@ static void subscriptions(const char *dir) {
     es_free(&evs);
 }
 
+/* es_close of a handle whose subscriptions are still open closes the handle at once,
+ * keeps the store for them, and releases it (file, lock) with the last of them. */
+static void close_with_open_subscriptions(const char *dir) {
+    char path[4096];
+    es_store *w = NULL, *w2 = NULL;
+    es_subscription *a = NULL, *b = NULL;
+    es_events evs = {NULL, 0, NULL};
+    join_path(path, sizeof path, dir, "close-subs.store");
+    OK(es_open_with(path, 0, &w));
+    append_one(w, make_uuid(9, 1), "Before");
+    OK(es_subscribe(w, 0, NULL, &a));
+    OK(es_subscribe(w, 0, NULL, &b));
+    es_close(w);
+    /* The handle is closed: calls on it are refused... */
+    EXPECT(ES_ERR_INVALID_ARGUMENT, es_read_all(w, 0, 1, &evs));
+    LAST_ERROR_HAS("already closed");
+    /* ...but its subscriptions still read the store, which still holds the lock. */
+    OK(es_subscription_next(a, 10, 0, &evs));
+    CHECK(evs.len == 1 && evs.items[0].event_type_len == 6);
+    es_free(&evs);
+    EXPECT(ES_ERR_LOCKED, es_open_with(path, 0, &w2));
+    es_subscription_close(a);
+    EXPECT(ES_ERR_LOCKED, es_open_with(path, 0, &w2));
+    OK(es_subscription_next(b, 10, 0, &evs));
+    CHECK(evs.len == 1);
+    es_free(&evs);
+    es_subscription_close(b); /* the last one: the store is closed now */
+    OK(es_open_with(path, 0, &w2));
+    CHECK(es_global_position(w2) == 1);
+    es_close(w2);
+}
+
 int main(int argc, char **argv) {
     if (argc != 2) {
         fprintf(stderr, "usage: %s DIR\n", argv[0]);
@@ -409,6 +441,7 @@ int main(int argc, char **argv) {
     wait_and_wake(argv[1]);
     filtered_reads(argv[1]);
     subscriptions(argv[1]);
+    close_with_open_subscriptions(argv[1]);
     report_passed("test_follow");
     return 0;
 }
