@@ -7,10 +7,10 @@ use eventstore::inspect::{self, DamagedRange, Inspection, RangeKind};
 use eventstore::Error;
 use serde_json::{json, Value};
 
+use crate::access;
 use crate::fail::{Fail, OrStdout, Result, EXIT_FOUND, EXIT_OK};
 use crate::progress::{Progress, Unit};
 use crate::read::stdout;
-use crate::seams;
 
 /// "1 event", "3 events".
 fn events(n: u64) -> String {
@@ -68,7 +68,7 @@ fn range_line(r: &DamagedRange) -> String {
 }
 
 pub fn verify(path: &Path, json: bool, quiet: bool) -> Result<i32> {
-    seams::must_exist(path)?;
+    access::must_exist(path)?;
     let total = file_len(path);
     let progress = Progress::new(quiet, "verifying", Unit::Bytes, Some(total));
     let mut kept_batches = 0u64;
@@ -154,7 +154,7 @@ fn must_be_new(dest: &Path) -> Result<()> {
 
 pub fn backup(path: &Path, dest: &Path, json: bool, quiet: bool) -> Result<i32> {
     must_be_new(dest)?;
-    let store = seams::open_for_read(path)?;
+    let store = access::open_for_read(path)?;
     let progress = Progress::new(quiet, "backing up", Unit::Bytes, None);
     let report = store
         .backup_to(dest, &mut |done, total| {
@@ -189,7 +189,7 @@ pub fn backup(path: &Path, dest: &Path, json: bool, quiet: bool) -> Result<i32> 
 }
 
 pub fn salvage(path: &Path, dest: &Path, json: bool, quiet: bool) -> Result<i32> {
-    seams::must_exist(path)?;
+    access::must_exist(path)?;
     must_be_new(dest)?;
     let progress = Progress::new(quiet, "salvaging", Unit::Bytes, Some(file_len(path)));
     let report =

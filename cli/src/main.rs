@@ -1,13 +1,13 @@
 //! `eventstore`: the command-line tool for libeventstore stores. A client of the
 //! library's Rust API like any other; see docs/cli.md.
 
+mod access;
 mod check;
 mod fail;
 mod input;
 mod progress;
 mod read;
 mod render;
-mod seams;
 mod write;
 
 use std::num::NonZeroU64;
@@ -102,6 +102,17 @@ enum Command {
         #[arg(long)]
         backward: bool,
         /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One event, found by its event id: a table row, or with --json one line of the
+    /// event schema. Exit 1 when no event has that id.
+    Event {
+        /// The store file.
+        path: PathBuf,
+        /// The event id (a UUID).
+        id: Uuid,
+        /// One JSON object.
         #[arg(long)]
         json: bool,
     },
@@ -205,9 +216,9 @@ struct FilterArgs {
     prefixes: Vec<String>,
 }
 
-impl From<FilterArgs> for seams::Filter {
-    fn from(f: FilterArgs) -> seams::Filter {
-        seams::Filter {
+impl From<FilterArgs> for access::Filter {
+    fn from(f: FilterArgs) -> access::Filter {
+        access::Filter {
             stream: f.stream,
             types: f.types,
             prefixes: f.prefixes,
@@ -270,7 +281,7 @@ fn dispatch(cli: Cli) -> fail::Result<i32> {
             from,
             limit,
             json,
-        } => read::streams(&path, from, limit, json, quiet),
+        } => read::streams(&path, from, limit, json),
         Command::Dump {
             path,
             filter,
@@ -282,7 +293,7 @@ fn dispatch(cli: Cli) -> fail::Result<i32> {
         } => read::dump(
             &path,
             &filter.into(),
-            seams::Range {
+            access::Range {
                 from,
                 to: to.unwrap_or(u64::MAX),
                 backward,
@@ -291,6 +302,7 @@ fn dispatch(cli: Cli) -> fail::Result<i32> {
             json,
             quiet,
         ),
+        Command::Event { path, id, json } => read::event(&path, id, json),
         Command::Tail {
             path,
             filter,

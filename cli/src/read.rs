@@ -4,78 +4,71 @@ use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::time::Duration;
 
-use eventstore::Store;
+use eventstore::{Store, Uuid};
 use serde_json::json;
 
+use crate::access::{self, Filter, Flow, Range};
 use crate::fail::{OrStdout, Result, EXIT_OK};
 use crate::progress::{Progress, Unit};
 use crate::render::{event_json, event_row, table_header, utc};
-use crate::seams::{self, Filter, Flow, Range};
 
 pub fn stdout() -> BufWriter<std::io::StdoutLock<'static>> {
     BufWriter::with_capacity(1 << 16, std::io::stdout().lock())
 }
 
 pub fn info(path: &Path, json: bool) -> Result<i32> {
-    seams::must_exist(path)?;
+    access::must_exist(path)?;
     let file_bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-    let store = seams::open_for_read(path)?;
-    let format_version = format_version(path)?;
-    let events = store.global_position();
-    let stats = store.index_stats();
-    let (data_bytes, _) = store.acknowledged_len();
+    let store = access::open_for_read(path)?;
+    let facts = store.info();
+    let events = facts.event_count;
     let first = first_last(&store, 0)?;
     let last = first_last(&store, events.saturating_sub(1))?;
-    let writer = seams::writer_open(&store);
+    let writer = access::writer_open(&store);
     let mut out = stdout();
     if json {
         let v = json!({
             "path": path.display().to_string(),
-            "format_version": format_version,
+            "format_version": facts.format_version,
             "events": events,
-            "streams": stats.streams,
-            "data_bytes": data_bytes,
+            "streams": facts.stream_count,
+            "data_bytes": facts.data_bytes,
             "file_bytes": file_bytes,
             "first_recorded_at": first,
             "first_recorded_at_utc": first.map(utc),
             "last_recorded_at": last,
             "last_recorded_at_utc": last.map(utc),
-            "index_bytes": stats.heap_bytes,
+            "index_bytes": facts.index_bytes,
             "writer_open": writer,
+            "read_only": facts.read_only,
+            "poisoned": facts.poisoned,
+            "recovered_bytes_dropped": facts.recovered_bytes_dropped,
         });
         writeln!(out, "{v}").or_stdout()?;
     } else {
         let time =
             |t: Option<u64>| t.map_or_else(|| "-".to_string(), |t| format!("{} ({t})", utc(t)));
+        let yes = |b: bool| if b { "yes" } else { "no" };
         writeln!(
             out,
-            "path            {}\nformat version  {format_version}\nevents          {events}\nstreams         {}\ndata bytes      {data_bytes}\nfile bytes      {file_bytes}\nfirst event     {}\nlast event      {}\nindex memory    {} bytes ({:.1} MiB)\nwriter open     {}",
+            "path            {}\nformat version  {}\nevents          {events}\nstreams         {}\ndata bytes      {}\nfile bytes      {file_bytes}\nfirst event     {}\nlast event      {}\nindex memory    {} bytes ({:.1} MiB)\nwriter open     {}\nopened          {}\ncut at open     {} bytes\npoisoned        {}",
             path.display(),
-            stats.streams,
+            facts.format_version,
+            facts.stream_count,
+            facts.data_bytes,
             time(first),
             time(last),
-            stats.heap_bytes,
-            stats.heap_bytes as f64 / (1 << 20) as f64,
-            if writer { "yes" } else { "no" },
+            facts.index_bytes,
+            facts.index_bytes as f64 / (1 << 20) as f64,
+            yes(writer),
+            if facts.read_only { "read-only" } else { "for writing" },
+            facts.recovered_bytes_dropped,
+            yes(facts.poisoned),
         )
         .or_stdout()?;
     }
     out.flush().or_stdout()?;
     Ok(EXIT_OK)
-}
-
-fn format_version(path: &Path) -> Result<u16> {
-    use std::io::Read;
-    let mut head = [0u8; 8];
-    std::fs::File::open(path)
-        .and_then(|mut f| f.read_exact(&mut head))
-        .map_err(|e| {
-            crate::fail::Fail::new(
-                crate::fail::EXIT_IO,
-                format!("read the header of {}: {e}", path.display()),
-            )
-        })?;
-    Ok(u16::from_le_bytes([head[6], head[7]]))
 }
 
 fn first_last(store: &Store, position: u64) -> Result<Option<u64>> {
@@ -85,16 +78,8 @@ fn first_last(store: &Store, position: u64) -> Result<Option<u64>> {
     Ok(e.first().map(|e| e.recorded_at))
 }
 
-pub fn streams(path: &Path, from: u64, limit: Option<u64>, json: bool, quiet: bool) -> Result<i32> {
-    let store = seams::open_for_read(path)?;
-    let progress = Progress::new(
-        quiet,
-        "reading the log",
-        Unit::Events,
-        Some(store.global_position()),
-    );
-    let rows = seams::list_streams(&store, &mut |n| progress.set(n))?;
-    progress.done();
+pub fn streams(path: &Path, from: u64, limit: Option<u64>, json: bool) -> Result<i32> {
+    let store = access::open_for_read(path)?;
     let mut out = stdout();
     if !json {
         writeln!(
@@ -104,28 +89,23 @@ pub fn streams(path: &Path, from: u64, limit: Option<u64>, json: bool, quiet: bo
         )
         .or_stdout()?;
     }
-    let take = limit.unwrap_or(u64::MAX).min(usize::MAX as u64) as usize;
-    for (i, r) in rows
-        .iter()
-        .enumerate()
-        .skip(from.min(usize::MAX as u64) as usize)
-        .take(take)
-    {
+    access::list_streams(&store, from, limit, &mut |i, r| {
+        let (id, events, last) = (r.stream_id, r.last_version + 1, r.last_version);
+        let (first_p, last_p) = (r.first_global_position, r.last_global_position);
         if json {
             writeln!(
                 out,
-                "{{\"index\":{i},\"stream_id\":\"{}\",\"events\":{},\"last_version\":{},\"first_position\":{},\"last_position\":{}}}",
-                r.stream_id, r.events, r.last_version, r.first_position, r.last_position
+                "{{\"index\":{i},\"stream_id\":\"{id}\",\"events\":{events},\"last_version\":{last},\"first_position\":{first_p},\"last_position\":{last_p}}}"
             )
         } else {
             writeln!(
                 out,
-                "{i:>8}  {}  {:>10}  {:>12}  {:>14}  {:>14}",
-                r.stream_id, r.events, r.last_version, r.first_position, r.last_position
+                "{i:>8}  {id}  {events:>10}  {last:>12}  {first_p:>14}  {last_p:>14}"
             )
         }
         .or_stdout()?;
-    }
+        Ok(Flow::More)
+    })?;
     out.flush().or_stdout()?;
     Ok(EXIT_OK)
 }
@@ -138,7 +118,7 @@ pub fn dump(
     json: bool,
     quiet: bool,
 ) -> Result<i32> {
-    let store = seams::open_for_read(path)?;
+    let store = access::open_for_read(path)?;
     let total = store.global_position();
     let progress = Progress::new(quiet, "reading", Unit::Events, Some(total));
     let mut out = stdout();
@@ -148,7 +128,7 @@ pub fn dump(
     let limit = limit.unwrap_or(u64::MAX);
     let mut shown = 0u64;
     if limit > 0 {
-        seams::read_matching(&store, filter, range, &mut |e| {
+        access::read_matching(&store, filter, range, &mut |e| {
             if json {
                 event_json(&mut out, e)?;
             } else {
@@ -170,6 +150,22 @@ pub fn dump(
         })?;
     }
     progress.done();
+    out.flush().or_stdout()?;
+    Ok(EXIT_OK)
+}
+
+pub fn event(path: &Path, id: Uuid, json: bool) -> Result<i32> {
+    let store = access::open_for_read(path)?;
+    let e = store
+        .read_event(id)
+        .map_err(|e| crate::fail::Fail::store(path, e, false))?;
+    let mut out = stdout();
+    if json {
+        event_json(&mut out, &access::view(&e))?;
+    } else {
+        table_header(&mut out)?;
+        event_row(&mut out, &access::view(&e))?;
+    }
     out.flush().or_stdout()?;
     Ok(EXIT_OK)
 }
@@ -197,7 +193,7 @@ pub fn tail(
     json: bool,
     quiet: bool,
 ) -> Result<i32> {
-    let store = seams::open_for_read(path)?;
+    let store = access::open_for_read(path)?;
     let mut out = stdout();
     let end = last_events(&store, filter, lines, json, &mut out)?;
     out.flush().or_stdout()?;
@@ -210,8 +206,9 @@ pub fn tail(
     Ok(EXIT_OK)
 }
 
-/// Writes the last `n` matching events, oldest first; returns the position after
-/// the log's end as it was read.
+/// Writes the last `n` matching events, oldest first; returns the event count of the
+/// log when it looked (following goes on from there). Without a type filter this is
+/// one backward read of exactly `n` events.
 fn last_events(
     store: &Store,
     filter: &Filter,
@@ -219,15 +216,31 @@ fn last_events(
     json: bool,
     out: &mut dyn Write,
 ) -> Result<u64> {
-    let mut newest_first = Vec::new();
+    let fail = |e| crate::fail::Fail::store(store.path(), e, false);
     let end = store.global_position();
-    if n > 0 {
-        seams::read_matching(
+    let mut newest_first = Vec::new();
+    if let Some(s) = filter.stream {
+        if store.stream_version(&s).is_none() {
+            return Err(fail(eventstore::Error::StreamNotFound { stream_id: s }));
+        }
+    }
+    if n == 0 || end == 0 {
+        // Nothing to show.
+    } else if filter.types.is_empty() && filter.prefixes.is_empty() {
+        newest_first = match filter.stream {
+            Some(s) => store.read_stream_backward(s, u64::MAX, n),
+            None => store.read_all_backward(end - 1, n),
+        }
+        .map_err(fail)?;
+        // What came after `end` (a writer's appends meanwhile) is for following.
+        newest_first.retain(|e| e.global_position < end);
+    } else {
+        access::read_matching(
             store,
             filter,
             Range {
                 from: 0,
-                to: end.saturating_sub(1),
+                to: end - 1,
                 backward: true,
             },
             &mut |e| {
@@ -239,24 +252,9 @@ fn last_events(
                 })
             },
         )?;
-    } else if let Some(s) = filter.stream {
-        // An unknown stream is an error also when no event is asked for.
-        store
-            .read_stream_batch(s, 0, 0)
-            .map_err(|e| crate::fail::Fail::store(store.path(), e, false))?;
     }
     for e in newest_first.iter().rev() {
-        let view = eventstore::codec::RecordView {
-            global_position: e.global_position,
-            stream_version: e.stream_version,
-            recorded_at: e.recorded_at,
-            stream_id: e.stream_id,
-            event_id: e.event_id,
-            event_type: &e.event_type,
-            event_type_with_nul: &[],
-            metadata: &e.metadata,
-            payload: &e.payload,
-        };
+        let view = access::view(e);
         if json {
             event_json(out, &view)?;
         } else {
@@ -277,11 +275,11 @@ pub fn follow_from(
     stop: &mut dyn FnMut(u64) -> bool,
 ) -> Result<()> {
     while !stop(position) {
-        let now = seams::wait_for_more(store, position, Duration::from_millis(500));
+        let now = access::wait_for_more(store, position, Duration::from_millis(500));
         if now <= position {
             continue;
         }
-        position = seams::read_matching(
+        position = access::read_matching(
             store,
             filter,
             Range {

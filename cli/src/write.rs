@@ -6,11 +6,11 @@ use std::path::{Path, PathBuf};
 
 use eventstore::{CopiedBatch, Error, ExpectedVersion, ProposedEvent, Store, Uuid};
 
+use crate::access;
 use crate::fail::{Fail, OrStdout, Result, EXIT_FOUND, EXIT_IO, EXIT_OK};
 use crate::input;
 use crate::progress::{Progress, Unit};
 use crate::read::stdout;
-use crate::seams;
 
 /// Standard input, line by line, with line numbers; blank lines are skipped.
 struct Lines {
@@ -65,7 +65,7 @@ struct Pending {
 }
 
 pub fn append(path: &Path, batch: Option<u64>, json: bool, quiet: bool) -> Result<i32> {
-    let store = seams::open_for_write(path, true)?;
+    let store = access::open_for_write(path, true)?;
     let progress = Progress::new(quiet, "appending", Unit::Events, None);
     let mut out = stdout();
     let mut lines = Lines::new();

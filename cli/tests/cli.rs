@@ -7,7 +7,9 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use eventstore::inspect;
-use eventstore::{ExpectedVersion, ProposedEvent, RecordedEvent, Store, Uuid};
+use eventstore::{
+    ExpectedVersion, ProposedEvent, ProposedEventRef, RecordedEvent, Store, StreamAppend, Uuid,
+};
 use serde_json::Value;
 
 const EXE: &str = env!("CARGO_BIN_EXE_eventstore");
@@ -147,8 +149,8 @@ fn help_documents_every_command_and_exit_codes() {
     assert_eq!(code(&o), 0);
     let text = stdout(&o);
     for c in [
-        "info", "verify", "streams", "dump", "tail", "append", "export", "import", "backup",
-        "salvage",
+        "info", "verify", "streams", "dump", "event", "tail", "append", "export", "import",
+        "backup", "salvage",
     ] {
         assert!(text.contains(c), "{c} missing from --help: {text}");
     }
@@ -322,6 +324,8 @@ fn info_reports_the_store_facts() {
     assert!(v["first_recorded_at_utc"].as_str().unwrap().ends_with('Z'));
     assert!(v["index_bytes"].as_u64().unwrap() > 0);
     assert_eq!(v["writer_open"], false);
+    assert_eq!(v["poisoned"], false);
+    assert_eq!(v["recovered_bytes_dropped"], 0);
     let text = stdout(&es(&["info", s(&path)]));
     assert!(text.contains("events          17"), "{text}");
     assert!(text.contains("streams         3"), "{text}");
@@ -331,6 +335,89 @@ fn info_reports_the_store_facts() {
     let v = json(&es(&["info", s(&empty), "--json"]));
     assert_eq!(v["events"], 0);
     assert_eq!(v["first_recorded_at"], Value::Null);
+}
+
+/// A store written by 0.1 is format version 1, and stays so for the read commands.
+#[test]
+fn info_reports_format_version_1_of_a_store_written_by_0_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = fixture_v01(dir.path());
+    let v = json(&es(&["info", s(&path), "--json"]));
+    assert_eq!(v["format_version"], 1);
+    assert_eq!(v["events"], 18);
+    assert_eq!(v["streams"], 3);
+    assert!(stdout(&es(&["info", s(&path)])).contains("format version  1\n"));
+    assert_eq!(json_lines(&es(&["dump", s(&path), "--json"])).len(), 18);
+    assert_eq!(
+        json(&es(&["info", s(&path), "--json"]))["format_version"],
+        1
+    );
+}
+
+/// A copy of `tests/fixtures/v0.1.store` (written by 0.1: format version 1, 18 events
+/// of 3 streams) in `dir`.
+fn fixture_v01(dir: &Path) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/v0.1.store");
+    let path = dir.join("v01.store");
+    std::fs::copy(src, &path).unwrap();
+    path
+}
+
+/// `event ID` finds one event by its id (`Store::read_event`); an unknown id is
+/// not found (exit 1), a malformed one a usage error.
+#[test]
+fn event_shows_one_event_by_its_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, events) = sample(dir.path());
+    let e = &events[7];
+    let o = es(&["event", s(&path), &e.event_id.to_string(), "--json"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let v = json(&o);
+    assert_eq!(v["global_position"], 7);
+    assert_eq!(v["event_id"], e.event_id.to_string());
+    assert_eq!(v["stream_id"], e.stream_id.to_string());
+    assert_eq!(v["event_type"], e.event_type);
+    // The same line as dump's for that event.
+    let dumped = stdout(&es(&[
+        "dump",
+        s(&path),
+        "--json",
+        "--from",
+        "7",
+        "--to",
+        "7",
+    ]));
+    assert_eq!(stdout(&o), dumped);
+    let table = stdout(&es(&["event", s(&path), &e.event_id.to_string()]));
+    assert_eq!(table.lines().count(), 2, "{table}");
+    assert!(table.contains("OrderPaid"), "{table}");
+    let unknown = Uuid::from_u128(0x5eed).to_string();
+    fails(
+        &es(&["event", s(&path), &unknown]),
+        1,
+        &["not found", &unknown],
+    );
+    fails(&es(&["event", s(&path), "not-a-uuid"]), 2, &["not-a-uuid"]);
+}
+
+/// A store whose last write was torn: the open that info makes cuts it off and says
+/// how many bytes it dropped.
+#[test]
+fn info_reports_the_bytes_an_open_cut_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, _) = sample(dir.path());
+    let len = std::fs::metadata(&path).unwrap().len();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    f.write_all(&[0xab; 40]).unwrap();
+    drop(f);
+    let v = json(&es(&["info", s(&path), "--json"]));
+    assert_eq!(v["events"], 17);
+    assert_eq!(v["file_bytes"], len + 40);
+    assert_eq!(v["data_bytes"], len);
+    assert_eq!(v["recovered_bytes_dropped"], 40);
 }
 
 #[test]
@@ -366,6 +453,63 @@ fn streams_lists_every_stream_in_creation_order_with_paging() {
     let table = stdout(&es(&["streams", s(&path)]));
     assert_eq!(table.lines().count(), 4, "{table}");
     assert!(table.contains(&A.to_string()));
+}
+
+/// `streams` pages through `Store::list_streams`: many streams, any window.
+#[test]
+fn streams_pages_through_many_streams() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("many.store");
+    let store = Store::open(&path).unwrap();
+    let ids: Vec<Uuid> = (0..300u128)
+        .map(|i| Uuid::from_u128(1000 + (i * 7919) % 300))
+        .collect();
+    for (i, id) in ids.iter().enumerate() {
+        let n = 1 + i % 3;
+        store
+            .append(
+                *id,
+                ExpectedVersion::NoStream,
+                (0..n).map(|_| ev("T", b"1", b"")).collect(),
+            )
+            .unwrap();
+    }
+    store.close().unwrap();
+    let all = json_lines(&es(&["streams", s(&path), "--json"]));
+    assert_eq!(all.len(), 300);
+    let mut position = 0;
+    for (i, (row, id)) in all.iter().zip(&ids).enumerate() {
+        let n = 1 + i as u64 % 3;
+        assert_eq!(row["index"], i);
+        assert_eq!(row["stream_id"], id.to_string());
+        assert_eq!(row["events"], n);
+        assert_eq!(row["last_version"], n - 1);
+        assert_eq!(row["first_position"], position);
+        assert_eq!(row["last_position"], position + n - 1);
+        position += n;
+    }
+    let page = json_lines(&es(&[
+        "streams",
+        s(&path),
+        "--json",
+        "--from",
+        "250",
+        "--limit",
+        "20",
+    ]));
+    assert_eq!(page, all[250..270]);
+    let tail = json_lines(&es(&[
+        "streams",
+        s(&path),
+        "--json",
+        "--from",
+        "290",
+        "--limit",
+        "20",
+    ]));
+    assert_eq!(tail, all[290..]);
+    assert!(json_lines(&es(&["streams", s(&path), "--json", "--from", "300"])).is_empty());
+    assert!(json_lines(&es(&["streams", s(&path), "--json", "--limit", "0"])).is_empty());
 }
 
 #[test]
@@ -461,6 +605,68 @@ fn dump_filters_by_stream_type_prefix_range_limit_and_direction() {
         &["not found", &unknown, "eventstore streams"],
     );
     fails(&es(&["tail", p, "--stream", &unknown]), 1, &["not found"]);
+}
+
+/// Backward reads cross pages: every event newest first, with and without a stream,
+/// and `tail` shows exactly the last N of a large log.
+#[test]
+fn backward_reads_and_tail_cross_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("long.store");
+    let store = Store::open(&path).unwrap();
+    for chunk in 0..10u64 {
+        let events: Vec<ProposedEvent> = (0..1000)
+            .map(|i| ev(if i % 2 == 0 { "Even" } else { "Odd" }, b"{}", b""))
+            .collect();
+        store
+            .append([A, B][(chunk % 2) as usize], ExpectedVersion::Any, events)
+            .unwrap();
+    }
+    store.close().unwrap();
+    let p = s(&path);
+    let o = es(&["dump", p, "--json", "--backward"]);
+    let got = positions(&json_lines(&o));
+    assert_eq!(got, (0..10_000).rev().collect::<Vec<u64>>());
+    let o = es(&[
+        "dump",
+        p,
+        "--json",
+        "--backward",
+        "--stream",
+        &B.to_string(),
+    ]);
+    let want: Vec<u64> = (0..10_000u64)
+        .rev()
+        .filter(|p| (p / 1000) % 2 == 1)
+        .collect();
+    assert_eq!(positions(&json_lines(&o)), want);
+    let o = es(&[
+        "dump",
+        p,
+        "--json",
+        "--backward",
+        "--from",
+        "2990",
+        "--to",
+        "3009",
+    ]);
+    assert_eq!(
+        positions(&json_lines(&o)),
+        (2990..3010).rev().collect::<Vec<u64>>()
+    );
+    let o = es(&["tail", p, "-n", "3000", "--json"]);
+    assert_eq!(
+        positions(&json_lines(&o)),
+        (7000..10_000).collect::<Vec<u64>>()
+    );
+    let o = es(&["tail", p, "-n", "5", "--json", "--stream", &A.to_string()]);
+    assert_eq!(
+        positions(&json_lines(&o)),
+        (8995..9000).collect::<Vec<u64>>()
+    );
+    let o = es(&["tail", p, "-n", "2500", "--json", "--type", "Odd"]);
+    let want: Vec<u64> = (5001..10_000).step_by(2).collect();
+    assert_eq!(positions(&json_lines(&o)), want);
 }
 
 #[test]
@@ -1001,6 +1207,159 @@ fn salvage_of_a_sound_store_is_exit_0_and_refuses_an_existing_destination() {
         &es(&["salvage", s(&path), s(&dest)]),
         2,
         &["already exists"],
+    );
+}
+
+/// A format-2 store whose batches hold several streams (multi-appends): verify
+/// names a damaged multi-stream batch with all its events, salvage keeps every other
+/// batch whole (each multi-append still one batch, its streams' versions continuing).
+#[test]
+fn verify_and_salvage_handle_multi_stream_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("multi.store");
+    let store = Store::open(&path).unwrap();
+    for round in 0..12 {
+        if round % 3 == 2 {
+            store
+                .append(A, ExpectedVersion::Any, vec![ev("Single", b"1", b"")])
+                .unwrap();
+            continue;
+        }
+        // Streams A, B, C get 1, 2, 3 events in one batch.
+        let fresh: Vec<Vec<ProposedEvent>> = (0..3)
+            .map(|k| {
+                (0..=k)
+                    .map(|i| {
+                        ev(
+                            "M",
+                            format!("{{\"r\":{round},\"k\":{k},\"i\":{i}}}").as_bytes(),
+                            b"",
+                        )
+                    })
+                    .collect()
+            })
+            .collect();
+        let fresh_refs: Vec<Vec<ProposedEventRef<'_>>> = fresh
+            .iter()
+            .map(|v| v.iter().map(ProposedEvent::as_ref).collect())
+            .collect();
+        let appends: Vec<StreamAppend<'_>> = [A, B, C]
+            .iter()
+            .zip(&fresh_refs)
+            .map(|(id, events)| StreamAppend {
+                stream_id: *id,
+                expected_version: ExpectedVersion::Any,
+                events,
+            })
+            .collect();
+        store.append_multi(&appends).unwrap();
+    }
+    let events = store.read_all(0, u64::MAX).unwrap();
+    store.close().unwrap();
+    let v = json(&es(&["info", s(&path), "--json"]));
+    assert_eq!(v["format_version"], 2);
+    let l = layout(&path);
+    assert_eq!(l.len(), 12);
+    assert_eq!(l[4].3, 6, "batch 4 is a multi-append of 1 + 2 + 3 events");
+    let o = es(&["verify", s(&path), "--json"]);
+    assert_eq!(code(&o), 0, "{}", stdout(&o));
+    assert_eq!(json(&o)["events"], events.len());
+
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[(l[4].0 + l[4].1 / 2) as usize] ^= 0x40;
+    std::fs::write(&path, &bytes).unwrap();
+    let v = json(&es(&["verify", s(&path), "--json"]));
+    assert_eq!(v["sound"], false);
+    assert_eq!(v["ranges"][0]["first_lost_position"], l[4].2);
+    assert_eq!(v["ranges"][0]["lost_events"], 6);
+    let dest = dir.path().join("saved.store");
+    let o = es(&["salvage", s(&path), s(&dest), "--json"]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    let v = json(&o);
+    assert_eq!(v["lost_events"], 6);
+    assert_eq!(v["kept_batches"], 11);
+    assert_eq!(v["kept_events"], events.len() - 6);
+    assert_eq!(code(&es(&["verify", s(&dest)])), 0);
+    // Every other batch kept, in order; a multi-stream batch is copied as one batch
+    // per stream (1 + 2 + 3 events), consecutive, with the same commit time.
+    let kept: Vec<u32> = layout(&dest).iter().map(|b| b.3).collect();
+    let want: Vec<u32> = l
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 4)
+        .flat_map(|(_, b)| if b.3 == 6 { vec![1, 2, 3] } else { vec![1] })
+        .collect();
+    assert_eq!(kept, want);
+    let lost = l[4].2..l[4].2 + 6;
+    let expected: Vec<&RecordedEvent> = events
+        .iter()
+        .filter(|e| !lost.contains(&e.global_position))
+        .collect();
+    let got = Store::open(&dest).unwrap().read_all(0, u64::MAX).unwrap();
+    assert_eq!(got.len(), expected.len());
+    for (g, e) in got.iter().zip(&expected) {
+        assert_eq!(
+            (g.event_id, g.stream_id, &g.payload, g.recorded_at),
+            (e.event_id, e.stream_id, &e.payload, e.recorded_at)
+        );
+    }
+    // Each stream's versions continue over the gap (0, 1, 2, ... with no hole).
+    for id in [A, B, C] {
+        let versions: Vec<u64> = got
+            .iter()
+            .filter(|e| e.stream_id == id)
+            .map(|e| e.stream_version)
+            .collect();
+        assert_eq!(versions, (0..versions.len() as u64).collect::<Vec<_>>());
+    }
+}
+
+/// verify and salvage read a store written by 0.1 (format version 1): sound, every
+/// event kept.
+#[test]
+fn verify_and_salvage_read_a_store_written_by_0_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = fixture_v01(dir.path());
+    let before = std::fs::read(&path).unwrap();
+    let o = es(&["verify", s(&path), "--json"]);
+    assert_eq!(code(&o), 0, "{}", stdout(&o));
+    let v = json(&o);
+    assert_eq!(v["format_version"], 1);
+    assert_eq!(v["events"], 18);
+    let dest = dir.path().join("saved.store");
+    let o = es(&["salvage", s(&path), s(&dest), "--json"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(json(&o)["kept_events"], 18);
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        before,
+        "salvage never writes its source"
+    );
+    let strip = |o: &Output| -> Vec<Value> {
+        json_lines(o)
+            .into_iter()
+            .map(|mut v| {
+                v.as_object_mut().unwrap().remove("recorded_at_utc");
+                v
+            })
+            .collect()
+    };
+    assert_eq!(
+        strip(&es(&["export", s(&dest)])),
+        strip(&es(&["export", s(&path)]))
+    );
+    // A damaged 0.1 store is salvaged too.
+    let l = layout(&path);
+    let mut bytes = before.clone();
+    bytes[(l[2].0 + 40) as usize] ^= 2;
+    std::fs::write(&path, &bytes).unwrap();
+    let dest2 = dir.path().join("saved2.store");
+    let o = es(&["salvage", s(&path), s(&dest2), "--json"]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert_eq!(json(&o)["lost_events"], l[2].3);
+    assert_eq!(
+        json_lines(&es(&["export", s(&dest2)])).len(),
+        18 - l[2].3 as usize
     );
 }
 

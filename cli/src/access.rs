@@ -1,0 +1,282 @@
+//! How the tool opens and reads a store, through the library's API: one place for
+//! the opens, the filters and the walks over the log that several commands share.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use eventstore::codec::RecordView;
+use eventstore::{EventBatch, OpenOptions, RecordedEvent, Store, StreamInfo, Uuid};
+
+use crate::fail::{Fail, Result, EXIT_FOUND};
+
+/// Events read per page at most; the first page is small (`FIRST_PAGE`) and each next
+/// one twice as large, so that `--limit 10` or `tail -n 10` reads a few events, and a
+/// whole-log walk few large pages.
+const PAGE: u64 = 1 << 16;
+const FIRST_PAGE: u64 = 64;
+
+/// Opens an existing store for a read command. Never creates a file.
+///
+/// Today this is a normal open: it takes the exclusive lock (so it fails with
+/// `Locked` beside a running writer) and, like every open, cuts off a torn tail or
+/// preallocated space. With read-only opens it will do neither.
+pub fn open_for_read(path: &Path) -> Result<Store> {
+    must_exist(path)?;
+    Store::open(path).map_err(|e| Fail::store(path, e, false))
+}
+
+/// Opens (and with `create`, creates) a store for a writing command.
+pub fn open_for_write(path: &Path, create: bool) -> Result<Store> {
+    if !create {
+        must_exist(path)?;
+    }
+    Store::open_with(path, OpenOptions::new()).map_err(|e| Fail::store(path, e, true))
+}
+
+/// Fails unless `path` is an existing regular file of at least a header's length (a
+/// shorter one would be initialised as a new store by an open).
+pub fn must_exist(path: &Path) -> Result<()> {
+    let p = path.display();
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => Err(Fail::new(
+            EXIT_FOUND,
+            format!("{p} is a directory, not a store file; check the path"),
+        )),
+        Ok(m) if m.len() < eventstore::codec::FILE_HEADER_LEN as u64 => Err(Fail::new(
+            EXIT_FOUND,
+            format!(
+                "{p} is not an event store ({} bytes, shorter than a store header); check the path",
+                m.len()
+            ),
+        )),
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Fail::new(
+            EXIT_FOUND,
+            format!("{p}: no such file; check the path (read commands never create a store)"),
+        )),
+        Err(e) => Err(Fail::new(
+            crate::fail::EXIT_IO,
+            format!("{p}: {e}; check the path and its permissions"),
+        )),
+    }
+}
+
+/// Whether another process has the store open for writing. A read command that got
+/// this far holds the store's lock itself, so today the answer is always no.
+pub fn writer_open(_store: &Store) -> bool {
+    false
+}
+
+/// Which events a read command shows.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub stream: Option<Uuid>,
+    /// Exact type names; empty with no prefixes: every type.
+    pub types: Vec<String>,
+    pub prefixes: Vec<String>,
+}
+
+impl Filter {
+    /// The rule of `es_filter`: the stream matches, and (no types and no prefixes are
+    /// given, or the type equals one or starts with one).
+    pub fn matches(&self, e: &RecordView<'_>) -> bool {
+        if self.stream.is_some_and(|s| s != e.stream_id) {
+            return false;
+        }
+        (self.types.is_empty() && self.prefixes.is_empty())
+            || self.types.iter().any(|t| t == e.event_type)
+            || self
+                .prefixes
+                .iter()
+                .any(|p| e.event_type.starts_with(p.as_str()))
+    }
+}
+
+/// A range of global positions, both ends included.
+#[derive(Debug, Clone, Copy)]
+pub struct Range {
+    pub from: u64,
+    pub to: u64,
+    pub backward: bool,
+}
+
+/// What a visitor wants next.
+pub enum Flow {
+    More,
+    Stop,
+}
+
+/// The sizes of the pages a walk reads: small first, doubling up to `PAGE`.
+struct Pages(u64);
+
+impl Pages {
+    fn new() -> Pages {
+        Pages(FIRST_PAGE)
+    }
+
+    fn next(&mut self) -> u64 {
+        let n = self.0;
+        self.0 = (n * 2).min(PAGE);
+        n
+    }
+}
+
+/// Calls `visit` with every event in `range` that matches `filter`, in order (or in
+/// reverse with `range.backward`), until it says stop. Returns the event count of the
+/// log when the walk started (where following goes on).
+pub fn read_matching(
+    store: &Store,
+    filter: &Filter,
+    range: Range,
+    visit: &mut dyn FnMut(&RecordView<'_>) -> Result<Flow>,
+) -> Result<u64> {
+    let path = store.path().to_path_buf();
+    let fail = |e| Fail::store(&path, e, false);
+    let end = store.global_position();
+    if let Some(s) = filter.stream {
+        // An unknown stream is an error, also when the range is empty.
+        if store.stream_version(&s).is_none() {
+            return Err(fail(eventstore::Error::StreamNotFound { stream_id: s }));
+        }
+    }
+    let last = range.to.min(end.saturating_sub(1));
+    if end == 0 || range.from > last {
+        return Ok(end);
+    }
+    let mut one = |e: &RecordView<'_>| -> Result<bool> {
+        if e.global_position < range.from || e.global_position > last || !filter.matches(e) {
+            return Ok(false);
+        }
+        Ok(matches!(visit(e)?, Flow::Stop))
+    };
+    let mut pages = Pages::new();
+    if range.backward {
+        // Newest first: `read_stream_backward` / `read_all_backward`, page by page.
+        let mut from = match filter.stream {
+            Some(s) => store.stream_version(&s).unwrap_or(0),
+            None => last,
+        };
+        loop {
+            let page = match filter.stream {
+                Some(s) => store.read_stream_backward(s, from, pages.next()),
+                None => store.read_all_backward(from, pages.next()),
+            }
+            .map_err(fail)?;
+            // Newest first, as the library returns them.
+            for e in &page {
+                if e.global_position < range.from {
+                    return Ok(end);
+                }
+                if one(&view(e))? {
+                    return Ok(end);
+                }
+            }
+            let Some(oldest) = page.last() else {
+                return Ok(end);
+            };
+            let at = match filter.stream {
+                Some(_) => oldest.stream_version,
+                None => oldest.global_position,
+            };
+            if at == 0 {
+                return Ok(end);
+            }
+            from = at - 1;
+        }
+    }
+    let mut batch = EventBatch::default();
+    match filter.stream {
+        // By version: a stream's positions grow with its versions.
+        Some(s) => {
+            let mut version = 0;
+            loop {
+                store
+                    .read_stream_batch_into(s, version, pages.next(), &mut batch)
+                    .map_err(fail)?;
+                for e in batch.iter() {
+                    if e.global_position > last || one(&e)? {
+                        return Ok(end);
+                    }
+                }
+                if batch.is_empty() {
+                    return Ok(end);
+                }
+                version = batch.get(batch.len() - 1).stream_version + 1;
+            }
+        }
+        None => {
+            let mut position = range.from;
+            while position <= last {
+                let n = pages.next().min(last + 1 - position);
+                store
+                    .read_all_batch_into(position, n, &mut batch)
+                    .map_err(fail)?;
+                for e in batch.iter() {
+                    if one(&e)? {
+                        return Ok(end);
+                    }
+                }
+                if batch.is_empty() {
+                    break;
+                }
+                position += batch.len() as u64;
+            }
+            Ok(end)
+        }
+    }
+}
+
+/// A view of an event read whole (by a backward read), to show it as any other.
+pub fn view(e: &RecordedEvent) -> RecordView<'_> {
+    RecordView {
+        global_position: e.global_position,
+        stream_version: e.stream_version,
+        recorded_at: e.recorded_at,
+        stream_id: e.stream_id,
+        event_id: e.event_id,
+        event_type: &e.event_type,
+        event_type_with_nul: &[],
+        metadata: &e.metadata,
+        payload: &e.payload,
+    }
+}
+
+/// Waits until the store holds more than `position` events, or `timeout` passes;
+/// returns the event count then. A short poll until `Store::wait` lands (it sleeps
+/// without CPU and sees appends from other processes).
+pub fn wait_for_more(store: &Store, position: u64, timeout: Duration) -> u64 {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let now = store.global_position();
+        if now > position || Instant::now() >= deadline {
+            return now;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Every stream from the `from`th in creation order, at most `limit`, through
+/// `Store::list_streams`, a page at a time; `visit` may stop the walk.
+pub fn list_streams(
+    store: &Store,
+    from: u64,
+    limit: Option<u64>,
+    visit: &mut dyn FnMut(u64, &StreamInfo) -> Result<Flow>,
+) -> Result<()> {
+    let mut index = from;
+    let mut left = limit.unwrap_or(u64::MAX);
+    while left > 0 {
+        let page = store.list_streams(index, left.min(PAGE));
+        if page.is_empty() {
+            break;
+        }
+        for s in &page {
+            if let Flow::Stop = visit(index, s)? {
+                return Ok(());
+            }
+            index += 1;
+        }
+        left -= page.len() as u64;
+    }
+    Ok(())
+}
