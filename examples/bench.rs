@@ -18,6 +18,9 @@
 //! - `es-rust`: libeventstore through its Rust API (`append_refs`, `*_batch` reads);
 //! - `es-rust-owned`: the owned-value reads (`read_all`, `read_stream`);
 //! - `es-c`: libeventstore through the C ABI functions, called directly;
+//! - `es-follow-*` (the `follow_*` workloads, issue 10): read-only handles following a
+//!   writer, in this process (`-inproc`) or another (`-xproc`, the bench re-run as a
+//!   child with `--follow-child`);
 //! - `es-rust-single` / `es-rust-multi` / `es-c-multi`: one-event appends against
 //!   multi-appends of 2 streams x 1 event (`append_multi_2x1_200B`);
 //! - `sqlite`: WAL, `synchronous=FULL`, `UNIQUE(stream_id, stream_version)`, the
@@ -33,7 +36,7 @@
 //! ratios to SQLite and to the floor, and the issue's target with whether it is met.
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::{BufRead, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -102,6 +105,11 @@ fn parse_args() -> Config {
                 let path = PathBuf::from(args.next().expect("PATH"));
                 let n: usize = args.next().and_then(|v| v.parse().ok()).expect("N");
                 write_store_file(&path, &Data::new(200), n);
+                std::process::exit(0);
+            }
+            "--follow-child" => {
+                let rest: Vec<String> = args.collect();
+                follow_child(&rest);
                 std::process::exit(0);
             }
             "--bench" => {} // cargo bench passes it
@@ -1769,6 +1777,7 @@ fn main() {
     bench.read_workloads(&big, "4KiB", cfg.read_events_4k);
     bench.memory_workload(&small, "200B", cfg.mem_events);
     bench.memory_workload(&big, "4KiB", cfg.mem_events_4k);
+    bench.follow_workloads(&small);
 
     println!();
     println!("== summary ==");
@@ -1793,4 +1802,510 @@ fn main() {
         println!("load average at end: {}", load.trim());
     }
     println!("total time {:.1} s", started.elapsed().as_secs_f64());
+}
+
+// ---------------------------------------------------------------------------------
+// Following the log (issue 10): wake latency, idle CPU, catch-up, filters, lag
+
+fn mono_ns() -> u64 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: writes the monotonic clock (shared by all processes) into `t`.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) };
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}
+
+fn cpu_us() -> u64 {
+    // SAFETY: getrusage fills the zeroed struct.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let tv = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+    tv(u.ru_utime) + tv(u.ru_stime)
+}
+
+fn read_only(path: &Path) -> Store {
+    Store::open_with(path, eventstore::OpenOptions::new().read_only()).unwrap()
+}
+
+/// Drains a subscription from 0 in pages of 1,000, looking at every field.
+fn drain(store: &Store, filter: eventstore::Filter) -> (u64, u64) {
+    let mut sub = store.subscribe(0, filter);
+    let (mut n, mut acc) = (0u64, 0u64);
+    let mut batch = eventstore::EventBatch::default();
+    loop {
+        sub.next_batch_into(1000, Some(Duration::ZERO), &mut batch)
+            .unwrap();
+        if batch.is_empty() {
+            return (n, acc);
+        }
+        n += batch.len() as u64;
+        acc = acc.wrapping_add(consume_batch(&batch));
+    }
+}
+
+/// What a `--follow-child` process does (see `follow_workloads`).
+fn follow_child(args: &[String]) {
+    let mode = args[0].as_str();
+    let path = Path::new(&args[1]);
+    let mut out = std::io::stdout();
+    match mode {
+        "wake" => {
+            let n: u64 = args[2].parse().unwrap();
+            let store = read_only(path);
+            let mut sub = store.subscribe(store.global_position(), eventstore::Filter::all());
+            writeln!(out, "READY").unwrap();
+            out.flush().unwrap();
+            for _ in 0..n {
+                let b = sub.next_batch(1, None).unwrap();
+                let t = mono_ns();
+                writeln!(out, "GOT {} {t}", b.get(0).global_position).unwrap();
+                out.flush().unwrap();
+            }
+        }
+        "idle" => {
+            let secs: u64 = args[2].parse().unwrap();
+            let store = read_only(path);
+            let n = store.global_position();
+            let before = cpu_us();
+            let m = store.wait(n, Some(Duration::from_secs(secs))).unwrap();
+            assert_eq!(m, n);
+            writeln!(out, "CPU {}", cpu_us() - before).unwrap();
+        }
+        "catchup" => {
+            let n: u64 = args[2].parse().unwrap();
+            let store = read_only(path);
+            let (got, acc) = drain(&store, eventstore::Filter::all());
+            assert_eq!(got, n);
+            writeln!(out, "DONE {acc}").unwrap();
+        }
+        "catchup-sqlite" => {
+            let n: u64 = args[2].parse().unwrap();
+            let conn = sqlite_open(path);
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT global_position, stream_version, stream_id, event_id, event_type, metadata, payload, recorded_at
+                     FROM events WHERE global_position > ?1 ORDER BY global_position LIMIT 1000",
+                )
+                .unwrap();
+            let (mut last, mut got, mut acc) = (-1i64, 0u64, 0u64);
+            loop {
+                let mut rows = stmt.query(params![last]).unwrap();
+                let mut page = 0;
+                while let Some(r) = rows.next().unwrap() {
+                    let position: i64 = r.get(0).unwrap();
+                    let version: i64 = r.get(1).unwrap();
+                    let _stream = r.get_ref(2).unwrap().as_blob().unwrap();
+                    let _id = r.get_ref(3).unwrap().as_blob().unwrap();
+                    let ty = r.get_ref(4).unwrap().as_str().unwrap();
+                    let meta = r.get_ref(5).unwrap().as_blob().unwrap();
+                    let payload = r.get_ref(6).unwrap().as_blob().unwrap();
+                    consume(
+                        &mut acc,
+                        position as u64,
+                        version as u64,
+                        ty.as_bytes(),
+                        meta,
+                        payload,
+                    );
+                    last = position;
+                    page += 1;
+                }
+                got += page;
+                if page < 1000 {
+                    break;
+                }
+            }
+            assert_eq!(got, n);
+            writeln!(out, "DONE {acc}").unwrap();
+        }
+        other => panic!("unknown follow child mode {other}"),
+    }
+}
+
+fn follow_command(mode: &str, path: &Path, arg: &str) -> std::process::Command {
+    let mut c = std::process::Command::new(std::env::current_exe().unwrap());
+    c.args(["--follow-child", mode])
+        .arg(path)
+        .arg(arg)
+        .stdout(std::process::Stdio::piped());
+    c
+}
+
+/// Writes a store like `write_store_file`, where one event in a hundred has the type
+/// `RareType0001`.
+fn write_store_file_rare(path: &Path, data: &Data, events: usize) {
+    let file = File::create(path).unwrap();
+    let mut w = std::io::BufWriter::with_capacity(8 << 20, file);
+    let salt = 0x0123_4567_89ab_cdef;
+    w.write_all(&codec::encode_file_header(salt)).unwrap();
+    let mut offset = codec::FILE_HEADER_LEN as u64;
+    let mut out = Vec::new();
+    for i in 0..events {
+        let s = i % STREAMS;
+        let mut e = data.event(i);
+        if i % 100 == 0 {
+            e.event_type = "RareType0001";
+        }
+        let unsealed = UnsealedBatch::encode(&data.streams[s], &[e]).unwrap();
+        let header = BatchHeader {
+            batch_len: unsealed.len() as u32,
+            first_position: i as u64,
+            count: 1,
+            recorded_at: 1_700_000_000_000_000 + i as u64,
+            group_start: offset,
+        };
+        out.clear();
+        unsealed.seal_into(&mut out, salt, header, &[(i / STREAMS) as u64], |_, _| {});
+        w.write_all(&out).unwrap();
+        offset += out.len() as u64;
+    }
+    w.into_inner().unwrap().sync_all().unwrap();
+}
+
+impl Bench {
+    fn follow_workloads(&mut self, data: &Data) {
+        if self.wants("follow_wake") {
+            self.follow_wake(data);
+        }
+        if self.wants("follow_idle") {
+            self.follow_idle();
+        }
+        if self.wants("follow_catchup") {
+            self.follow_catchup(data);
+        }
+        if self.wants("follow_filtered") {
+            self.follow_filtered(data);
+        }
+        if self.wants("follow_live") {
+            self.follow_live(data);
+        }
+    }
+
+    /// Append acknowledged -> a subscriber (read-only handle) has the event, one event
+    /// at a time on an idle store, in this process and in another.
+    fn follow_wake(&mut self, data: &Data) {
+        let samples = if self.cfg.full { 1000 } else { 300 };
+        let path = self.dir.file("wake.store");
+        let writer = Store::open(&path).unwrap();
+        let mut rows = vec![Row::new("es-follow-inproc"), Row::new("es-follow-xproc")];
+        // In this process: a thread with its own read-only handle.
+        let reader = read_only(&path);
+        let (tx, rx) = std::sync::mpsc::channel::<(u64, u64)>();
+        std::thread::scope(|scope| {
+            let reader = &reader;
+            let start = writer.global_position();
+            scope.spawn(move || {
+                let mut sub = reader.subscribe(start, eventstore::Filter::all());
+                for _ in 0..samples {
+                    let b = sub.next_batch(1, None).unwrap();
+                    let at = mono_ns();
+                    tx.send((b.get(0).global_position, at)).unwrap();
+                }
+            });
+            std::thread::sleep(Duration::from_millis(50));
+            for i in 0..samples {
+                let e = data.event(i);
+                let r = writer
+                    .append_refs(data.streams[0], ExpectedVersion::Any, &[e])
+                    .unwrap();
+                let acked = mono_ns();
+                // Block (not spin: two cores) until the subscriber has it.
+                let (pos, at) = rx.recv().unwrap();
+                assert_eq!(pos, r.first_global_position);
+                rows[0].latencies.push(at.saturating_sub(acked));
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        });
+        // In another process.
+        let mut child = follow_command("wake", &path, &samples.to_string())
+            .spawn()
+            .unwrap();
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        assert_eq!(lines.next().unwrap().unwrap(), "READY");
+        std::thread::sleep(Duration::from_millis(50));
+        for i in 0..samples {
+            let e = data.event(i);
+            let r = writer
+                .append_refs(data.streams[0], ExpectedVersion::Any, &[e])
+                .unwrap();
+            let acked = mono_ns();
+            let line = lines.next().unwrap().unwrap();
+            let mut parts = line.split_whitespace().skip(1);
+            let pos: u64 = parts.next().unwrap().parse().unwrap();
+            let at: u64 = parts.next().unwrap().parse().unwrap();
+            assert_eq!(pos, r.first_global_position);
+            rows[1].latencies.push(at.saturating_sub(acked));
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        assert!(child.wait().unwrap().success());
+        drop(reader);
+        writer.close().unwrap();
+        remove(&path);
+        for r in &mut rows {
+            r.rates.push(samples as f64);
+        }
+        let p99_x = rows[1].percentile(0.99);
+        let report = Report {
+            workload: "follow_wake_latency".into(),
+            unit: "samples",
+            rows,
+            floor: None,
+            target: "cross-process p99 <= 2 ms (2000 µs)".into(),
+            met: Some(p99_x <= 2000.0),
+            extra: "latency = from the append's return (acknowledged) to the subscriber \
+                    holding the event (0 when it had it first); one append at a time, 2 ms apart"
+                .into(),
+        };
+        self.finish(report);
+    }
+
+    /// CPU time of a reader process waiting 5 s with nothing appended.
+    fn follow_idle(&mut self) {
+        let path = self.dir.file("idle.store");
+        let writer = Store::open(&path).unwrap();
+        writer
+            .append_refs(
+                Uuid::from_u128(1),
+                ExpectedVersion::Any,
+                &[ProposedEventRef {
+                    event_id: Uuid::nil(),
+                    event_type: "A",
+                    metadata: b"",
+                    payload: b"",
+                }],
+            )
+            .unwrap();
+        let mut row = Row::new("es-follow-xproc");
+        for _ in 0..self.cfg.runs.min(2) {
+            let out = follow_command("idle", &path, "5").output().unwrap();
+            assert!(out.status.success());
+            let text = String::from_utf8(out.stdout).unwrap();
+            let us: f64 = text.trim().strip_prefix("CPU ").unwrap().parse().unwrap();
+            row.rates.push(us);
+        }
+        let cpu = row.rate();
+        row.note = "CPU µs (user + system) of the waiting reader over 5 s".into();
+        writer.close().unwrap();
+        remove(&path);
+        self.finish(Report {
+            workload: "follow_idle_reader_cpu".into(),
+            unit: "cpu µs/5s",
+            rows: vec![row],
+            floor: None,
+            target: "<= 1000 µs of CPU in 5 s".into(),
+            met: Some(cpu <= 1000.0),
+            extra: String::new(),
+        });
+    }
+
+    /// A reader process that starts, opens read-only and drains a subscription over the
+    /// read store, against the read + CRC floor and SQLite paging.
+    fn follow_catchup(&mut self, data: &Data) {
+        let events = self.cfg.read_events;
+        let stores = build_read_stores(&self.dir, data, events, true);
+        let mut rows = vec![
+            Row::new("floor"),
+            Row::new("es-follow-xproc"),
+            Row::new("sqlite"),
+        ];
+        rows[0].note = "read + CRC32 of the whole store file".into();
+        rows[1].note = "process start + read-only open + subscription drained in 1,000s".into();
+        rows[2].note = "process start + WHERE global_position > ? ORDER BY .. LIMIT 1000".into();
+        let mut sink = 0u64;
+        for _ in 0..self.cfg.runs {
+            warm(&stores.es);
+            let (_, d) = timed(|| sink ^= u64::from(read_and_crc(&stores.es)));
+            rows[0].rates.push(events as f64 / d.as_secs_f64());
+            rows[0].latencies.push(d.as_nanos() as u64);
+            let (out, d) = timed(|| {
+                follow_command("catchup", &stores.es, &events.to_string())
+                    .output()
+                    .unwrap()
+            });
+            assert!(out.status.success());
+            rows[1].rates.push(events as f64 / d.as_secs_f64());
+            rows[1].latencies.push(d.as_nanos() as u64);
+            warm(&stores.sqlite);
+            let (out, d) = timed(|| {
+                follow_command("catchup-sqlite", &stores.sqlite, &events.to_string())
+                    .output()
+                    .unwrap()
+            });
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            rows[2].rates.push(events as f64 / d.as_secs_f64());
+            rows[2].latencies.push(d.as_nanos() as u64);
+        }
+        std::hint::black_box(sink);
+        // The index a read-only handle keeps for it.
+        let ro = read_only(&stores.es);
+        let stats = ro.index_stats();
+        drop(ro);
+        remove(&stores.es);
+        remove(&stores.sqlite);
+        let mut report = Report {
+            workload: "follow_catchup_200B".into(),
+            unit: "events/s",
+            rows,
+            floor: Some("floor".into()),
+            target: "es >= 0.5x floor and >= 3x sqlite paging".into(),
+            met: None,
+            extra: format!(
+                "{events} events; read-only index {:.1} B/event without ids (target <= 24)",
+                (stats.heap_bytes - stats.id_bytes) as f64 / stats.events as f64
+            ),
+        };
+        report.met = Some(
+            report.ratio("es-follow-xproc", "floor").unwrap_or(0.0) >= 0.5
+                && report.ratio("es-follow-xproc", "sqlite").unwrap_or(0.0) >= 3.0,
+        );
+        self.finish(report);
+        let per_event = (stats.heap_bytes - stats.id_bytes) as f64 / stats.events as f64;
+        self.finish(Report {
+            workload: "follow_index_bytes".into(),
+            unit: "bytes/event",
+            rows: vec![Row {
+                system: "es-rust".into(),
+                rates: vec![per_event],
+                latencies: vec![],
+                checkpoints: Default::default(),
+                note: format!(
+                    "index heap of a read-only handle over {events} events, {} streams",
+                    stats.streams
+                ),
+            }],
+            floor: None,
+            target: "<= 24 B/event".into(),
+            met: Some(per_event <= 24.0),
+            extra: String::new(),
+        });
+    }
+
+    /// Catch-up over a store where 1% of the events match, against the unfiltered
+    /// catch-up of the same store (both on an open read-only handle, warm cache).
+    fn follow_filtered(&mut self, data: &Data) {
+        let events = self.cfg.read_events;
+        let path = self.dir.file("rare.store");
+        write_store_file_rare(&path, data, events);
+        warm(&path);
+        let store = read_only(&path);
+        let mut rows = vec![Row::new("es-unfiltered"), Row::new("es-filtered-1%")];
+        let mut sink = 0u64;
+        for _ in 0..self.cfg.runs {
+            let ((n, acc), d) = timed(|| drain(&store, eventstore::Filter::all()));
+            assert_eq!(n, events as u64);
+            sink ^= acc;
+            rows[0].rates.push(events as f64 / d.as_secs_f64());
+            rows[0].latencies.push(d.as_nanos() as u64);
+            let ((n, acc), d) =
+                timed(|| drain(&store, eventstore::Filter::types(["RareType0001"])));
+            assert_eq!(n, events.div_ceil(100) as u64);
+            sink ^= acc;
+            rows[1].rates.push(events as f64 / d.as_secs_f64());
+            rows[1].latencies.push(d.as_nanos() as u64);
+        }
+        std::hint::black_box(sink);
+        drop(store);
+        remove(&path);
+        let mut report = Report {
+            workload: "follow_filtered_catchup_1pct".into(),
+            unit: "examined/s",
+            rows,
+            floor: Some("es-unfiltered".into()),
+            target: "filtered >= 10x faster than unfiltered".into(),
+            met: None,
+            extra: format!(
+                "{events} events, 1% of type RareType0001; rate = events examined / time"
+            ),
+        };
+        report.met = Some(
+            report
+                .ratio("es-filtered-1%", "es-unfiltered")
+                .unwrap_or(0.0)
+                >= 10.0,
+        );
+        self.finish(report);
+    }
+
+    /// A live subscriber (read-only handle, this process) against 8 appending threads.
+    fn follow_live(&mut self, data: &Data) {
+        let calls = self.cfg.threaded / 8 * 8;
+        let mut row = Row::new("es-follow-inproc");
+        let mut max_lag_all = 0u64;
+        for _ in 0..self.cfg.runs.min(3) {
+            let path = self.dir.file("live.store");
+            let writer = Store::open(&path).unwrap();
+            let reader = read_only(&path);
+            let max_lag = AtomicU64::new(0);
+            let t0 = Instant::now();
+            let mut caught_up_after = Duration::ZERO;
+            std::thread::scope(|scope| {
+                let follower = scope.spawn(|| {
+                    let mut sub = reader.subscribe(0, eventstore::Filter::all());
+                    let mut n = 0u64;
+                    while n < calls as u64 {
+                        // The backlog it finds each time it comes back for more.
+                        let lag = writer.global_position().saturating_sub(sub.position());
+                        max_lag.fetch_max(lag, Ordering::Relaxed);
+                        let b = sub
+                            .next_batch(100_000, Some(Duration::from_secs(10)))
+                            .unwrap();
+                        assert!(!b.is_empty());
+                        n += b.len() as u64;
+                        std::hint::black_box(consume_batch(&b));
+                    }
+                    Instant::now()
+                });
+                let appenders: Vec<_> = (0..8)
+                    .map(|t| {
+                        let writer = &writer;
+                        scope.spawn(move || {
+                            for k in 0..calls / 8 {
+                                let i = t * (calls / 8) + k;
+                                writer
+                                    .append_refs(
+                                        data.streams[i % STREAMS],
+                                        ExpectedVersion::Any,
+                                        &[data.event(i)],
+                                    )
+                                    .unwrap();
+                            }
+                        })
+                    })
+                    .collect();
+                for a in appenders {
+                    a.join().unwrap();
+                }
+                let appended_at = Instant::now();
+                let done_at = follower.join().unwrap();
+                caught_up_after = done_at.saturating_duration_since(appended_at);
+            });
+            let d = t0.elapsed();
+            row.rates.push(calls as f64 / d.as_secs_f64());
+            row.latencies.push(caught_up_after.as_nanos() as u64);
+            max_lag_all = max_lag_all.max(max_lag.load(Ordering::Relaxed));
+            drop(reader);
+            writer.close().unwrap();
+            remove(&path);
+        }
+        row.note = format!(
+            "max lag {max_lag_all} events (backlog found when it asks for more); \
+             latency = last append -> subscriber caught up"
+        );
+        self.finish(Report {
+            workload: "follow_live_8_appenders".into(),
+            unit: "events/s",
+            rows: vec![row],
+            floor: None,
+            target: format!("lag stays bounded (max lag {max_lag_all} of {calls} events)"),
+            met: Some(max_lag_all < calls as u64 / 2),
+            extra: String::new(),
+        });
+    }
 }

@@ -81,6 +81,21 @@
 #define ES_EXPECTED_STREAM_EXISTS -4
 
 /**
+ * `es_open_with` flag: open a read-only handle. It never writes, truncates or locks
+ * the store file; it may be open beside a writer in this or another process, from a
+ * user who may only read the file (mode 0444, another user's store, a read-only
+ * directory). It sees exactly the acknowledged events; appends on it return
+ * `ES_ERR_READ_ONLY`. It creates nothing.
+ */
+#define ES_OPEN_READ_ONLY 1u
+
+/**
+ * `es_open_with` flag: fail with `ES_ERR_IO` (the OS error `ENOENT`) instead of
+ * creating a store that does not exist.
+ */
+#define ES_OPEN_MUST_EXIST 2u
+
+/**
  * Log level of `es_log_fn`: a failure (a handle poisoned, a failed close).
  */
 #define ES_LOG_ERROR 1
@@ -175,6 +190,11 @@ enum es_status
      */
     ES_ERR_INTERNAL = 10,
     /**
+     * An append (or any write) on a handle opened with `ES_OPEN_READ_ONLY`. Nothing
+     * was written.
+     */
+    ES_ERR_READ_ONLY = 11,
+    /**
      * An event id of the append is already recorded and the append is not an exact
      * retry of the one that recorded it (see `es_append_multi`); the message names
      * the id. Nothing was written.
@@ -201,6 +221,14 @@ typedef int32_t es_status;
  * `es_close` must not race with any other call on the same handle.
  */
 typedef struct es_store es_store;
+
+/**
+ * A subscription: a position in the log and a filter (opaque; made by
+ * `es_subscribe`, released by `es_subscription_close`). It reads the store it was
+ * made on, which must stay open until the subscription is closed. Used by one thread
+ * at a time.
+ */
+typedef struct es_subscription es_subscription;
 
 /**
  * A UUID as 16 bytes in RFC 4122 (big-endian, "network") order, as printed:
@@ -355,6 +383,53 @@ typedef struct es_events {
 } es_events;
 
 /**
+ * A UTF-8 string given by pointer and length (not NUL-terminated). `ptr` may be NULL
+ * only when `len` is 0.
+ */
+typedef struct es_string {
+    /**
+     * The bytes; may be NULL when `len` is 0.
+     */
+    const char *ptr;
+    /**
+     * Their number, without any terminating NUL.
+     */
+    size_t len;
+} es_string;
+
+/**
+ * What a subscription or a filtered read selects. An event matches if its stream
+ * matches and (no types and no prefixes are given, or its type equals one of
+ * `event_types` or starts with one of `event_type_prefixes`).
+ *
+ * The library reads the filter (and the strings it points to) only during the call
+ * that takes it, and keeps a copy.
+ */
+typedef struct es_filter {
+    /**
+     * Only events of this stream; NULL: every stream.
+     */
+    const struct es_uuid *stream_id;
+    /**
+     * Exact event type names; NULL with `event_type_count` 0: none.
+     */
+    const struct es_string *event_types;
+    /**
+     * Number of entries in `event_types`.
+     */
+    size_t event_type_count;
+    /**
+     * Type prefixes (`"Order"` matches `"OrderPlaced"`; an empty prefix matches every
+     * type); NULL with `event_type_prefix_count` 0: none.
+     */
+    const struct es_string *event_type_prefixes;
+    /**
+     * Number of entries in `event_type_prefixes`.
+     */
+    size_t event_type_prefix_count;
+} es_filter;
+
+/**
  * One stream's part of an `es_append_multi`: the library only reads it, and what it
  * points to, during the call.
  */
@@ -387,7 +462,7 @@ typedef struct es_store_info {
      */
     uint32_t format_version;
     /**
-     * 1 for a read-only handle, else 0 (every handle is a writer in this version).
+     * 1 for a handle opened with `ES_OPEN_READ_ONLY`, else 0.
      */
     uint32_t read_only;
     /**
@@ -496,7 +571,11 @@ extern "C" {
  * with `ES_ERR_LOCKED` and does not disturb the first handle. The lock is an `flock`
  * on the open file: a child made by `fork()` shares it until the child calls `exec`
  * (the descriptor is close-on-exec) or exits, so a close and reopen in the parent
- * during that window can see `ES_ERR_LOCKED`.
+ * during that window can see `ES_ERR_LOCKED`. Read-only handles (`es_open_with` with
+ * `ES_OPEN_READ_ONLY`) take no lock: any number of them may be open beside the
+ * writer, and they never make `es_open` fail. The writer keeps the side file
+ * `<path>-shm` (created with the store's permissions, never removed) through which
+ * read-only handles learn its durable end and are woken.
  *
  * Ownership: the caller owns `*out_store` on success and must release it with
  * `es_close`. On any failure `*out_store` is set to NULL (when `out_store` itself is
@@ -808,6 +887,76 @@ es_status es_uuid_parse(const char *text, struct es_uuid *out);
 void es_uuid_format(const struct es_uuid *id, char *out);
 
 /**
+ * Opens the event store at `path` as `flags` say and sets `*out_store` to a new
+ * handle. `es_open(path, out)` is `es_open_with(path, 0, out)`: see `es_open` for
+ * creation, recovery and the writer's lock.
+ *
+ * `flags` is 0 or a bitwise OR of:
+ * - `ES_OPEN_READ_ONLY`: a read-only handle. The file is opened read-only and never
+ *   modified, truncated or locked against the writer, so it works on a file mode 0444,
+ *   on another user's store, in a read-only directory, and beside a live writer in
+ *   this or another process (the writer is never slowed or blocked by it; any number
+ *   of read-only handles may be open). It sees every event whose `es_append` returned
+ *   `ES_OK` before a read started, and never an event that is not yet durable (a batch
+ *   written but not yet synced is invisible), never part of a batch. A torn or garbage
+ *   tail left by a crashed writer is ignored, not repaired. Beside a live writer it
+ *   reads the writer's durable end from the side file `<path>-shm`; if that file
+ *   cannot be read there, the open (or a later read) fails with `ES_ERR_IO` saying
+ *   why, rather than risk showing an unsynced batch. It never creates anything: a
+ *   missing file is `ES_ERR_IO` (ENOENT); a zero-length file is an empty store.
+ *   Appends on it return `ES_ERR_READ_ONLY`.
+ * - `ES_OPEN_MUST_EXIST`: a missing file is `ES_ERR_IO` (ENOENT) instead of being
+ *   created.
+ *
+ * Ownership: the caller owns `*out_store` on success and releases it with
+ * `es_close` (for a read-only handle that closes the file and touches nothing). On
+ * any failure `*out_store` is set to NULL (when `out_store` itself is not NULL).
+ *
+ * Threads: may be called from any thread; the handle may then be used from many.
+ *
+ * Returns `ES_OK`; `ES_ERR_INVALID_ARGUMENT` when `path` or `out_store` is NULL or
+ * `flags` has an unknown bit; `ES_ERR_IO` (message: the path and the OS error);
+ * `ES_ERR_INVALID_HEADER`; `ES_ERR_CORRUPT_RECORD` (damage before valid data, also
+ * for a read-only handle); `ES_ERR_LOCKED` (writers only); `ES_ERR_INTERNAL`.
+ */
+es_status es_open_with(const char *path, uint32_t flags, struct es_store **out_store);
+
+/**
+ * Reads up to `max_count` events that `*filter` selects, examining the log from global
+ * position `from_position` on, in order, into `*out_events`, and sets
+ * `*out_next_position` to where the next call should start.
+ *
+ * Events that do not match are judged from the index (their stream and a small type
+ * id) and never read from the file. `*out_next_position` is past the last event
+ * returned when `max_count` were found, else past everything examined (the end of
+ * the log, or where a work budget stopped the call early); it always advances unless
+ * `from_position` is at or past the end, and is never less than `from_position`. So
+ * page with `from_position = *out_next_position` until the result is empty and
+ * `*out_next_position == es_global_position()`. `filter` NULL matches everything.
+ * `max_count` 0 gives an empty result at once, with `*out_next_position ==
+ * from_position`.
+ *
+ * Ownership: as `es_read_all` (`es_free` the result; it outlives `es_close`). The
+ * filter is only read during the call. On failure `*out_events` is set to
+ * `{NULL, 0, NULL}` (when `out_events` is not NULL) and `*out_next_position` is not
+ * written.
+ *
+ * Threads: safe to call concurrently with any call on the same handle except
+ * `es_close`.
+ *
+ * Returns `ES_OK`; `ES_ERR_INVALID_ARGUMENT` when `store`, `out_events` or
+ * `out_next_position` is NULL, or the filter has a NULL array with a non-zero count,
+ * a NULL string with a non-zero length, or a string that is not UTF-8; `ES_ERR_IO`;
+ * `ES_ERR_CORRUPT_RECORD`; `ES_ERR_INTERNAL`.
+ */
+es_status es_read_all_filtered(const struct es_store *store,
+                               uint64_t from_position,
+                               uint64_t max_count,
+                               const struct es_filter *filter,
+                               struct es_events *out_events,
+                               uint64_t *out_next_position);
+
+/**
  * Appends to `count` streams as one atomic unit: `appends[i].events` to
  * `appends[i].stream_id`, each checked against `appends[i].expected_version` (encoded
  * as for `es_append`).
@@ -849,6 +998,112 @@ es_status es_append_multi(struct es_store *store,
                           const struct es_stream_append *appends,
                           size_t count,
                           struct es_append_result *out_results);
+
+/**
+ * Waits until the store holds more than `position` events (`es_global_position() >
+ * position`), or until `timeout_ms` milliseconds have passed (`-1`: no limit, `0`: do
+ * not wait), or until `es_wake` is called on this handle; then sets
+ * `*out_global_position` to the store's global position (so a timeout or a wake is
+ * simply "not greater than `position`").
+ *
+ * Works on writer and read-only handles, for appends made in this process or in
+ * another. It costs no CPU while it waits: the thread sleeps on a futex in the side
+ * file `<path>-shm`, which the writer changes and wakes after each sync (a read-only
+ * handle that finds no side file yet looks again every 100 ms). It wakes as soon as
+ * the append that passes `position` is acknowledged; an unsynced batch never wakes it.
+ *
+ * Threads: any number of threads may wait on one handle; safe to call concurrently
+ * with any call except `es_close` (stop waiters with `es_wake` first).
+ *
+ * Returns `ES_OK` (also on a timeout or a wake); `ES_ERR_INVALID_ARGUMENT` when
+ * `store` or `out_global_position` is NULL or `timeout_ms` is below -1; `ES_ERR_IO`
+ * and `ES_ERR_CORRUPT_RECORD` when a read-only handle fails to catch up with the log;
+ * `ES_ERR_INTERNAL`.
+ */
+es_status es_wait(const struct es_store *store,
+                  uint64_t position,
+                  int64_t timeout_ms,
+                  uint64_t *out_global_position);
+
+/**
+ * Makes every `es_wait` and `es_subscription_next` waiting on this handle (in any
+ * thread) return at once with `ES_OK`: `es_wait` with the position then,
+ * `es_subscription_next` with whatever is available (possibly nothing). Calls that
+ * start waiting after it wait normally. Use it to stop follower threads before
+ * `es_close`.
+ *
+ * `store` NULL is a no-op; a closed handle only sets `es_last_error()`. Thread-safe;
+ * never blocks.
+ */
+void es_wake(const struct es_store *store);
+
+/**
+ * Starts a subscription that delivers, in global order, every event from global
+ * position `from_position` on that `*filter` selects (NULL: every event), and sets
+ * `*out_subscription` to it.
+ *
+ * Read its events with `es_subscription_next`: first what is already stored
+ * (catch-up), then new events as they are acknowledged (live), exactly once, with no
+ * gap and no duplicate at the seam. To resume later, save `es_subscription_position`
+ * and pass it as `from_position`. A subscription reads the store; nothing is queued
+ * for it, so a slow subscriber never loses events and never slows the writer.
+ *
+ * Ownership: the caller owns `*out_subscription` and releases it with
+ * `es_subscription_close`, which must happen before `es_close` of `store`. The
+ * filter is copied; the caller's filter may be freed after the call. On failure
+ * `*out_subscription` is set to NULL (when `out_subscription` is not NULL).
+ *
+ * Threads: any number of subscriptions may exist per handle, on any threads; each is
+ * used by one thread at a time.
+ *
+ * Returns `ES_OK`; `ES_ERR_INVALID_ARGUMENT` when `store` or `out_subscription` is
+ * NULL, or the filter is malformed (see `es_read_all_filtered`); `ES_ERR_INTERNAL`.
+ */
+es_status es_subscribe(const struct es_store *store,
+                       uint64_t from_position,
+                       const struct es_filter *filter,
+                       struct es_subscription **out_subscription);
+
+/**
+ * Sets `*out_events` to the subscription's next events: up to `max_count` of them at
+ * once when some are available, else the first to arrive within `timeout_ms`
+ * milliseconds (`-1`: no limit, `0`: do not wait). An empty result means the time ran
+ * out or `es_wake` was called on the store. The subscription's position advances past
+ * every event examined, matching or not; after an empty result it is the end of the
+ * log as the call saw it. `max_count` 0 gives an empty result at once.
+ *
+ * Ownership: on success the caller owns `*out_events` and releases it with `es_free`
+ * (it outlives the subscription and the store). On failure `*out_events` is set to
+ * `{NULL, 0, NULL}` (when `out_events` is not NULL) and the position is unchanged
+ * past the last event delivered.
+ *
+ * Threads: one thread at a time per subscription; waits cost no CPU (see `es_wait`).
+ *
+ * Returns `ES_OK`; `ES_ERR_INVALID_ARGUMENT` when `subscription` or `out_events` is
+ * NULL or `timeout_ms` is below -1; `ES_ERR_IO`; `ES_ERR_CORRUPT_RECORD`;
+ * `ES_ERR_INTERNAL`.
+ */
+es_status es_subscription_next(struct es_subscription *subscription,
+                               uint64_t max_count,
+                               int64_t timeout_ms,
+                               struct es_events *out_events);
+
+/**
+ * The next global position the subscription will examine: save it to resume later
+ * with `es_subscribe(store, saved, filter, ...)`, neither repeating nor skipping an
+ * event. Never less than the `from_position` it was made with. 0 for a NULL
+ * `subscription` (which also sets `es_last_error()`).
+ *
+ * Threads: not concurrently with `es_subscription_next` on the same subscription.
+ */
+uint64_t es_subscription_position(const struct es_subscription *subscription);
+
+/**
+ * Releases a subscription made by `es_subscribe`. NULL is a no-op. It must not be in
+ * use by another thread, and must not be used afterwards. Results it returned stay
+ * valid until `es_free`.
+ */
+void es_subscription_close(struct es_subscription *subscription);
 
 /**
  * Sets `*out_info` to facts about the store: its format version, whether it is

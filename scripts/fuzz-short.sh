@@ -29,8 +29,8 @@ for target in codec_decode open_bytes; do
         -max_total_time="$secs" -max_len=70000 -timeout=10 \
         -malloc_limit_mb=256 -rss_limit_mb=2048 -print_final_stats=1 2>&1 |
         tee "target/fuzz-work/$target.log" | grep -E "^(Done|stat::number_of_executed_units|INFO: Seed|==)|ERROR|panicked" || true
-    # The open_bytes target's lock file (one per fuzzing process).
-    rm -f /dev/shm/es-fuzz-*.lock "${TMPDIR:-/tmp}"/es-fuzz-*.lock
+    # The open_bytes target's lock file and its side file (one per fuzzing process).
+    rm -f /dev/shm/es-fuzz-*.lock /dev/shm/es-fuzz-*.lock-shm "${TMPDIR:-/tmp}"/es-fuzz-*.lock "${TMPDIR:-/tmp}"/es-fuzz-*.lock-shm
     if ! grep -q "^Done" "target/fuzz-work/$target.log"; then
         echo "fuzzing $target failed; see target/fuzz-work/$target.log and fuzz/artifacts/$target/" >&2
         exit 1

@@ -311,6 +311,12 @@ impl RecordView<'_> {
     }
 }
 
+/// The event type of a record whose shape was checked (the bytes start at the record).
+pub fn record_type_bytes(rec: &[u8]) -> &[u8] {
+    let type_len = le_u16(rec, 60) as usize;
+    &rec[RECORD_FIXED_LEN..RECORD_FIXED_LEN + type_len]
+}
+
 /// Why a record or batch failed to decode; the caller adds where it was.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Damage(pub String);

@@ -67,6 +67,9 @@ pub enum Error {
     #[error("store is poisoned and refuses appends (reopen it to recover): {cause}")]
     Poisoned { cause: String },
 
+    /// A write on a handle opened read-only.
+    #[error("store {} is open read-only: appends are refused", .path.display())]
+    ReadOnly { path: PathBuf },
     /// An event id of the append is already recorded, and the append is not an exact
     /// retry of the one that recorded it; nothing was written.
     #[error(
@@ -186,6 +189,7 @@ impl Error {
             Error::Poisoned { cause } => Error::Poisoned {
                 cause: cause.clone(),
             },
+            Error::ReadOnly { path } => Error::ReadOnly { path: path.clone() },
             Error::DuplicateEventId { event_id, position } => Error::DuplicateEventId {
                 event_id: *event_id,
                 position: *position,

@@ -641,6 +641,8 @@ pub fn salvage(
         })?;
         store.append_copied(pending)?;
         store.close()?;
+        // The temporary store's side file: nobody follows it.
+        crate::store::shared::remove_side_file(&tmp);
         let copy = scan(&tmp, |_| Ok(()))?;
         if !copy.is_clean() || copy.events != kept_events {
             return Err(Error::CorruptRecord {
@@ -678,6 +680,7 @@ pub fn salvage(
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
+        crate::store::shared::remove_side_file(&tmp);
     }
     result
 }

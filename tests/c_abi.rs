@@ -25,8 +25,10 @@ const EXPORTS: &[&str] = &[
     "es_last_error",
     "es_list_streams",
     "es_open",
+    "es_open_with",
     "es_read_all",
     "es_read_all_backward",
+    "es_read_all_filtered",
     "es_read_event",
     "es_read_stream",
     "es_read_stream_backward",
@@ -34,9 +36,15 @@ const EXPORTS: &[&str] = &[
     "es_status_name",
     "es_store_info_get",
     "es_stream_version",
+    "es_subscribe",
+    "es_subscription_close",
+    "es_subscription_next",
+    "es_subscription_position",
     "es_uuid_format",
     "es_uuid_parse",
     "es_version",
+    "es_wait",
+    "es_wake",
 ];
 
 /// A C test program: its source, whether it is C++, and what its output says when
@@ -67,6 +75,13 @@ const PROGRAMS: &[Program] = &[
     Program {
         name: "test_threads",
         source: "tests/c/test_threads.c",
+        cxx: false,
+        takes_store_path: false,
+        success: "checks passed",
+    },
+    Program {
+        name: "test_follow",
+        source: "tests/c/test_follow.c",
         cxx: false,
         takes_store_path: false,
         success: "checks passed",

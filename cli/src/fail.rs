@@ -75,6 +75,10 @@ impl Fail {
                 EXIT_IO,
                 format!("{e}; check the disk (space, errors) and retry"),
             ),
+            Error::ReadOnly { .. } => Fail::new(
+                EXIT_USAGE,
+                format!("{e}; this command writes: open the store without read-only"),
+            ),
             Error::Io { ref source, .. } if source.kind() == io::ErrorKind::NotFound => {
                 Fail::new(EXIT_FOUND, format!("{e}; check the path"))
             }

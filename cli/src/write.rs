@@ -278,6 +278,8 @@ pub fn import(dest: &Path, json: bool, quiet: bool) -> Result<i32> {
     let progress = Progress::new(quiet, "importing", Unit::Events, None);
     let result = import_into(&tmp, &progress);
     progress.done();
+    // The temporary store is closed; its side file has no follower.
+    let _ = std::fs::remove_file(eventstore::store::side_file_path(&tmp));
     let (events, batches) = match result {
         Ok(counts) => counts,
         Err(e) => {

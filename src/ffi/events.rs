@@ -22,7 +22,7 @@ struct Arena {
 /// builds the `es_event` table then (while each record is still in the CPU's cache,
 /// instead of a second pass over the whole result), and boxes the table with the
 /// batch its pointers point into.
-fn read_into_arena(
+pub(crate) fn read_into_arena(
     read: impl FnOnce(crate::store::read::Visitor<'_>) -> Result<EventBatch, crate::Error>,
 ) -> Result<es_events, Failure> {
     read_into_arena_ordered(read, false)
@@ -105,7 +105,7 @@ unsafe fn free_arena(owner: *mut u8) {
     drop(unsafe { Box::from_raw(owner.cast::<Arena>()) });
 }
 
-fn clear_out(out_events: *mut es_events) -> Result<(), Failure> {
+pub(crate) fn clear_out(out_events: *mut es_events) -> Result<(), Failure> {
     non_null(out_events, "out_events")?;
     // SAFETY: `out_events` is non-NULL and the caller promises it is writable. Its old
     // contents are overwritten without being freed, as documented.

@@ -27,7 +27,7 @@ const _: () = assert!(ES_LOG_DEBUG == crate::log::Level::Debug as i32);
 pub struct es_store_info {
     /// The format version of the store file's header.
     pub format_version: u32,
-    /// 1 for a read-only handle, else 0 (every handle is a writer in this version).
+    /// 1 for a handle opened with `ES_OPEN_READ_ONLY`, else 0.
     pub read_only: u32,
     /// 1 when the handle refuses appends after a failed write or fsync
     /// (`ES_ERR_POISONED`), else 0.

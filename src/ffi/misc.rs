@@ -73,6 +73,7 @@ pub extern "C" fn es_status_name(status: i32) -> *const c_char {
         8 => c"ES_ERR_LOCKED",
         9 => c"ES_ERR_POISONED",
         10 => c"ES_ERR_INTERNAL",
+        11 => c"ES_ERR_READ_ONLY",
         12 => c"ES_ERR_DUPLICATE_EVENT_ID",
         13 => c"ES_ERR_EVENT_NOT_FOUND",
         _ => c"ES_UNKNOWN",
@@ -220,16 +221,17 @@ mod tests {
         };
         assert_eq!(name(es_status::ES_OK as i32), "ES_OK");
         assert_eq!(name(es_status::ES_ERR_INTERNAL as i32), "ES_ERR_INTERNAL");
-        assert_eq!(name(11), "ES_UNKNOWN");
         assert_eq!(name(14), "ES_UNKNOWN");
+        assert_eq!(name(i32::MAX), "ES_UNKNOWN");
         assert_eq!(name(-1), "ES_UNKNOWN");
         for s in [
+            es_status::ES_ERR_READ_ONLY,
             es_status::ES_ERR_DUPLICATE_EVENT_ID,
             es_status::ES_ERR_EVENT_NOT_FOUND,
         ] {
             assert_eq!(format!("{s:?}"), name(s as i32));
         }
-        for s in 0..=10 {
+        for s in 0..=11 {
             assert_ne!(name(s), "ES_UNKNOWN");
             assert_eq!(format!("{:?}", status_from(s)), name(s));
         }
@@ -249,6 +251,7 @@ mod tests {
             ES_ERR_LOCKED,
             ES_ERR_POISONED,
             ES_ERR_INTERNAL,
+            ES_ERR_READ_ONLY,
         ][v as usize]
     }
 }

@@ -11,6 +11,10 @@
 //! - [`events`]: `es_read_stream`, `es_read_all`, `es_free` and the read-result arena.
 //! - [`misc`]: `es_last_error`, `es_last_conflict`, `es_status_name`, `es_version`,
 //!   `es_uuid_parse`, `es_uuid_format`.
+//! - [`open`]: `es_open_with` and its flags (read-only handles, must-exist).
+//! - [`filter`]: `es_string`, `es_filter`, `es_read_all_filtered`.
+//! - [`follow`]: `es_wait`, `es_wake`, `es_subscribe`, `es_subscription_next`,
+//!   `es_subscription_position`, `es_subscription_close`.
 //! - [`info`]: `es_store_info_get`, `es_set_log_callback`.
 //! - [`append`]: `es_append_multi` (and `es_stream_append`).
 //! - [`streams`]: `es_list_streams`, `es_free_streams`.
@@ -35,7 +39,12 @@ pub mod events;
 
 pub mod misc;
 
+pub mod open;
+
+pub mod filter;
+
 pub mod append;
+pub mod follow;
 pub mod info;
 
 pub mod streams;
@@ -75,6 +84,7 @@ pub(crate) fn status_of(e: &Error) -> es_status {
         Error::InvalidArgument(_) => es_status::ES_ERR_INVALID_ARGUMENT,
         Error::Locked { .. } => es_status::ES_ERR_LOCKED,
         Error::Poisoned { .. } => es_status::ES_ERR_POISONED,
+        Error::ReadOnly { .. } => es_status::ES_ERR_READ_ONLY,
         Error::DuplicateEventId { .. } => es_status::ES_ERR_DUPLICATE_EVENT_ID,
         Error::EventNotFound { .. } => es_status::ES_ERR_EVENT_NOT_FOUND,
     }
@@ -349,6 +359,10 @@ mod tests {
             (
                 Error::Poisoned { cause: "c".into() },
                 es_status::ES_ERR_POISONED,
+            ),
+            (
+                Error::ReadOnly { path: "p".into() },
+                es_status::ES_ERR_READ_ONLY,
             ),
             (
                 Error::DuplicateEventId {

@@ -36,7 +36,11 @@ use crate::types::ProposedEventRef;
 /// with `ES_ERR_LOCKED` and does not disturb the first handle. The lock is an `flock`
 /// on the open file: a child made by `fork()` shares it until the child calls `exec`
 /// (the descriptor is close-on-exec) or exits, so a close and reopen in the parent
-/// during that window can see `ES_ERR_LOCKED`.
+/// during that window can see `ES_ERR_LOCKED`. Read-only handles (`es_open_with` with
+/// `ES_OPEN_READ_ONLY`) take no lock: any number of them may be open beside the
+/// writer, and they never make `es_open` fail. The writer keeps the side file
+/// `<path>-shm` (created with the store's permissions, never removed) through which
+/// read-only handles learn its durable end and are woken.
 ///
 /// Ownership: the caller owns `*out_store` on success and must release it with
 /// `es_close`. On any failure `*out_store` is set to NULL (when `out_store` itself is

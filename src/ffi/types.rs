@@ -92,6 +92,9 @@ pub enum es_status {
     /// and no Rust unwinding crosses the boundary; a panic in the middle of an append
     /// poisons the handle.
     ES_ERR_INTERNAL = 10,
+    /// An append (or any write) on a handle opened with `ES_OPEN_READ_ONLY`. Nothing
+    /// was written.
+    ES_ERR_READ_ONLY = 11,
     /// An event id of the append is already recorded and the append is not an exact
     /// retry of the one that recorded it (see `es_append_multi`); the message names
     /// the id. Nothing was written.
@@ -337,6 +340,7 @@ mod tests {
             (ES_ERR_LOCKED, 8),
             (ES_ERR_POISONED, 9),
             (ES_ERR_INTERNAL, 10),
+            (ES_ERR_READ_ONLY, 11),
             (ES_ERR_DUPLICATE_EVENT_ID, 12),
             (ES_ERR_EVENT_NOT_FOUND, 13),
         ];

@@ -56,6 +56,7 @@ impl Store {
     /// Event ids are not checked for uniqueness (a store written by 0.1 may hold an id
     /// twice, and a copy keeps it so); ordinary appends after them still are.
     pub fn append_copied(&self, batches: Vec<CopiedBatch>) -> Result<Vec<AppendResult>, Error> {
+        self.check_writable()?;
         if batches.is_empty() {
             return Ok(Vec::new());
         }

@@ -10,6 +10,7 @@ use std::hash::{BuildHasher, Hasher};
 use uuid::Uuid;
 
 use super::ids::{Candidates, IdKeys, IdTable};
+use crate::store::types_table::{TypeMatch, TypeTable};
 
 /// Stream id -> the stream's number (its place in creation order).
 type StreamMap = HashMap<Uuid, u32, StreamIdHash>;
@@ -155,6 +156,8 @@ pub struct IndexBuilder {
     lens: Vec<(Uuid, u64)>,
     /// Per event: its stream's slot.
     event_slots: Vec<u32>,
+    /// Per event: its type id.
+    types: TypeTable,
     id_keys: IdKeys,
     /// Per event: the keyed hash of its id.
     id_hashes: Vec<u64>,
@@ -229,6 +232,13 @@ impl IndexBuilder {
         Ok(())
     }
 
+    /// Records the types of the events just pushed, in order.
+    pub fn push_types<'t>(&mut self, names: impl Iterator<Item = &'t [u8]>) {
+        for name in names {
+            self.types.push(name);
+        }
+    }
+
     /// Notes the id of the next event (call once per event, in order, before or after
     /// its batch is pushed; drop the ids of a batch that is not pushed with
     /// [`IndexBuilder::truncate_ids`]).
@@ -249,9 +259,11 @@ impl IndexBuilder {
             slots,
             lens,
             event_slots,
+            mut types,
             id_keys,
             mut id_hashes,
         } = self;
+        types.shrink_to_fit();
         records.shrink_to_fit();
         id_hashes.truncate(records.len());
         let ids = IdTable::from_hashes(id_keys, &id_hashes);
@@ -273,6 +285,7 @@ impl IndexBuilder {
             streams,
             by_id: slots,
             ids,
+            types,
         }
     }
 }
@@ -280,6 +293,8 @@ impl IndexBuilder {
 #[derive(Debug, Default)]
 pub struct Index {
     records: Vec<RecordLocation>,
+    /// Per event: its type id (see `types_table.rs`).
+    types: TypeTable,
     /// Streams in creation order.
     streams: Vec<StreamEntry>,
     by_id: StreamMap,
@@ -369,6 +384,77 @@ impl Index {
         }
         self.records.extend(locations);
         Ok(())
+    }
+
+    /// Records the types of the events just pushed, in order.
+    pub fn push_types<'t>(&mut self, names: impl Iterator<Item = &'t [u8]>) {
+        for name in names {
+            self.types.push(name);
+        }
+        debug_assert_eq!(self.types.len(), self.event_count());
+    }
+
+    /// Positions and locations of up to `max_count` events from position `from` on
+    /// that `matcher` selects, examining at most `budget` events (the type-id column,
+    /// or the filtered stream's position list; no record is read). Also returns where
+    /// the next call should start: past the last match when `max_count` were found,
+    /// else past what was examined; never less than `from`.
+    pub fn locate_filtered(
+        &self,
+        from: u64,
+        max_count: u64,
+        budget: u64,
+        matcher: &mut TypeMatch,
+    ) -> (Vec<(u64, RecordLocation)>, u64) {
+        matcher.update(&self.types);
+        let len = self.event_count();
+        let mut found = Vec::new();
+        if max_count == 0 || from >= len {
+            return (found, from);
+        }
+        let by_type = matcher.filter().selects_types();
+        let wanted = max_count.min(budget) as usize;
+        let mut take = |p: u64| {
+            if !by_type || matcher.matches(self.types.type_id(p)) {
+                found.push((p, self.records[p as usize]));
+            }
+            found.len() >= wanted
+        };
+        let next = match matcher.filter().stream_id {
+            Some(id) => {
+                let Some(positions) = self.stream(&id).map(|s| &s.positions) else {
+                    return (found, len);
+                };
+                let first = positions.partition_point(|&p| p < from);
+                let rest = &positions[first..];
+                let examined = rest.len().min(budget as usize);
+                let mut next = if examined == rest.len() {
+                    len
+                } else {
+                    rest[examined]
+                };
+                for &p in &rest[..examined] {
+                    if take(p) {
+                        next = p + 1;
+                        break;
+                    }
+                }
+                next
+            }
+            None => {
+                let end = len.min(from.saturating_add(budget));
+                let mut p = from;
+                while p < end {
+                    let full = take(p);
+                    p += 1;
+                    if full {
+                        break;
+                    }
+                }
+                p
+            }
+        };
+        (found, next.max(from))
     }
 
     /// Locations of positions `from..from + max_count`, clipped to the log.
@@ -467,6 +553,7 @@ impl Index {
         for s in &mut self.streams {
             s.positions.shrink_to_fit();
         }
+        self.types.shrink_to_fit();
     }
 
     pub fn stats(&self) -> IndexStats {
@@ -485,7 +572,8 @@ impl Index {
                 + self.by_id.capacity() as u64 * per_map_entry
                 + self.streams.capacity() as u64 * per_stream
                 + lists
-                + id_bytes,
+                + id_bytes
+                + self.types.heap_bytes(),
             id_bytes,
         }
     }

@@ -8,7 +8,7 @@ use crate::codec::{BATCH_TRAILER_LEN, FILE_HEADER_LEN};
 pub struct StoreInfo {
     /// The format version of the file's header.
     pub format_version: u16,
-    /// Whether the handle is read-only (always false until read-only handles exist).
+    /// Whether the handle is read-only (`OpenOptions::read_only`, `ES_OPEN_READ_ONLY`).
     pub read_only: bool,
     /// Whether appends are refused after a failed write or sync (see `Error::Poisoned`).
     pub poisoned: bool,
@@ -29,6 +29,7 @@ impl Store {
     /// Facts about the store: size, counts, what recovery cut off, memory. Never waits
     /// for an append's sync.
     pub fn info(&self) -> StoreInfo {
+        self.refresh_quietly();
         let (stats, data_bytes) = {
             let index = read_lock(&self.index);
             let count = index.event_count();
@@ -44,7 +45,7 @@ impl Store {
             format_version: self
                 .format_version
                 .load(std::sync::atomic::Ordering::Acquire),
-            read_only: false,
+            read_only: self.is_read_only(),
             poisoned: self.is_poisoned(),
             event_count: stats.events,
             stream_count: stats.streams,

@@ -7,19 +7,23 @@
 
 mod copy;
 mod dedup;
+mod follow;
 pub mod ids;
 pub mod index;
 mod info;
 pub mod io;
 pub(crate) mod read;
+mod readonly;
 mod recovery;
+pub(crate) mod shared;
+pub mod types_table;
 mod writer;
 mod writes;
 
 use std::fs::{File, OpenOptions as FsOpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use uuid::Uuid;
 
@@ -28,13 +32,22 @@ use crate::error::Error;
 use crate::types::{AppendResult, ExpectedVersion, ProposedEvent, ProposedEventRef, RecordedEvent};
 
 pub use self::copy::{BackupReport, CopiedBatch};
+pub use self::follow::Subscription;
 use self::index::Index;
 pub use self::index::{IndexStats, StreamInfo};
 pub use self::info::StoreInfo;
 use self::io::StorageFile;
 pub(crate) use self::read::advise_huge;
 pub use self::read::{EventBatch, EventBatchIter};
+pub use self::types_table::Filter;
 use self::writer::{Request, Writer};
+
+/// The path of the side file a writer keeps beside the store at `path` (`<path>-shm`,
+/// see `docs/format.md`): for tools that build a store under a temporary name and must
+/// remove its side file before renaming it (nobody follows a temporary store).
+pub fn side_file_path(path: &Path) -> PathBuf {
+    shared::side_path(path)
+}
 
 /// Wraps the opened file in another [`StorageFile`] (for tests and instrumentation).
 pub type StorageWrapper = Box<dyn FnOnce(File) -> Box<dyn StorageFile> + Send>;
@@ -43,6 +56,8 @@ pub type StorageWrapper = Box<dyn FnOnce(File) -> Box<dyn StorageFile> + Send>;
 pub struct OpenOptions {
     preallocate: bool,
     wrapper: Option<StorageWrapper>,
+    read_only: bool,
+    must_exist: bool,
 }
 
 impl Default for OpenOptions {
@@ -50,6 +65,8 @@ impl Default for OpenOptions {
         OpenOptions {
             preallocate: true,
             wrapper: None,
+            read_only: false,
+            must_exist: false,
         }
     }
 }
@@ -67,6 +84,23 @@ impl OpenOptions {
         self
     }
 
+    /// Opens a read-only handle: the file is opened read-only and never written,
+    /// truncated or locked; it may be open beside a writer in any process, from a user
+    /// who may only read it. It sees exactly the acknowledged events (a batch written
+    /// but not yet synced is invisible); a torn tail is ignored, not repaired. Appends
+    /// fail with `Error::ReadOnly`. Nothing is created: a missing file is an I/O error
+    /// (`NotFound`), a zero-length file an empty store.
+    pub fn read_only(mut self) -> Self {
+        self.read_only = true;
+        self
+    }
+
+    /// Fails with an I/O error (`NotFound`) instead of creating a missing store.
+    pub fn must_exist(mut self) -> Self {
+        self.must_exist = true;
+        self
+    }
+
     /// Routes all file I/O after the lock is taken through `wrap(file)`.
     pub fn storage(
         mut self,
@@ -81,9 +115,16 @@ impl OpenOptions {
 pub struct Store {
     path: PathBuf,
     file: Box<dyn StorageFile>,
-    /// Holds the exclusive `flock` for as long as the store is open.
+    /// Holds the exclusive `flock` and the live mark for as long as the store is open
+    /// (a read-only handle: the file opened read-only, which holds no lock).
     _lock: File,
     salt: u64,
+    /// The state of a read-only handle; `None` for the writer.
+    follower: Option<readonly::Follower>,
+    /// The mapped side file (`<path>-shm`): the writer's from its open on (unless it
+    /// could not be created), a reader's from when it first finds one.
+    side: OnceLock<shared::SideFile>,
+    wakeup: follow::Wakeup,
     index: RwLock<Index>,
     writer: Mutex<Writer>,
     queue: Mutex<Queue>,
@@ -119,11 +160,14 @@ impl Store {
 
     /// [`Store::open`] with options.
     pub fn open_with(path: &Path, options: OpenOptions) -> Result<Store, Error> {
+        if options.read_only {
+            return Self::open_read_only(path, options);
+        }
         let shown = path.display().to_string();
         let lock = FsOpenOptions::new()
             .read(true)
             .write(true)
-            .create(true)
+            .create(!options.must_exist)
             .truncate(false)
             .open(path)
             .map_err(|e| Error::io(format!("open {shown}"), e))?;
@@ -204,7 +248,32 @@ impl Store {
                 ),
             );
         }
+        let side = OnceLock::new();
+        match shared::SideFile::open_for_writer(
+            &shared::side_path(path),
+            &lock,
+            salt,
+            scan.end,
+            scan.index.event_count(),
+        ) {
+            Ok(s) => {
+                let _ = side.set(s);
+            }
+            Err(e) => crate::log::log(
+                crate::log::Level::Warn,
+                &format!(
+                    "no side file {}-shm ({e}): read-only handles cannot follow this writer",
+                    shown
+                ),
+            ),
+        }
+        // Only now, with the side file ready, do readers learn that a writer is live.
+        shared::hold_live_mark(&lock)
+            .map_err(|e| Error::io(format!("take the live mark of {shown}"), e))?;
         Ok(Store {
+            follower: None,
+            side,
+            wakeup: follow::Wakeup::default(),
             writer: Mutex::new(Writer::new(
                 scan.end,
                 scan.end,
@@ -343,6 +412,8 @@ impl Store {
                 }
                 self.format_version
                     .store(writer.format_version, Ordering::Release);
+                // Before anyone is answered: an acknowledged event is visible everywhere.
+                self.published(writer.end);
             }
             Err(_) => {
                 self.poisoned.store(true, Ordering::Release);
@@ -411,6 +482,10 @@ impl Store {
         max_count: u64,
         batch: &mut EventBatch,
     ) -> Result<(), Error> {
+        if let Err(e) = self.refresh() {
+            batch.clear();
+            return Err(e);
+        }
         let located = read_lock(&self.index).locate_stream(&stream_id, from_version, max_count);
         let Some(located) = located else {
             batch.clear();
@@ -427,6 +502,10 @@ impl Store {
         max_count: u64,
         batch: &mut EventBatch,
     ) -> Result<(), Error> {
+        if let Err(e) = self.refresh() {
+            batch.clear();
+            return Err(e);
+        }
         let (first, locations) = read_lock(&self.index).locate_range(from_position, max_count);
         read::read_range(
             self.file.as_ref(),
@@ -447,6 +526,7 @@ impl Store {
         max_count: u64,
         visit: read::Visitor<'_>,
     ) -> Result<EventBatch, Error> {
+        self.refresh()?;
         let located = read_lock(&self.index)
             .locate_stream(&stream_id, from_version, max_count)
             .ok_or(Error::StreamNotFound { stream_id })?;
@@ -469,6 +549,7 @@ impl Store {
         max_count: u64,
         visit: read::Visitor<'_>,
     ) -> Result<EventBatch, Error> {
+        self.refresh()?;
         let (first, locations) = read_lock(&self.index).locate_range(from_position, max_count);
         let mut batch = EventBatch::default();
         read::read_range(
@@ -484,11 +565,13 @@ impl Store {
 
     /// The last version (0-based) of a stream; `None` when it has no events.
     pub fn stream_version(&self, stream_id: &Uuid) -> Option<u64> {
+        self.refresh_quietly();
         read_lock(&self.index).stream_version(stream_id)
     }
 
     /// The number of events in the log, which is the next global position.
     pub fn global_position(&self) -> u64 {
+        self.refresh_quietly();
         read_lock(&self.index).event_count()
     }
 
@@ -526,6 +609,10 @@ impl Store {
             return Ok(());
         }
         self.closed = true;
+        if self.follower.is_some() {
+            // A read-only handle never writes the file.
+            return Ok(());
+        }
         let writer = self.writer.get_mut().unwrap_or_else(|p| p.into_inner());
         let (end, file_len) = (writer.end, writer.file_len);
         let current = self.file.file_len().unwrap_or(file_len);

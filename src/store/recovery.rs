@@ -28,6 +28,42 @@ use crate::store::index::{Index, IndexBuilder, RecordLocation, Run};
 use crate::store::io::{read_exact_at, StorageFile};
 use crate::types::{MAX_EVENT_SIZE, RECORD_OVERHEAD};
 
+/// Where a scan puts the batches it accepts: a fresh index being built (open), or
+/// the additions to an existing one (a read-only handle catching up).
+pub(crate) trait Sink {
+    /// Number of events so far: the next global position.
+    fn event_count(&self) -> u64;
+    /// Notes the id of the next event (once per record, in order, before its batch is
+    /// pushed); ids of a batch that is then refused are dropped by `truncate_ids`.
+    fn push_id(&mut self, id: &Uuid);
+    /// Forgets ids noted beyond the events pushed.
+    fn truncate_ids(&mut self);
+    /// Adds a batch (one run per stream) if every run continues its stream; otherwise
+    /// adds nothing and returns the first stream that does not and the version it
+    /// needed.
+    fn push_runs(&mut self, runs: &[Run], locations: &[RecordLocation]) -> Result<(), (Uuid, u64)>;
+    /// The event types of the batch just pushed, in order.
+    fn push_types<'t>(&mut self, names: impl Iterator<Item = &'t [u8]>);
+}
+
+impl Sink for IndexBuilder {
+    fn event_count(&self) -> u64 {
+        IndexBuilder::event_count(self)
+    }
+    fn push_id(&mut self, id: &Uuid) {
+        IndexBuilder::push_id(self, id)
+    }
+    fn truncate_ids(&mut self) {
+        IndexBuilder::truncate_ids(self)
+    }
+    fn push_runs(&mut self, runs: &[Run], locations: &[RecordLocation]) -> Result<(), (Uuid, u64)> {
+        IndexBuilder::push_runs(self, runs, locations.iter().copied())
+    }
+    fn push_types<'t>(&mut self, names: impl Iterator<Item = &'t [u8]>) {
+        IndexBuilder::push_types(self, names)
+    }
+}
+
 /// Bytes read at a time while scanning: large reads, small enough that a chunk is
 /// still in the CPU's cache when its batches are checked.
 const CHUNK: usize = 1 << 20;
@@ -97,14 +133,57 @@ impl<'a> Window<'a> {
 
 /// Scans a file whose header (format `version`) has been validated.
 pub fn scan(file: &dyn StorageFile, file_len: u64, salt: u64, version: u16) -> Result<Scan, Error> {
-    let mut window = Window::new(file, file_len, salt, version);
     let mut index = IndexBuilder::default();
-    let mut offset = FILE_HEADER_LEN as u64;
-    // The `group_start` of the last accepted batch: the write that may continue at the
-    // first offset that fails.
-    let mut last_group = None;
+    let scanned = scan_into(
+        file,
+        file_len,
+        salt,
+        version,
+        FILE_HEADER_LEN as u64,
+        None,
+        &mut index,
+    )?;
+    Ok(Scan {
+        index: index.build(),
+        end: scanned.end,
+        torn_tail: scanned.torn_tail,
+        multi_stream_batches: scanned.multi_stream_batches,
+    })
+}
+
+/// Where a scan stopped.
+#[derive(Debug, Clone)]
+pub(crate) struct ScanEnd {
+    /// End of the last valid batch.
+    pub end: u64,
+    /// Why the bytes from `end` on do not form a batch, if any.
+    pub torn_tail: Option<String>,
+    /// `group_start` of the last batch accepted (by this scan or, when it resumed, the
+    /// one before it): the write that may continue at `end`.
+    pub last_group: Option<u64>,
+    /// How many batches this scan accepted hold more than one stream.
+    pub multi_stream_batches: u64,
+}
+
+/// Scans the batches from byte `start` (where the batch for position
+/// `sink.event_count()` must begin) up to `file_len`, adding each to `sink`;
+/// `last_group` is the `group_start` of the batch before `start`, if any. Returns the
+/// end of the last valid batch and, when it is before `file_len`, why the bytes after
+/// it do not form a batch (a torn tail; evidence of a later write makes it
+/// `CorruptRecord`).
+pub(crate) fn scan_into(
+    file: &dyn StorageFile,
+    file_len: u64,
+    salt: u64,
+    version: u16,
+    start: u64,
+    mut last_group: Option<u64>,
+    index: &mut impl Sink,
+) -> Result<ScanEnd, Error> {
+    let mut window = Window::new(file, file_len, salt, version);
+    let mut offset = start;
     while offset < file_len {
-        match next_batch(&mut window, offset, &mut index)? {
+        match next_batch(&mut window, offset, index)? {
             Ok((len, group_start)) => {
                 offset += len;
                 last_group = Some(group_start);
@@ -123,19 +202,19 @@ pub fn scan(file: &dyn StorageFile, file_len: u64, salt: u64, version: u16) -> R
                         detail: format!("{detail}; {evidence}"),
                     });
                 }
-                return Ok(Scan {
-                    index: index.build(),
+                return Ok(ScanEnd {
                     end: offset,
                     torn_tail: Some(detail),
+                    last_group,
                     multi_stream_batches: window.multi,
                 });
             }
         }
     }
-    Ok(Scan {
-        index: index.build(),
+    Ok(ScanEnd {
         end: offset,
         torn_tail: None,
+        last_group,
         multi_stream_batches: window.multi,
     })
 }
@@ -145,7 +224,7 @@ pub fn scan(file: &dyn StorageFile, file_len: u64, salt: u64, version: u16) -> R
 fn next_batch(
     window: &mut Window<'_>,
     offset: u64,
-    index: &mut IndexBuilder,
+    index: &mut impl Sink,
 ) -> Result<Result<(u64, u64), Damage>, Error> {
     let file_len = window.file_len;
     let seed = &window.seed.clone();
@@ -219,7 +298,7 @@ fn next_batch(
             ),
         });
     }
-    if let Err((stream, next_version)) = index.push_runs(runs, records.iter().copied()) {
+    if let Err((stream, next_version)) = index.push_runs(runs, records) {
         index.truncate_ids();
         let first = runs
             .iter()
@@ -229,6 +308,11 @@ fn next_batch(
             "batch continues stream {stream} at version {first}, expected {next_version}"
         ))));
     }
+    index.push_types(
+        records
+            .iter()
+            .map(|l| codec::record_type_bytes(&bytes[(l.offset() - offset) as usize..])),
+    );
     if summary.streams > 1 {
         window.multi += 1;
     }

@@ -408,6 +408,11 @@ impl Writer {
                     a.ids.iter().map(|&(_, id)| id),
                 );
                 debug_assert!(published.is_ok(), "checked against this index above");
+                index.push_types(locations[a.locations.clone()].iter().map(|l| {
+                    crate::codec::record_type_bytes(
+                        &self.buf[(l.offset() - group_start) as usize..],
+                    )
+                }));
             }
         }
         for (slot, k) in repeats {

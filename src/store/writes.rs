@@ -30,6 +30,7 @@ impl Store {
     /// `Error::InvalidArgument`: no streams, a stream with no events, a stream given
     /// twice, or the same event id twice in the call.
     pub fn append_multi(&self, appends: &[StreamAppend<'_>]) -> Result<Vec<AppendResult>, Error> {
+        self.check_writable()?;
         if appends.is_empty() {
             return Err(Error::InvalidArgument(
                 "an append needs at least one stream".into(),
@@ -131,6 +132,7 @@ impl Store {
         if event_id.is_nil() {
             return Err(Error::EventNotFound { event_id });
         }
+        self.refresh()?;
         let candidates: Vec<_> = {
             let index = read_lock(&self.index);
             index
@@ -173,6 +175,7 @@ impl Store {
         max_count: u64,
         visit: Visitor<'_>,
     ) -> Result<EventBatch, Error> {
+        self.refresh()?;
         let located = {
             let index = read_lock(&self.index);
             let last = index
@@ -214,6 +217,7 @@ impl Store {
         max_count: u64,
         visit: Visitor<'_>,
     ) -> Result<EventBatch, Error> {
+        self.refresh()?;
         let (first, locations) = {
             let index = read_lock(&self.index);
             let (lo, n) = backward_range(from_position, max_count, index.event_count());
@@ -234,11 +238,13 @@ impl Store {
     /// Up to `max_count` streams in order of creation (of their first event), from the
     /// `from_index`th (0-based): page through them with `from_index += page.len()`.
     pub fn list_streams(&self, from_index: u64, max_count: u64) -> Vec<StreamInfo> {
+        self.refresh_quietly();
         read_lock(&self.index).list_streams(from_index, max_count)
     }
 
     /// The number of streams with events.
     pub fn stream_count(&self) -> u64 {
+        self.refresh_quietly();
         read_lock(&self.index).stream_count()
     }
 }
