@@ -2,10 +2,9 @@
 //! the opens, the filters and the walks over the log that several commands share.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 use eventstore::codec::RecordView;
-use eventstore::{EventBatch, OpenOptions, RecordedEvent, Store, StreamInfo, Uuid};
+use eventstore::{EventBatch, Filter, OpenOptions, RecordedEvent, Store, StreamInfo};
 
 use crate::fail::{Fail, Result, EXIT_FOUND};
 
@@ -15,14 +14,12 @@ use crate::fail::{Fail, Result, EXIT_FOUND};
 const PAGE: u64 = 1 << 16;
 const FIRST_PAGE: u64 = 64;
 
-/// Opens an existing store for a read command. Never creates a file.
-///
-/// Today this is a normal open: it takes the exclusive lock (so it fails with
-/// `Locked` beside a running writer) and, like every open, cuts off a torn tail or
-/// preallocated space. With read-only opens it will do neither.
+/// Opens an existing store for a read command, read-only (`OpenOptions::read_only`):
+/// no lock is taken and nothing is written or cut off, so it works beside a writer
+/// in any process and sees exactly the acknowledged events. Never creates a file.
 pub fn open_for_read(path: &Path) -> Result<Store> {
     must_exist(path)?;
-    Store::open(path).map_err(|e| Fail::store(path, e, false))
+    Store::open_with(path, OpenOptions::new().read_only()).map_err(|e| Fail::store(path, e))
 }
 
 /// Opens (and with `create`, creates) a store for a writing command.
@@ -30,7 +27,7 @@ pub fn open_for_write(path: &Path, create: bool) -> Result<Store> {
     if !create {
         must_exist(path)?;
     }
-    Store::open_with(path, OpenOptions::new()).map_err(|e| Fail::store(path, e, true))
+    Store::open_with(path, OpenOptions::new()).map_err(|e| Fail::store(path, e))
 }
 
 /// Fails unless `path` is an existing regular file of at least a header's length (a
@@ -61,35 +58,17 @@ pub fn must_exist(path: &Path) -> Result<()> {
     }
 }
 
-/// Whether another process has the store open for writing. A read command that got
-/// this far holds the store's lock itself, so today the answer is always no.
-pub fn writer_open(_store: &Store) -> bool {
-    false
+/// Whether a writer (in any process) has the store open now: `Store::writer_is_live`,
+/// which tests the live mark every writer holds. Unknown (an error testing it) is no.
+pub fn writer_open(store: &Store) -> bool {
+    store.writer_is_live().unwrap_or(false)
 }
 
-/// Which events a read command shows.
-#[derive(Debug, Clone, Default)]
-pub struct Filter {
-    pub stream: Option<Uuid>,
-    /// Exact type names; empty with no prefixes: every type.
-    pub types: Vec<String>,
-    pub prefixes: Vec<String>,
-}
-
-impl Filter {
-    /// The rule of `es_filter`: the stream matches, and (no types and no prefixes are
-    /// given, or the type equals one or starts with one).
-    pub fn matches(&self, e: &RecordView<'_>) -> bool {
-        if self.stream.is_some_and(|s| s != e.stream_id) {
-            return false;
-        }
-        (self.types.is_empty() && self.prefixes.is_empty())
-            || self.types.iter().any(|t| t == e.event_type)
-            || self
-                .prefixes
-                .iter()
-                .any(|p| e.event_type.starts_with(p.as_str()))
-    }
+/// Whether `e` passes `filter` (for the walks the library has no filtered form of:
+/// backward reads).
+pub fn matches(filter: &Filter, e: &RecordView<'_>) -> bool {
+    filter.stream_id.is_none_or(|s| s == e.stream_id)
+        && filter.type_matches(e.event_type.as_bytes())
 }
 
 /// A range of global positions, both ends included.
@@ -123,7 +102,8 @@ impl Pages {
 
 /// Calls `visit` with every event in `range` that matches `filter`, in order (or in
 /// reverse with `range.backward`), until it says stop. Returns the event count of the
-/// log when the walk started (where following goes on).
+/// log when the walk started (where following goes on): events acknowledged later
+/// are not shown.
 pub fn read_matching(
     store: &Store,
     filter: &Filter,
@@ -131,9 +111,9 @@ pub fn read_matching(
     visit: &mut dyn FnMut(&RecordView<'_>) -> Result<Flow>,
 ) -> Result<u64> {
     let path = store.path().to_path_buf();
-    let fail = |e| Fail::store(&path, e, false);
+    let fail = |e| Fail::store(&path, e);
     let end = store.global_position();
-    if let Some(s) = filter.stream {
+    if let Some(s) = filter.stream_id {
         // An unknown stream is an error, also when the range is empty.
         if store.stream_version(&s).is_none() {
             return Err(fail(eventstore::Error::StreamNotFound { stream_id: s }));
@@ -143,21 +123,16 @@ pub fn read_matching(
     if end == 0 || range.from > last {
         return Ok(end);
     }
-    let mut one = |e: &RecordView<'_>| -> Result<bool> {
-        if e.global_position < range.from || e.global_position > last || !filter.matches(e) {
-            return Ok(false);
-        }
-        Ok(matches!(visit(e)?, Flow::Stop))
-    };
     let mut pages = Pages::new();
     if range.backward {
-        // Newest first: `read_stream_backward` / `read_all_backward`, page by page.
-        let mut from = match filter.stream {
+        // Newest first: `read_stream_backward` / `read_all_backward`, page by page; the
+        // library has no filtered backward read, so types are matched here.
+        let mut from = match filter.stream_id {
             Some(s) => store.stream_version(&s).unwrap_or(0),
             None => last,
         };
         loop {
-            let page = match filter.stream {
+            let page = match filter.stream_id {
                 Some(s) => store.read_stream_backward(s, from, pages.next()),
                 None => store.read_all_backward(from, pages.next()),
             }
@@ -167,14 +142,18 @@ pub fn read_matching(
                 if e.global_position < range.from {
                     return Ok(end);
                 }
-                if one(&view(e))? {
+                let e = view(e);
+                if e.global_position <= last
+                    && matches(filter, &e)
+                    && matches!(visit(&e)?, Flow::Stop)
+                {
                     return Ok(end);
                 }
             }
             let Some(oldest) = page.last() else {
                 return Ok(end);
             };
-            let at = match filter.stream {
+            let at = match filter.stream_id {
                 Some(_) => oldest.stream_version,
                 None => oldest.global_position,
             };
@@ -184,46 +163,44 @@ pub fn read_matching(
             from = at - 1;
         }
     }
-    let mut batch = EventBatch::default();
-    match filter.stream {
-        // By version: a stream's positions grow with its versions.
-        Some(s) => {
-            let mut version = 0;
-            loop {
-                store
-                    .read_stream_batch_into(s, version, pages.next(), &mut batch)
-                    .map_err(fail)?;
-                for e in batch.iter() {
-                    if e.global_position > last || one(&e)? {
-                        return Ok(end);
-                    }
-                }
-                if batch.is_empty() {
+    let mut position = range.from;
+    if filter.stream_id.is_none() && !filter.selects_types() {
+        // Everything: plain pages, read into one reused batch.
+        let mut batch = EventBatch::default();
+        while position <= last {
+            let n = pages.next().min(last + 1 - position);
+            store
+                .read_all_batch_into(position, n, &mut batch)
+                .map_err(fail)?;
+            for e in batch.iter() {
+                if matches!(visit(&e)?, Flow::Stop) {
                     return Ok(end);
                 }
-                version = batch.get(batch.len() - 1).stream_version + 1;
             }
-        }
-        None => {
-            let mut position = range.from;
-            while position <= last {
-                let n = pages.next().min(last + 1 - position);
-                store
-                    .read_all_batch_into(position, n, &mut batch)
-                    .map_err(fail)?;
-                for e in batch.iter() {
-                    if one(&e)? {
-                        return Ok(end);
-                    }
-                }
-                if batch.is_empty() {
-                    break;
-                }
-                position += batch.len() as u64;
+            if batch.is_empty() {
+                break;
             }
-            Ok(end)
+            position += batch.len() as u64;
         }
+        return Ok(end);
     }
+    // Filtered: `read_all_filtered` judges each event from the index (stream, type id)
+    // and reads only the matching records.
+    while position <= last {
+        let (batch, next) = store
+            .read_all_filtered(position, pages.next(), filter)
+            .map_err(fail)?;
+        for e in batch.iter() {
+            if e.global_position > last || matches!(visit(&e)?, Flow::Stop) {
+                return Ok(end);
+            }
+        }
+        if next <= position {
+            break;
+        }
+        position = next;
+    }
+    Ok(end)
 }
 
 /// A view of an event read whole (by a backward read), to show it as any other.
@@ -238,20 +215,6 @@ pub fn view(e: &RecordedEvent) -> RecordView<'_> {
         event_type_with_nul: &[],
         metadata: &e.metadata,
         payload: &e.payload,
-    }
-}
-
-/// Waits until the store holds more than `position` events, or `timeout` passes;
-/// returns the event count then. A short poll until `Store::wait` lands (it sleeps
-/// without CPU and sees appends from other processes).
-pub fn wait_for_more(store: &Store, position: u64, timeout: Duration) -> u64 {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let now = store.global_position();
-        if now > position || Instant::now() >= deadline {
-            return now;
-        }
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

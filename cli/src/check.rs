@@ -79,7 +79,7 @@ pub fn verify(path: &Path, json: bool, quiet: bool) -> Result<i32> {
         }
         Ok(())
     })
-    .map_err(|e| Fail::store(path, e, false))?;
+    .map_err(|e| Fail::store(path, e))?;
     progress.done();
     let sound = found.is_sound();
     let mut out = stdout();
@@ -161,7 +161,7 @@ pub fn backup(path: &Path, dest: &Path, json: bool, quiet: bool) -> Result<i32> 
             progress.set_total(total);
             progress.set(done);
         })
-        .map_err(|e| Fail::store(dest, e, true))?;
+        .map_err(|e| Fail::store(dest, e))?;
     progress.done();
     let mut out = stdout();
     if json {
@@ -195,9 +195,9 @@ pub fn salvage(path: &Path, dest: &Path, json: bool, quiet: bool) -> Result<i32>
     let report =
         inspect::salvage(path, dest, &mut |done, _| progress.set(done)).map_err(|e| match e {
             Error::InvalidHeader { .. } | Error::Io { .. } if !dest.exists() => {
-                Fail::store(path, e, false)
+                Fail::store(path, e)
             }
-            e => Fail::store(dest, e, true),
+            e => Fail::store(dest, e),
         })?;
     progress.done();
     let found = &report.inspection;

@@ -38,16 +38,13 @@ impl Fail {
     }
 
     /// A failure of the store at `path`, with advice for `what` the command does.
-    pub fn store(path: &Path, e: Error, writing: bool) -> Fail {
+    pub fn store(path: &Path, e: Error) -> Fail {
         let p = path.display();
         match e {
-            Error::Locked { .. } if writing => Fail::new(
-                EXIT_IO,
-                format!("{p} is locked: another process has it open; stop that process (or let it close the store) and retry"),
-            ),
+            // Only writers lock: read commands open read-only and never meet this.
             Error::Locked { .. } => Fail::new(
                 EXIT_IO,
-                format!("{p} is locked: a writer has it open, and this version can only read a store no writer has open (read-only opens beside a running writer come with ES_OPEN_READ_ONLY); stop the writer or retry once it has closed the store"),
+                format!("{p} is locked: another process has it open for writing; stop that process (or let it close the store) and retry"),
             ),
             Error::InvalidHeader { .. } => Fail::new(
                 EXIT_FOUND,

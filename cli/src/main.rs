@@ -12,6 +12,7 @@ mod write;
 
 use std::num::NonZeroU64;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use eventstore::Uuid;
@@ -118,8 +119,8 @@ enum Command {
     },
     /// The last N events; with -f, then follow new events as they are acknowledged.
     ///
-    /// Until read-only opens land, following holds the store's lock: writers in other
-    /// processes cannot open the store meanwhile (see docs/cli.md).
+    /// The store is opened read-only: it follows a writer in any process, showing each
+    /// event once its append is durable (a subscription: no polling).
     Tail {
         /// The store file.
         path: PathBuf,
@@ -128,9 +129,16 @@ enum Command {
         /// How many of the last events to show.
         #[arg(short = 'n', long, default_value_t = 10, value_name = "N")]
         lines: u64,
-        /// Keep running and show new events as they are acknowledged (stop with Ctrl-C).
+        /// Keep running and show new events as they are acknowledged (stop with Ctrl-C,
+        /// or with --max / --timeout).
         #[arg(short, long)]
         follow: bool,
+        /// With -f: stop after showing N new events.
+        #[arg(long, value_name = "N", requires = "follow")]
+        max: Option<u64>,
+        /// With -f: stop after following for SECS seconds (fractions allowed).
+        #[arg(long, value_name = "SECS", requires = "follow", value_parser = seconds)]
+        timeout: Option<Duration>,
         /// One JSON object per line.
         #[arg(long)]
         json: bool,
@@ -216,14 +224,22 @@ struct FilterArgs {
     prefixes: Vec<String>,
 }
 
-impl From<FilterArgs> for access::Filter {
-    fn from(f: FilterArgs) -> access::Filter {
-        access::Filter {
-            stream: f.stream,
-            types: f.types,
-            prefixes: f.prefixes,
+impl From<FilterArgs> for eventstore::Filter {
+    fn from(f: FilterArgs) -> eventstore::Filter {
+        eventstore::Filter {
+            stream_id: f.stream,
+            event_types: f.types,
+            event_type_prefixes: f.prefixes,
         }
     }
+}
+
+/// A duration in seconds, such as `2` or `0.5`.
+fn seconds(text: &str) -> Result<Duration, String> {
+    text.parse::<f64>()
+        .ok()
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
+        .ok_or_else(|| format!("{text:?} is not a number of seconds"))
 }
 
 fn main() {
@@ -308,8 +324,16 @@ fn dispatch(cli: Cli) -> fail::Result<i32> {
             filter,
             lines,
             follow,
+            max,
+            timeout,
             json,
-        } => read::tail(&path, &filter.into(), lines, follow, json, quiet),
+        } => read::tail(
+            &path,
+            &filter.into(),
+            lines,
+            follow.then_some(read::Follow { max, timeout }),
+            json,
+        ),
         Command::Append { path, batch, json } => {
             write::append(&path, batch.map(NonZeroU64::get), json, quiet)
         }

@@ -2,15 +2,18 @@
 
 use std::io::{BufWriter, Write};
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use eventstore::{Store, Uuid};
+use eventstore::{EventBatch, Filter, Store, Uuid};
 use serde_json::json;
 
-use crate::access::{self, Filter, Flow, Range};
+use crate::access::{self, Flow, Range};
 use crate::fail::{OrStdout, Result, EXIT_OK};
 use crate::progress::{Progress, Unit};
 use crate::render::{event_json, event_row, table_header, utc};
+
+/// Events `tail -f` takes from its subscription at most per call.
+const FOLLOW_PAGE: u64 = 4096;
 
 pub fn stdout() -> BufWriter<std::io::StdoutLock<'static>> {
     BufWriter::with_capacity(1 << 16, std::io::stdout().lock())
@@ -74,7 +77,7 @@ pub fn info(path: &Path, json: bool) -> Result<i32> {
 fn first_last(store: &Store, position: u64) -> Result<Option<u64>> {
     let e = store
         .read_all(position, 1)
-        .map_err(|e| crate::fail::Fail::store(store.path(), e, false))?;
+        .map_err(|e| crate::fail::Fail::store(store.path(), e))?;
     Ok(e.first().map(|e| e.recorded_at))
 }
 
@@ -158,7 +161,7 @@ pub fn event(path: &Path, id: Uuid, json: bool) -> Result<i32> {
     let store = access::open_for_read(path)?;
     let e = store
         .read_event(id)
-        .map_err(|e| crate::fail::Fail::store(path, e, false))?;
+        .map_err(|e| crate::fail::Fail::store(path, e))?;
     let mut out = stdout();
     if json {
         event_json(&mut out, &access::view(&e))?;
@@ -185,23 +188,26 @@ pub fn export(path: &Path, from: u64, quiet: bool) -> Result<i32> {
     )
 }
 
+/// How long `tail -f` follows: at most `max` new events, at most `timeout`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Follow {
+    pub max: Option<u64>,
+    pub timeout: Option<Duration>,
+}
+
 pub fn tail(
     path: &Path,
     filter: &Filter,
     lines: u64,
-    follow: bool,
+    follow: Option<Follow>,
     json: bool,
-    quiet: bool,
 ) -> Result<i32> {
     let store = access::open_for_read(path)?;
     let mut out = stdout();
     let end = last_events(&store, filter, lines, json, &mut out)?;
     out.flush().or_stdout()?;
-    if follow {
-        if !quiet {
-            eprintln!("eventstore: following; until read-only opens land this holds the store's lock, so writers in other processes cannot open it meanwhile (Ctrl-C to stop)");
-        }
-        follow_from(&store, filter, end, json, &mut out, &mut |_| false)?;
+    if let Some(follow) = follow {
+        follow_from(&store, filter, end, json, &mut out, follow)?;
     }
     Ok(EXIT_OK)
 }
@@ -216,18 +222,18 @@ fn last_events(
     json: bool,
     out: &mut dyn Write,
 ) -> Result<u64> {
-    let fail = |e| crate::fail::Fail::store(store.path(), e, false);
+    let fail = |e| crate::fail::Fail::store(store.path(), e);
     let end = store.global_position();
     let mut newest_first = Vec::new();
-    if let Some(s) = filter.stream {
+    if let Some(s) = filter.stream_id {
         if store.stream_version(&s).is_none() {
             return Err(fail(eventstore::Error::StreamNotFound { stream_id: s }));
         }
     }
     if n == 0 || end == 0 {
         // Nothing to show.
-    } else if filter.types.is_empty() && filter.prefixes.is_empty() {
-        newest_first = match filter.stream {
+    } else if !filter.selects_types() {
+        newest_first = match filter.stream_id {
             Some(s) => store.read_stream_backward(s, u64::MAX, n),
             None => store.read_all_backward(end - 1, n),
         }
@@ -264,42 +270,46 @@ fn last_events(
     Ok(end)
 }
 
-/// Shows every matching event from `position` on as it is acknowledged, until
-/// `stop(position followed to)` says so or the output is closed.
+/// Shows every matching event from `position` on as it is acknowledged, through a
+/// subscription (`Store::subscribe`: it reads what is there, then sleeps in the
+/// library until a writer in any process publishes more), until `follow.max` events
+/// were shown, `follow.timeout` passed, or the output is closed. Returns how many
+/// events it showed.
 pub fn follow_from(
     store: &Store,
     filter: &Filter,
-    mut position: u64,
+    position: u64,
     json: bool,
     out: &mut dyn Write,
-    stop: &mut dyn FnMut(u64) -> bool,
-) -> Result<()> {
-    while !stop(position) {
-        let now = access::wait_for_more(store, position, Duration::from_millis(500));
-        if now <= position {
-            continue;
+    follow: Follow,
+) -> Result<u64> {
+    let deadline = follow.timeout.map(|t| Instant::now() + t);
+    let max = follow.max.unwrap_or(u64::MAX);
+    let mut shown = 0u64;
+    let mut subscription = store.subscribe(position, filter.clone());
+    let mut batch = EventBatch::default();
+    while shown < max {
+        let wait = match deadline {
+            Some(d) => match d.checked_duration_since(Instant::now()) {
+                Some(left) if !left.is_zero() => Some(left),
+                _ => break,
+            },
+            None => None,
+        };
+        subscription
+            .next_batch_into((max - shown).min(FOLLOW_PAGE), wait, &mut batch)
+            .map_err(|e| crate::fail::Fail::store(store.path(), e))?;
+        for e in batch.iter() {
+            if json {
+                event_json(out, &e)?;
+            } else {
+                event_row(out, &e)?;
+            }
         }
-        position = access::read_matching(
-            store,
-            filter,
-            Range {
-                from: position,
-                to: now - 1,
-                backward: false,
-            },
-            &mut |e| {
-                if json {
-                    event_json(out, e)?;
-                } else {
-                    event_row(out, e)?;
-                }
-                Ok(Flow::More)
-            },
-        )?
-        .min(now);
+        shown += batch.len() as u64;
         out.flush().or_stdout()?;
     }
-    Ok(())
+    Ok(shown)
 }
 
 #[cfg(test)]
@@ -317,36 +327,37 @@ mod tests {
         }
     }
 
-    /// The follow loop shows events appended after it started, filtered, in order.
+    /// The follow loop, on a read-only handle, shows the events another handle
+    /// appends after it started, filtered, in order, and stops after `max` of them.
     #[test]
     fn follow_shows_new_matching_events_as_they_are_appended() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(Store::open(&dir.path().join("s.store")).unwrap());
+        let path = dir.path().join("s.store");
+        let writer = Arc::new(Store::open(&path).unwrap());
         let s = Uuid::from_u128(1);
-        store
+        writer
             .append(s, ExpectedVersion::Any, vec![ev("Old")])
             .unwrap();
-        let writer = {
-            let store = Arc::clone(&store);
+        let reader = access::open_for_read(&path).unwrap();
+        let appender = {
+            let writer = Arc::clone(&writer);
             std::thread::spawn(move || {
-                for i in 0..6 {
+                for i in 0..8 {
                     std::thread::sleep(Duration::from_millis(30));
                     let t = if i % 2 == 0 { "Keep" } else { "Skip" };
-                    store.append(s, ExpectedVersion::Any, vec![ev(t)]).unwrap();
+                    writer.append(s, ExpectedVersion::Any, vec![ev(t)]).unwrap();
                 }
             })
         };
-        let filter = Filter {
-            types: vec!["Keep".into()],
-            ..Filter::default()
-        };
         let mut out = Vec::new();
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        follow_from(&store, &filter, 1, true, &mut out, &mut |at| {
-            at >= 7 || std::time::Instant::now() > deadline
-        })
-        .unwrap();
-        writer.join().unwrap();
+        let follow = Follow {
+            max: Some(3),
+            timeout: Some(Duration::from_secs(20)),
+        };
+        let shown =
+            follow_from(&reader, &Filter::types(["Keep"]), 1, true, &mut out, follow).unwrap();
+        appender.join().unwrap();
+        assert_eq!(shown, 3);
         let text = String::from_utf8(out).unwrap();
         let positions: Vec<u64> = text
             .lines()
@@ -357,5 +368,29 @@ mod tests {
             })
             .collect();
         assert_eq!(positions, [1, 3, 5]);
+    }
+
+    /// With nothing new, following stops when its time is up, having shown nothing.
+    #[test]
+    fn follow_stops_at_its_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.store");
+        let writer = Store::open(&path).unwrap();
+        writer
+            .append(Uuid::from_u128(1), ExpectedVersion::Any, vec![ev("Old")])
+            .unwrap();
+        let reader = access::open_for_read(&path).unwrap();
+        let started = Instant::now();
+        let follow = Follow {
+            max: None,
+            timeout: Some(Duration::from_millis(300)),
+        };
+        let mut out = Vec::new();
+        let shown = follow_from(&reader, &Filter::all(), 1, true, &mut out, follow).unwrap();
+        let took = started.elapsed();
+        assert_eq!(shown, 0);
+        assert!(out.is_empty());
+        assert!(took >= Duration::from_millis(300), "{took:?}");
+        assert!(took < Duration::from_secs(10), "{took:?}");
     }
 }

@@ -194,7 +194,7 @@ pub fn append(path: &Path, batch: Option<u64>, json: bool, quiet: bool) -> Resul
     }
     progress.done();
     out.flush().or_stdout()?;
-    store.close().map_err(|e| Fail::store(path, e, true))?;
+    store.close().map_err(|e| Fail::store(path, e))?;
     if !quiet {
         eprintln!(
             "eventstore: appended {} events in {} batches to {}",
@@ -235,7 +235,7 @@ fn commit(
                     "{lines}: {e}; nothing of {lines} was written, lines before it were appended"
                 ),
             ),
-            e => Fail::store(path, e, true),
+            e => Fail::store(path, e),
         })?;
     let (first, last) = (&recorded[0], &recorded[recorded.len() - 1]);
     appended.0 += recorded.len() as u64;
@@ -296,8 +296,7 @@ pub fn import(dest: &Path, json: bool, quiet: bool) -> Result<i32> {
             });
         }
     };
-    let checked =
-        eventstore::inspect::scan(&tmp, |_| Ok(())).map_err(|e| Fail::store(&tmp, e, true))?;
+    let checked = eventstore::inspect::scan(&tmp, |_| Ok(())).map_err(|e| Fail::store(&tmp, e))?;
     if !checked.is_clean() || checked.events != events {
         let _ = std::fs::remove_file(&tmp);
         return Err(Fail::new(EXIT_IO, format!("the imported store did not check out ({} of {events} events); nothing was imported, check the disk", checked.events)));
@@ -336,7 +335,7 @@ struct Building {
 }
 
 fn import_into(tmp: &Path, progress: &Progress) -> Result<(u64, u64)> {
-    let store = Store::open(tmp).map_err(|e| Fail::store(tmp, e, true))?;
+    let store = Store::open(tmp).map_err(|e| Fail::store(tmp, e))?;
     let mut lines = Lines::new();
     let mut next_version: HashMap<Uuid, u64> = HashMap::new();
     let mut position = 0u64;
@@ -348,7 +347,7 @@ fn import_into(tmp: &Path, progress: &Progress) -> Result<(u64, u64)> {
         store
             .append_copied(std::mem::take(group))
             .map(|_| ())
-            .map_err(|e| Fail::store(tmp, e, true))
+            .map_err(|e| Fail::store(tmp, e))
     };
     while let Some((n, text)) = lines.next()? {
         let bad = |why: String| Fail::usage(format!("line {n}: {why}"));
@@ -430,6 +429,6 @@ fn import_into(tmp: &Path, progress: &Progress) -> Result<(u64, u64)> {
         batches += 1;
     }
     flush(&mut group)?;
-    store.close().map_err(|e| Fail::store(tmp, e, true))?;
+    store.close().map_err(|e| Fail::store(tmp, e))?;
     Ok((position, batches))
 }

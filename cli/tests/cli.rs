@@ -250,57 +250,249 @@ fn a_file_that_is_not_a_store_is_refused_and_left_alone() {
     assert_eq!(std::fs::read_to_string(&junk).unwrap(), content);
 }
 
-/// Today every open takes the writer's lock: read commands beside a running writer
-/// fail with exit 3 and say why; a second writer is refused the same way.
-#[test]
-fn a_store_locked_by_another_process_is_exit_3_with_the_reason() {
-    let dir = tempfile::tempdir().unwrap();
-    let (path, _) = sample(dir.path());
-    // A writer in another process: `append` holds the store open while its input is open.
-    let mut writer = Command::new(EXE)
-        .args(["append", s(&path), "--quiet"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = writer.stdin.take().unwrap();
-    writeln!(input, "{{\"stream\":\"{A}\",\"type\":\"Held\"}}").unwrap();
-    input.flush().unwrap();
-    let mut first = String::new();
-    BufReader::new(writer.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    assert!(first.contains("positions 17-17"), "{first}");
+/// A writer in another process: `eventstore append --json PATH`, fed lines through
+/// its standard input, reporting each acknowledged batch on its standard output.
+struct WriterProcess {
+    child: std::process::Child,
+    input: Option<std::process::ChildStdin>,
+    acks: BufReader<std::process::ChildStdout>,
+}
 
-    let dest = dir.path().join("copy.store");
-    for args in [
-        vec!["info", s(&path)],
-        vec!["streams", s(&path)],
-        vec!["dump", s(&path)],
-        vec!["tail", s(&path)],
-        vec!["export", s(&path)],
-        vec!["backup", s(&path), s(&dest)],
-    ] {
-        fails(
-            &es(&args),
-            3,
-            &["locked", "a writer has it open", "read-only"],
+impl WriterProcess {
+    fn start(path: &Path) -> WriterProcess {
+        let mut child = Command::new(EXE)
+            .args(["append", s(path), "--json", "--quiet"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        WriterProcess {
+            input: child.stdin.take(),
+            acks: BufReader::new(child.stdout.take().unwrap()),
+            child,
+        }
+    }
+
+    /// Appends one line and waits for its acknowledgement: the batch's report.
+    fn append(&mut self, line: &str) -> Value {
+        let input = self.input.as_mut().unwrap();
+        writeln!(input, "{line}").unwrap();
+        input.flush().unwrap();
+        let mut ack = String::new();
+        self.acks.read_line(&mut ack).unwrap();
+        serde_json::from_str(&ack).unwrap_or_else(|e| panic!("{e}: {ack:?}"))
+    }
+
+    /// Closes its input: it closes the store and exits 0.
+    fn finish(mut self) {
+        drop(self.input.take());
+        let out = self.child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
         );
     }
-    assert!(!dest.exists());
+}
+
+/// Read commands open read-only: beside a writer held open by another process they
+/// work (exit 0, the acknowledged events), and `info` says a writer has it open; a
+/// second writer is still refused (exit 3).
+#[test]
+fn read_commands_work_beside_a_writer_in_another_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, events) = sample(dir.path());
+    let mut writer = WriterProcess::start(&path);
+    let ack = writer.append(&format!("{{\"stream\":\"{A}\",\"type\":\"Held\"}}"));
+    assert_eq!(ack["first_global_position"], 17);
+
+    let o = es(&["info", s(&path), "--json"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let v = json(&o);
+    assert_eq!(v["events"], 18);
+    assert_eq!(v["streams"], 3);
+    assert_eq!(v["writer_open"], true);
+    assert_eq!(v["read_only"], true);
+    assert_eq!(v["last_recorded_at"], ack["recorded_at"]);
+    assert!(stdout(&es(&["info", s(&path)])).contains("writer open     yes"));
+    let o = es(&["streams", s(&path), "--json"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(json_lines(&o)[0]["events"], 11);
+    let o = es(&["dump", s(&path), "--json"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let lines = json_lines(&o);
+    assert_eq!(positions(&lines), (0..18).collect::<Vec<u64>>());
+    assert_eq!(lines[17]["event_type"], "Held");
+    let o = es(&["dump", s(&path), "--json", "--type", "Held"]);
+    assert_eq!(positions(&json_lines(&o)), [17]);
+    let o = es(&["tail", s(&path), "-n", "2", "--json"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(positions(&json_lines(&o)), [16, 17]);
+    let o = es(&["event", s(&path), &events[3].event_id.to_string(), "--json"]);
+    assert_eq!(json(&o)["global_position"], 3);
+    let o = es(&["export", s(&path)]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(json_lines(&o).len(), 18);
+    let dest = dir.path().join("copy.store");
+    let o = es(&["backup", s(&path), s(&dest), "--json"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(json(&o)["events"], 18);
+    assert_eq!(code(&es(&["verify", s(&dest)])), 0);
+    assert_eq!(code(&es(&["verify", s(&path)])), 0);
+
     let line = format!("{{\"stream\":\"{A}\",\"type\":\"T\"}}\n");
     fails(
         &es_in(&["append", s(&path)], &line),
         3,
         &["locked", "another process has it open"],
     );
-    // verify and salvage only read the file: they work beside the writer.
-    assert_eq!(code(&es(&["verify", s(&path)])), 0);
-    drop(input);
-    assert!(writer.wait().unwrap().success());
-    let o = es(&["info", s(&path), "--json"]);
-    assert_eq!(json(&o)["events"], 18);
+    writer.finish();
+    let v = json(&es(&["info", s(&path), "--json"]));
+    assert_eq!(v["events"], 18);
+    assert_eq!(v["writer_open"], false);
+}
+
+/// `backup` beside a writer process that keeps appending batches of 3 events: each
+/// copy verifies, holds whole batches only, every batch acknowledged before it
+/// started, and is a prefix of the final log.
+#[test]
+fn backup_copies_a_consistent_prefix_beside_a_writer_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("live.store");
+    let mut writer = WriterProcess::start(&path);
+    let batch = |i: usize| {
+        format!(
+            "{{\"stream\":\"{}\",\"events\":[{{\"type\":\"A\",\"payload\":{i}}},{{\"type\":\"B\"}},{{\"type\":\"C\"}}]}}",
+            [A, B][i % 2]
+        )
+    };
+    let mut acked = 0u64;
+    for i in 0..20 {
+        writer.append(&batch(i));
+        acked += 3;
+    }
+    // The writer appends on, from another thread, while the backups run.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let counted = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(acked));
+    let appender = {
+        let (stop, counted) = (stop.clone(), counted.clone());
+        std::thread::spawn(move || {
+            let mut i = 20;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                writer.append(&batch(i));
+                counted.fetch_add(3, std::sync::atomic::Ordering::SeqCst);
+                i += 1;
+            }
+            writer
+        })
+    };
+    let mut copies = Vec::new();
+    for k in 0..5 {
+        let before = counted.load(std::sync::atomic::Ordering::SeqCst);
+        let dest = dir.path().join(format!("copy{k}.store"));
+        let o = es(&["backup", s(&path), s(&dest), "--json"]);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        let events = json(&o)["events"].as_u64().unwrap();
+        assert!(
+            events >= before,
+            "copy {k}: {events} events, {before} acknowledged before it"
+        );
+        assert_eq!(events % 3, 0, "copy {k}: a torn batch");
+        assert_eq!(code(&es(&["verify", s(&dest)])), 0);
+        copies.push((dest, events));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    appender.join().unwrap().finish();
+    let full = stdout(&es(&["export", s(&path)]));
+    for (dest, events) in copies {
+        let copy = stdout(&es(&["export", s(&dest)]));
+        assert_eq!(copy.lines().count() as u64, events);
+        assert!(
+            full.starts_with(&copy),
+            "{}: not a prefix of the log",
+            dest.display()
+        );
+    }
+}
+
+/// `tail -f` follows the appends another process makes, filtered, each shown soon
+/// after its acknowledgement, and exits 0 after --max events.
+#[test]
+fn tail_follows_a_writer_in_another_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, _) = sample(dir.path());
+    let mut tail = Command::new(EXE)
+        .args([
+            "tail",
+            s(&path),
+            "-f",
+            "-n",
+            "1",
+            "--json",
+            "--max",
+            "4",
+            "--timeout",
+            "60",
+        ])
+        .args(["--type", "Keep", "--type", "Shipped"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut shown = BufReader::new(tail.stdout.take().unwrap());
+    let mut line = String::new();
+    // The last Shipped event first: then tail is following from the end it read.
+    shown.read_line(&mut line).unwrap();
+    let v: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["global_position"], 14, "{line}");
+    let mut writer = WriterProcess::start(&path);
+    // Two measures per event: from the writer's acknowledgement reaching this test to
+    // tail's line reaching it (tail may be first: then about 0), and from the commit
+    // time stamped in the event (before the writer's fdatasync) to tail's line.
+    let mut latencies = Vec::new();
+    let mut from_commit = Vec::new();
+    let mut want = Vec::new();
+    for i in 0..8 {
+        let t = if i % 2 == 0 { "Keep" } else { "Skip" };
+        let ack = writer.append(&format!(
+            "{{\"stream\":\"{B}\",\"type\":\"{t}\",\"payload\":{i}}}"
+        ));
+        let acked = Instant::now();
+        if t == "Keep" {
+            line.clear();
+            shown.read_line(&mut line).unwrap();
+            latencies.push(acked.elapsed());
+            let now_us = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_micros() as u64;
+            let v: Value = serde_json::from_str(&line).unwrap();
+            let recorded_at = v["recorded_at"].as_u64().unwrap();
+            from_commit.push(Duration::from_micros(now_us.saturating_sub(recorded_at)));
+            assert_eq!(v["global_position"], ack["first_global_position"], "{line}");
+            assert_eq!(v["payload"], i);
+            want.push(i);
+        }
+    }
+    // Four followed: it exits by itself.
+    let status = tail.wait().unwrap();
+    assert!(status.success());
+    line.clear();
+    assert_eq!(
+        shown.read_line(&mut line).unwrap(),
+        0,
+        "more output: {line}"
+    );
+    writer.finish();
+    latencies.sort();
+    from_commit.sort();
+    eprintln!("tail -f, 4 events: acknowledgement to output {latencies:?}; commit (incl. fdatasync) to output {from_commit:?}");
+    // Generous against a loaded machine; a poll of seconds would fail it.
+    assert!(latencies[3] < Duration::from_secs(2), "{latencies:?}");
+    assert!(from_commit[3] < Duration::from_secs(2), "{from_commit:?}");
+    assert_eq!(want, [0, 2, 4, 6]);
 }
 
 // ---------------------------------------------------------------------------------
@@ -400,10 +592,11 @@ fn event_shows_one_event_by_its_id() {
     fails(&es(&["event", s(&path), "not-a-uuid"]), 2, &["not-a-uuid"]);
 }
 
-/// A store whose last write was torn: the open that info makes cuts it off and says
-/// how many bytes it dropped.
+/// A store whose last write was torn: read commands open it read-only, so they show
+/// the acknowledged events and cut nothing off (the bytes past the data stay until
+/// a writer opens it); a writer's open cuts them off.
 #[test]
-fn info_reports_the_bytes_an_open_cut_off() {
+fn read_commands_leave_a_torn_tail_alone() {
     let dir = tempfile::tempdir().unwrap();
     let (path, _) = sample(dir.path());
     let len = std::fs::metadata(&path).unwrap().len();
@@ -413,11 +606,25 @@ fn info_reports_the_bytes_an_open_cut_off() {
         .unwrap();
     f.write_all(&[0xab; 40]).unwrap();
     drop(f);
+    let before = std::fs::read(&path).unwrap();
     let v = json(&es(&["info", s(&path), "--json"]));
     assert_eq!(v["events"], 17);
     assert_eq!(v["file_bytes"], len + 40);
     assert_eq!(v["data_bytes"], len);
-    assert_eq!(v["recovered_bytes_dropped"], 40);
+    assert_eq!(v["read_only"], true);
+    assert_eq!(v["recovered_bytes_dropped"], 0);
+    assert_eq!(json_lines(&es(&["dump", s(&path), "--json"])).len(), 17);
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        before,
+        "a read command wrote"
+    );
+    // A writer (append) cuts the torn tail off before it appends.
+    let line = format!("{{\"stream\":\"{A}\",\"type\":\"T\"}}\n");
+    assert_eq!(code(&es_in(&["append", s(&path)], &line)), 0);
+    let v = json(&es(&["info", s(&path), "--json"]));
+    assert_eq!(v["events"], 18);
+    assert_eq!(v["data_bytes"], v["file_bytes"]);
 }
 
 #[test]
@@ -689,30 +896,30 @@ fn tail_shows_the_last_events_and_follows() {
     let table = stdout(&es(&["tail", s(&path)]));
     assert_eq!(table.lines().count(), 10, "{table}");
 
-    // -f keeps running after the last events (new events arriving are shown by the
-    // follow loop's own test: no other process can append while it holds the lock).
-    let mut child = Command::new(EXE)
-        .args(["tail", s(&path), "-f", "-n", "2", "--json"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut got = Vec::new();
-    for _ in 0..2 {
-        let mut line = String::new();
-        out.read_line(&mut line).unwrap();
-        got.push(
-            serde_json::from_str::<Value>(&line).unwrap()["global_position"]
-                .as_u64()
-                .unwrap(),
-        );
-    }
-    assert_eq!(got, [15, 16]);
-    std::thread::sleep(Duration::from_millis(700));
-    assert!(child.try_wait().unwrap().is_none(), "tail -f exited");
-    child.kill().unwrap();
-    child.wait().unwrap();
+    // -f keeps running after the last events, until --timeout (no new events here;
+    // following another process's appends: tail_follows_a_writer_in_another_process).
+    let started = Instant::now();
+    let o = es(&[
+        "tail",
+        s(&path),
+        "-f",
+        "-n",
+        "2",
+        "--json",
+        "--timeout",
+        "0.5",
+    ]);
+    let took = started.elapsed();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(positions(&json_lines(&o)), [15, 16]);
+    assert!(took >= Duration::from_millis(500), "{took:?}");
+    // --max and --timeout belong to -f.
+    fails(&es(&["tail", s(&path), "--max", "3"]), 2, &["--follow"]);
+    fails(
+        &es(&["tail", s(&path), "-f", "--timeout", "soon"]),
+        2,
+        &["soon", "seconds"],
+    );
 }
 
 /// `dump --json | head -1` on a large store ends at once, quietly.

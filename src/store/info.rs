@@ -1,7 +1,8 @@
 //! What a store can say about itself: `Store::info()` (`es_store_info_get` in C).
 
-use super::{read_lock, Store};
+use super::{read_lock, shared, Store};
 use crate::codec::{BATCH_TRAILER_LEN, FILE_HEADER_LEN};
+use crate::error::Error;
 
 /// Facts about an open store, taken at one moment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,5 +54,46 @@ impl Store {
             recovered_bytes_dropped: self.recovered_bytes_dropped,
             index_bytes: stats.heap_bytes,
         }
+    }
+
+    /// Whether a writer (a handle opened for writing, in this process or another) has
+    /// the store open now. A writer handle answers yes: itself. A read-only handle
+    /// tests the live mark that every writer holds on the store file while it has it
+    /// open (`F_OFD_GETLK`: nothing is taken, nothing waits); a writer that died or
+    /// closed the store is not live. For tools that report it (`eventstore info`): the
+    /// answer may change as soon as it is given.
+    pub fn writer_is_live(&self) -> Result<bool, Error> {
+        if !self.is_read_only() {
+            return Ok(true);
+        }
+        shared::writer_is_live(&self._lock).map_err(|e| {
+            Error::io(
+                format!("test whether a writer has {} open", self.path.display()),
+                e,
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::store::{OpenOptions, Store};
+
+    /// A read-only handle sees each writer come and go (the process-crossing case is
+    /// `eventstore info` beside a writer process, in cli/tests/cli.rs).
+    #[test]
+    fn writer_is_live_follows_the_writers_open_and_close() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.store");
+        let writer = Store::open(&path).unwrap();
+        assert!(writer.writer_is_live().unwrap(), "a writer is itself live");
+        let reader = Store::open_with(&path, OpenOptions::new().read_only()).unwrap();
+        assert!(reader.writer_is_live().unwrap());
+        writer.close().unwrap();
+        assert!(!reader.writer_is_live().unwrap());
+        let again = Store::open(&path).unwrap();
+        assert!(reader.writer_is_live().unwrap());
+        drop(again);
+        assert!(!reader.writer_is_live().unwrap());
     }
 }
