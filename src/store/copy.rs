@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
-use crate::codec::{self, UnsealedBatch, BATCH_TRAILER_LEN, FILE_HEADER_LEN};
+use crate::codec::{self, UnsealedBatch, FILE_HEADER_LEN};
 use crate::error::Error;
 use crate::store::io::{self, read_exact_at};
 use crate::store::writer::{Part, Request, Wakeup};
@@ -140,11 +140,7 @@ impl Store {
         if events == 0 {
             return (FILE_HEADER_LEN as u64, 0);
         }
-        let (_, last) = index.locate_range(events - 1, 1);
-        let end = last.first().map_or(FILE_HEADER_LEN as u64, |l| {
-            l.end() + BATCH_TRAILER_LEN as u64
-        });
-        (end, events)
+        (index.log_end(), events)
     }
 
     /// Copies the acknowledged log to a new file `dest` while appends go on: the

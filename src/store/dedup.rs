@@ -17,7 +17,6 @@ use std::path::Path;
 use uuid::Uuid;
 
 use crate::error::Error;
-use crate::store::ids::IdTable;
 use crate::store::index::Index;
 use crate::store::io::{read_exact_at, StorageFile};
 use crate::store::read::{read_range, EventBatch};
@@ -78,7 +77,7 @@ pub fn classify(
             });
         }
         let mut recorded = None;
-        for position in index.id_candidates(id) {
+        for position in index.id_candidates(id)? {
             if !holds_id(index, file, path, position, id)? {
                 continue;
             }
@@ -109,7 +108,7 @@ fn holds_id(
     position: u64,
     id: &Uuid,
 ) -> Result<bool, Error> {
-    let Some(loc) = index.location(position) else {
+    let Some(loc) = index.location(position)? else {
         return Ok(false);
     };
     let mut got = [0u8; 16];
@@ -138,14 +137,17 @@ fn retry_of(
 ) -> Result<Option<Vec<AppendResult>>, Error> {
     let n = ids.len() as u64;
     let end = position + n;
-    if !index.is_append_start(position)
-        || end > index.event_count()
-        || (end < index.event_count() && !index.is_append_start(end))
-        || (position + 1..end).any(|p| index.is_append_start(p))
+    if end > index.event_count()
+        || !index.is_append_start(position)?
+        || (end < index.event_count() && !index.is_append_start(end)?)
     {
         return Ok(None);
     }
-    let (first, locations) = index.locate_range(position, n);
+    let (first, locations) = index.locate_range(position, n)?;
+    // The records of one append lie back to back (frames lie between appends).
+    if locations.windows(2).any(|w| w[0].end() != w[1].offset()) {
+        return Ok(None);
+    }
     let mut batch = EventBatch::default();
     read_range(file, path, first, &locations, &mut batch, None)?;
     if batch.len() != ids.len()
@@ -170,58 +172,4 @@ fn retry_of(
         at += count as usize;
     }
     Ok(Some(results))
-}
-
-/// Bytes read at a time while rebuilding the id table.
-const REBUILD_CHUNK: u64 = 8 << 20;
-
-/// A new id table large enough for the index's events plus `additional`, holding the
-/// id of every event in the index. The ids are not in memory, so they are read back
-/// from the file: one sequential pass over the records, every 25% of growth. Only the
-/// 16 id bytes of each record are looked at: the records were verified when they were
-/// written or scanned (a record damaged since then fails its checksum when read).
-pub fn grow_ids(
-    index: &Index,
-    file: &dyn StorageFile,
-    path: &Path,
-    additional: usize,
-) -> Result<IdTable, Error> {
-    let count = index.event_count();
-    let mut table = index.grown_id_table(count as usize + additional);
-    let mut buf = Vec::new();
-    let mut position = 0u64;
-    while position < count {
-        // The records of positions `position..end` lie in `start..stop` of the file,
-        // in order (batch frames between them): read that span at once.
-        let first = index.location(position).expect("position < count");
-        let start = first.offset();
-        let mut stop = first.end();
-        let mut end = position + 1;
-        while end < count {
-            let loc = index.location(end).expect("end < count");
-            if loc.end() - start > REBUILD_CHUNK {
-                break;
-            }
-            stop = loc.end();
-            end += 1;
-        }
-        buf.resize((stop - start) as usize, 0);
-        read_exact_at(file, &mut buf, start).map_err(|e| {
-            Error::io(
-                format!(
-                    "read {} bytes of {} at byte offset {start} to rebuild the id index",
-                    buf.len(),
-                    path.display()
-                ),
-                e,
-            )
-        })?;
-        for p in position..end {
-            let at = (index.location(p).expect("p < count").offset() - start) as usize + 44;
-            let id = Uuid::from_bytes(buf[at..at + 16].try_into().expect("16 bytes"));
-            table.insert(&id, p);
-        }
-        position = end;
-    }
-    Ok(table)
 }

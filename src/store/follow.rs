@@ -177,7 +177,7 @@ impl Store {
         self.refresh()?;
         let f = matcher.filter();
         if f.stream_id.is_none() && !f.selects_types() {
-            let (first, locations) = read_lock(&self.index).locate_range(from, max_count);
+            let (first, locations) = read_lock(&self.index).locate_range(from, max_count)?;
             read::read_range(
                 self.file.as_ref(),
                 &self.path,
@@ -189,7 +189,7 @@ impl Store {
             return Ok((first + locations.len() as u64).max(from));
         }
         let (located, next) =
-            read_lock(&self.index).locate_filtered(from, max_count, FILTER_BUDGET, matcher);
+            read_lock(&self.index).locate_filtered(from, max_count, FILTER_BUDGET, matcher)?;
         read::read_located(self.file.as_ref(), &self.path, &located, batch, visit)?;
         Ok(next)
     }

@@ -27,6 +27,25 @@ pub const MAX_POSITION: u64 = (1 << (64 - TAG_BITS)) - 2;
 const MAX_LOAD_NUM: usize = 7;
 const MAX_LOAD_DEN: usize = 8;
 
+/// The slot where the id of hash `h` belongs in a table of `capacity` slots (probing
+/// goes on from there): a multiply-shift of the hash's upper 40 bits.
+#[inline]
+pub fn home(h: u64, capacity: u64) -> u64 {
+    ((u128::from(h >> TAG_BITS) * u128::from(capacity)) >> (64 - TAG_BITS)) as u64
+}
+
+/// The tag of a hash, and the entry of a slot holding `position`.
+#[inline]
+pub fn tag(h: u64) -> u64 {
+    h & TAG_MASK
+}
+
+/// The position a non-empty slot holds, and its tag.
+#[inline]
+pub fn slot_parts(slot: u64) -> (u64, u64) {
+    ((slot >> TAG_BITS) - 1, slot & TAG_MASK)
+}
+
 /// The random keys of the id hash, per process and table, so that ids chosen from
 /// outside cannot be made to collide on purpose.
 #[derive(Debug, Clone, Copy)]
@@ -51,6 +70,16 @@ fn fold_mul(a: u64, b: u64) -> u64 {
 }
 
 impl IdKeys {
+    /// Keys read back from an index file.
+    pub fn from_parts(k0: u64, k1: u64) -> IdKeys {
+        IdKeys { k0, k1: k1 | 1 }
+    }
+
+    /// The two keys (for the index file's header).
+    pub fn parts(&self) -> (u64, u64) {
+        (self.k0, self.k1)
+    }
+
     /// The keyed 64-bit hash of an id: its lower 24 bits are the tag, its upper 40 bits
     /// pick the slot.
     #[inline]
@@ -139,7 +168,22 @@ impl IdTable {
 
     #[inline]
     fn home(&self, h: u64) -> usize {
-        ((u128::from(h >> TAG_BITS) * self.slots.len() as u128) >> (64 - TAG_BITS)) as usize
+        home(h, self.slots.len() as u64) as usize
+    }
+
+    /// The slots, as an index file's id column stores them.
+    pub fn slots(&self) -> &[u64] {
+        &self.slots
+    }
+
+    /// A table of the hashes `hashes` of the ids at positions `base..`, sized for
+    /// `expected` ids (at least `hashes.len()`).
+    pub fn from_hashes_at(keys: IdKeys, hashes: &[u64], base: u64, expected: usize) -> IdTable {
+        let mut t = IdTable::with_keys(keys, expected.max(hashes.len()));
+        for (i, &h) in hashes.iter().enumerate() {
+            t.insert_hash(h, base + i as u64);
+        }
+        t
     }
 
     /// Records that the id whose hash is `h` is at `position`.
@@ -172,7 +216,11 @@ impl IdTable {
     /// along the probe path (the earlier position first when both were inserted in
     /// order). Each must be confirmed against the file.
     pub fn candidates(&self, id: &Uuid) -> Candidates<'_> {
-        let h = self.keys.hash(id);
+        self.candidates_of_hash(self.keys.hash(id))
+    }
+
+    /// [`IdTable::candidates`] of an id by its hash (with this table's keys).
+    pub fn candidates_of_hash(&self, h: u64) -> Candidates<'_> {
         Candidates {
             slots: &self.slots,
             at: self.home(h),

@@ -1,7 +1,7 @@
 //! What a store can say about itself: `Store::info()` (`es_store_info_get` in C).
 
 use super::{read_lock, shared, Store};
-use crate::codec::{BATCH_TRAILER_LEN, FILE_HEADER_LEN};
+use crate::codec::FILE_HEADER_LEN;
 use crate::error::Error;
 
 /// Facts about an open store, taken at one moment.
@@ -36,9 +36,10 @@ impl Store {
             let count = index.event_count();
             // The last committed record is followed by its batch's trailer, which
             // ends the data.
-            let end = match index.locate_range(count.saturating_sub(1), 1).1.first() {
-                Some(last) => last.end() + BATCH_TRAILER_LEN as u64,
-                None => FILE_HEADER_LEN as u64,
+            let end = if count == 0 {
+                FILE_HEADER_LEN as u64
+            } else {
+                index.log_end()
             };
             (index.stats(), end)
         };

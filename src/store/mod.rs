@@ -12,6 +12,7 @@ pub mod ids;
 pub mod index;
 mod info;
 pub mod io;
+pub(crate) mod ondisk;
 pub(crate) mod read;
 mod readonly;
 mod recovery;
@@ -125,7 +126,10 @@ pub struct Store {
     /// could not be created), a reader's from when it first finds one.
     side: OnceLock<shared::SideFile>,
     wakeup: follow::Wakeup,
-    index: RwLock<Index>,
+    index: Arc<RwLock<Index>>,
+    /// The writer's index-file checkpoints (`ondisk/checkpoint.rs`); `None` for a
+    /// read-only handle.
+    checkpointer: Option<ondisk::checkpoint::Checkpointer>,
     writer: Mutex<Writer>,
     queue: Mutex<Queue>,
     closed: bool,
@@ -196,9 +200,49 @@ impl Store {
         let mut head = vec![0u8; FILE_HEADER_LEN.min(file_len as usize)];
         io::read_exact_at(file.as_ref(), &mut head, 0)
             .map_err(|e| Error::io(format!("read the header of {shown}"), e))?;
-        let (salt, version, scan) = match codec::decode_file_header_version(&head) {
+        let log_source = |salt: u64| -> Result<Arc<index::LogSource>, Error> {
+            Ok(Arc::new(index::LogSource {
+                file: lock
+                    .try_clone()
+                    .map_err(|e| Error::io(format!("duplicate the handle of {shown}"), e))?,
+                salt,
+                // Rebuilding a segment reads batches as version 2, which reads every
+                // batch version 1 does.
+                version: codec::FORMAT_VERSION,
+            }))
+        };
+        let mut index_writer = None;
+        let (salt, version, mut scan) = match codec::decode_file_header_version(&head) {
             Ok((salt, version)) => {
-                let scan = recovery::scan(file.as_ref(), file_len, salt, version)?;
+                let source = log_source(salt)?;
+                let scan = match ondisk::load(
+                    path,
+                    file.as_ref(),
+                    file_len,
+                    salt,
+                    Arc::clone(&source),
+                    true,
+                ) {
+                    Ok(loaded) => {
+                        index_writer = loaded.writer;
+                        recovery::scan_from(
+                            file.as_ref(),
+                            file_len,
+                            salt,
+                            version,
+                            index::IndexBuilder::on(loaded.index),
+                            loaded.covered,
+                            Some(loaded.last_group),
+                        )?
+                    }
+                    Err(why) => {
+                        crate::log::log(
+                            crate::log::Level::Debug,
+                            &format!("{shown}: no usable index file ({why}); scanning the log"),
+                        );
+                        recovery::scan(file.as_ref(), file_len, salt, version)?
+                    }
+                };
                 (salt, version, scan)
             }
             Err(_) if file_len > FILE_HEADER_LEN as u64 && codec::torn_upgrade(&head).is_some() => {
@@ -270,7 +314,22 @@ impl Store {
         // Only now, with the side file ready, do readers learn that a writer is live.
         shared::hold_live_mark(&lock)
             .map_err(|e| Error::io(format!("take the live mark of {shown}"), e))?;
+        let source = log_source(salt)?;
+        scan.index.set_log(Arc::clone(&source));
+        let keys = scan.index.keys();
+        let index = Arc::new(RwLock::new(scan.index));
+        let checkpointer = ondisk::checkpoint::Checkpointer::start(ondisk::checkpoint::Job {
+            index: Arc::clone(&index),
+            writer: Mutex::new(
+                index_writer.unwrap_or_else(|| ondisk::IndexWriter::fresh(path, salt, keys)),
+            ),
+            log: source,
+        });
+        if read_lock(&index).delta_log_bytes() >= ondisk::checkpoint::CHECKPOINT_BYTES {
+            checkpointer.ask();
+        }
         Ok(Store {
+            checkpointer: Some(checkpointer),
             follower: None,
             side,
             wakeup: follow::Wakeup::default(),
@@ -285,7 +344,7 @@ impl Store {
             file,
             _lock: lock,
             salt,
-            index: RwLock::new(scan.index),
+            index,
             queue: Mutex::new(Queue::default()),
             closed: false,
             format_version: std::sync::atomic::AtomicU16::new(version),
@@ -414,6 +473,13 @@ impl Store {
                     .store(writer.format_version, Ordering::Release);
                 // Before anyone is answered: an acknowledged event is visible everywhere.
                 self.published(writer.end);
+                if let Some(c) = &self.checkpointer {
+                    if read_lock(&self.index).delta_log_bytes()
+                        >= ondisk::checkpoint::CHECKPOINT_BYTES
+                    {
+                        c.ask();
+                    }
+                }
             }
             Err(_) => {
                 self.poisoned.store(true, Ordering::Release);
@@ -487,6 +553,13 @@ impl Store {
             return Err(e);
         }
         let located = read_lock(&self.index).locate_stream(&stream_id, from_version, max_count);
+        let located = match located {
+            Ok(l) => l,
+            Err(e) => {
+                batch.clear();
+                return Err(e);
+            }
+        };
         let Some(located) = located else {
             batch.clear();
             return Err(Error::StreamNotFound { stream_id });
@@ -506,7 +579,14 @@ impl Store {
             batch.clear();
             return Err(e);
         }
-        let (first, locations) = read_lock(&self.index).locate_range(from_position, max_count);
+        let located = read_lock(&self.index).locate_range(from_position, max_count);
+        let (first, locations) = match located {
+            Ok(l) => l,
+            Err(e) => {
+                batch.clear();
+                return Err(e);
+            }
+        };
         read::read_range(
             self.file.as_ref(),
             &self.path,
@@ -528,7 +608,7 @@ impl Store {
     ) -> Result<EventBatch, Error> {
         self.refresh()?;
         let located = read_lock(&self.index)
-            .locate_stream(&stream_id, from_version, max_count)
+            .locate_stream(&stream_id, from_version, max_count)?
             .ok_or(Error::StreamNotFound { stream_id })?;
         let mut batch = EventBatch::default();
         read::read_located(
@@ -550,7 +630,7 @@ impl Store {
         visit: read::Visitor<'_>,
     ) -> Result<EventBatch, Error> {
         self.refresh()?;
-        let (first, locations) = read_lock(&self.index).locate_range(from_position, max_count);
+        let (first, locations) = read_lock(&self.index).locate_range(from_position, max_count)?;
         let mut batch = EventBatch::default();
         read::read_range(
             self.file.as_ref(),
@@ -612,6 +692,11 @@ impl Store {
         if self.follower.is_some() {
             // A read-only handle never writes the file.
             return Ok(());
+        }
+        let poisoned = self.is_poisoned();
+        if let Some(c) = self.checkpointer.as_mut() {
+            // The final checkpoint: the next open scans only what follows it.
+            c.finish(!poisoned);
         }
         let writer = self.writer.get_mut().unwrap_or_else(|p| p.into_inner());
         let (end, file_len) = (writer.end, writer.file_len);

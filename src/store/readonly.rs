@@ -19,7 +19,9 @@ use uuid::Uuid;
 
 use crate::codec::{self, FILE_HEADER_LEN};
 use crate::error::Error;
-use crate::store::index::{Index, IndexBuilder, RecordLocation, Run};
+use crate::store::index::{Index, IndexBuilder, LogSource, RecordLocation, Run};
+use crate::store::ondisk;
+use std::sync::Arc;
 use crate::store::io::{self, StorageFile};
 use crate::store::recovery::{self, Sink};
 use crate::store::shared::{self, SideFile};
@@ -90,18 +92,34 @@ impl Follower {
         let salt = tail.salt.expect("learnt");
         loop {
             let bound = self.bound(raw, file, side, salt, path)?;
-            let mut builder = IndexBuilder::default();
             let (limit, stamp) = match bound {
                 Bound::Published(p) => (p.end, None),
                 Bound::File(len, stamp) => (len, Some(stamp)),
             };
+            let source = Arc::new(LogSource {
+                file: raw
+                    .try_clone()
+                    .map_err(|e| Error::io(format!("duplicate the handle of {}", path.display()), e))?,
+                salt,
+                version: codec::FORMAT_VERSION,
+            });
+            // Through the index file when one binds to what is visible (opened
+            // read-only, never written); else the whole visible log.
+            let (mut builder, start, last_group) =
+                match ondisk::load(path, file, limit, salt, Arc::clone(&source), false) {
+                    Ok(l) => (IndexBuilder::on(l.index), l.covered, Some(l.last_group)),
+                    Err(why) => {
+                        tracing::debug!(%why, "read-only open without the index file");
+                        (IndexBuilder::default(), FILE_HEADER_LEN as u64, None)
+                    }
+                };
             let scanned = recovery::scan_into(
                 file,
                 limit,
                 salt,
                 tail.version,
-                FILE_HEADER_LEN as u64,
-                None,
+                start,
+                last_group,
                 &mut builder,
             )?;
             let (end, torn) = (scanned.end, scanned.torn_tail);
@@ -114,7 +132,9 @@ impl Follower {
             tail.end = end;
             tail.last_group = scanned.last_group;
             tail.seen = stamp;
-            return Ok(builder.build());
+            let mut index = builder.build();
+            index.set_log(source);
+            return Ok(index);
         }
     }
 
@@ -189,7 +209,7 @@ impl Follower {
             drop(base);
             if !additions.batches.is_empty() {
                 let mut ix = index.write().unwrap_or_else(|p| p.into_inner());
-                additions.apply(&mut ix, file, path)?;
+                additions.apply(&mut ix);
             }
             tail.end = end;
             tail.last_group = last_group;
@@ -428,13 +448,8 @@ impl Sink for Pending<'_> {
 }
 
 impl Additions {
-    fn apply(self, index: &mut Index, file: &dyn StorageFile, path: &Path) -> Result<(), Error> {
-        let n = self.locations.len();
-        debug_assert_eq!(self.ids.len(), n);
-        if index.ids_need_growth(n) {
-            let table = super::dedup::grow_ids(index, file, path, n)?;
-            index.replace_ids(table);
-        }
+    fn apply(self, index: &mut Index) {
+        debug_assert_eq!(self.ids.len(), self.locations.len());
         for (runs, range) in self.batches {
             let pushed = index.push_append(
                 &runs,
@@ -449,7 +464,6 @@ impl Additions {
                 &types[start..ends[i]]
             }));
         }
-        Ok(())
     }
 }
 
@@ -495,7 +509,8 @@ impl super::Store {
             follower: Some(follower),
             side,
             wakeup: super::follow::Wakeup::default(),
-            index: RwLock::new(index),
+            index: std::sync::Arc::new(RwLock::new(index)),
+            checkpointer: None,
             queue: std::sync::Mutex::new(super::Queue::default()),
             closed: false,
             format_version: std::sync::atomic::AtomicU16::new(format_version),

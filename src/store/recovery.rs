@@ -133,16 +133,30 @@ impl<'a> Window<'a> {
 
 /// Scans a file whose header (format `version`) has been validated.
 pub fn scan(file: &dyn StorageFile, file_len: u64, salt: u64, version: u16) -> Result<Scan, Error> {
-    let mut index = IndexBuilder::default();
-    let scanned = scan_into(
+    scan_from(
         file,
         file_len,
         salt,
         version,
+        IndexBuilder::default(),
         FILE_HEADER_LEN as u64,
         None,
-        &mut index,
-    )?;
+    )
+}
+
+/// Scans the batches from byte `start` on (the tail after what an index file covers,
+/// or everything) into `index`, which holds what lies before `start`; `last_group` is
+/// the `group_start` of the batch that ends at `start`.
+pub(crate) fn scan_from(
+    file: &dyn StorageFile,
+    file_len: u64,
+    salt: u64,
+    version: u16,
+    mut index: IndexBuilder,
+    start: u64,
+    last_group: Option<u64>,
+) -> Result<Scan, Error> {
+    let scanned = scan_into(file, file_len, salt, version, start, last_group, &mut index)?;
     Ok(Scan {
         index: index.build(),
         end: scanned.end,

@@ -9,14 +9,13 @@ use std::collections::HashMap;
 
 use uuid::Uuid;
 
-/// The distinct type names of a store and the type id of every event.
+/// The distinct type names of a store (the type id of each event is a column of the
+/// index: `index.rs`).
 #[derive(Debug)]
 pub struct TypeTable {
     /// Per type id: its name (the record's bytes, UTF-8 checked when written).
     names: Vec<Box<[u8]>>,
     ids: HashMap<Box<[u8]>, u32>,
-    /// Per global position: the event's type id.
-    column: Vec<u32>,
     /// A direct-mapped cache of ids, indexed by a cheap digest of the name (its length
     /// and its first and last 8 bytes): a handful of types usually make up a log, and
     /// one comparison is several times cheaper than hashing the name into `ids`,
@@ -31,7 +30,6 @@ impl Default for TypeTable {
         TypeTable {
             names: Vec::new(),
             ids: HashMap::new(),
-            column: Vec::new(),
             cache: [u32::MAX; CACHE],
         }
     }
@@ -54,22 +52,23 @@ fn slot(name: &[u8]) -> usize {
 }
 
 impl TypeTable {
-    /// Records the type of the next event of the log.
-    pub fn push(&mut self, name: &[u8]) {
-        let at = slot(name);
-        let cached = self.cache[at];
-        let id = if cached != u32::MAX && *self.names[cached as usize] == *name {
-            cached
-        } else {
-            let id = self.intern(name);
-            self.cache[at] = id;
-            id
-        };
-        self.column.push(id);
+    /// A table of the names an index file lists, in type-id order.
+    pub fn from_names(names: Vec<Box<[u8]>>) -> TypeTable {
+        let mut t = TypeTable::default();
+        for n in names {
+            t.intern(&n);
+        }
+        t
     }
 
-    fn intern(&mut self, name: &[u8]) -> u32 {
-        match self.ids.get(name) {
+    /// The type id of a name, made for it if it is new.
+    pub fn intern(&mut self, name: &[u8]) -> u32 {
+        let at = slot(name);
+        let cached = self.cache[at];
+        if cached != u32::MAX && *self.names[cached as usize] == *name {
+            return cached;
+        }
+        let id = match self.ids.get(name) {
             Some(&id) => id,
             None => {
                 let id = u32::try_from(self.names.len()).expect("fewer than 2^32 event types");
@@ -77,21 +76,19 @@ impl TypeTable {
                 self.ids.insert(name.into(), id);
                 id
             }
-        }
+        };
+        self.cache[at] = id;
+        id
     }
 
-    /// Number of events recorded.
-    pub fn len(&self) -> u64 {
-        self.column.len() as u64
+    /// The type id of a known name.
+    pub fn lookup(&self, name: &[u8]) -> Option<u32> {
+        self.ids.get(name).copied()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.column.is_empty()
-    }
-
-    /// The type id of the event at `position`.
-    pub fn type_id(&self, position: u64) -> u32 {
-        self.column[position as usize]
+    /// The names, in type-id order.
+    pub fn names(&self) -> &[Box<[u8]>] {
+        &self.names
     }
 
     /// The name of a type id.
@@ -105,14 +102,13 @@ impl TypeTable {
     }
 
     pub fn shrink_to_fit(&mut self) {
-        self.column.shrink_to_fit();
+        self.names.shrink_to_fit();
     }
 
-    /// Heap bytes held: the column, and the names (twice: list and map).
+    /// Heap bytes held: the names (twice: list and map).
     pub fn heap_bytes(&self) -> u64 {
         let names: usize = self.names.iter().map(|n| n.len()).sum();
-        (self.column.capacity() * 4
-            + 2 * names
+        (2 * names
             + self.names.capacity() * std::mem::size_of::<Box<[u8]>>()
             + self.ids.capacity() * (std::mem::size_of::<(Box<[u8]>, u32)>() + 1)) as u64
     }
@@ -218,24 +214,26 @@ mod tests {
     #[test]
     fn types_are_interned_once_and_looked_up_per_event() {
         let mut t = TypeTable::default();
-        for name in ["A", "A", "B", "A", "C", "B"] {
-            t.push(name.as_bytes());
-        }
-        assert_eq!(t.len(), 6);
+        let ids: Vec<u32> = ["A", "A", "B", "A", "C", "B"]
+            .iter()
+            .map(|name| t.intern(name.as_bytes()))
+            .collect();
         assert_eq!(t.type_count(), 3);
-        let ids: Vec<u32> = (0..6).map(|p| t.type_id(p)).collect();
         assert_eq!(ids, vec![0, 0, 1, 0, 2, 1]);
         assert_eq!(t.name(2), b"C");
+        assert_eq!(t.lookup(b"B"), Some(1));
+        assert_eq!(t.lookup(b"D"), None);
         // More distinct types than the recent cache holds, cycling.
         let mut t = TypeTable::default();
         let names: Vec<String> = (0..20).map(|i| format!("T{i}")).collect();
         for round in 0..3 {
             for (i, n) in names.iter().enumerate() {
-                t.push(n.as_bytes());
-                assert_eq!(t.type_id(t.len() - 1), i as u32, "round {round}");
+                assert_eq!(t.intern(n.as_bytes()), i as u32, "round {round}");
             }
         }
         assert_eq!(t.type_count(), 20);
+        let again = TypeTable::from_names(t.names().to_vec());
+        assert_eq!(again.lookup(b"T7"), Some(7));
     }
 
     #[test]
@@ -261,12 +259,12 @@ mod tests {
     #[test]
     fn type_match_judges_new_types_as_they_appear() {
         let mut t = TypeTable::default();
-        t.push(b"OrderPlaced");
+        t.intern(b"OrderPlaced");
         let mut m = TypeMatch::new(Filter::prefixes(["Order"]));
         m.update(&t);
         assert!(m.matches(0));
-        t.push(b"Shipped");
-        t.push(b"OrderCancelled");
+        t.intern(b"Shipped");
+        t.intern(b"OrderCancelled");
         m.update(&t);
         assert!(!m.matches(1));
         assert!(m.matches(2));

@@ -228,7 +228,6 @@ impl Writer {
         let mut accepted: Vec<Accepted> = Vec::with_capacity(group.len());
         // Exact retries of appends accepted earlier in this group: (slot, which one).
         let mut repeats: Vec<(Answer, usize)> = Vec::new();
-        let mut grown_ids = None;
         {
             let index = index.read().unwrap_or_else(|p| p.into_inner());
             let mut next_position = index.event_count();
@@ -345,22 +344,6 @@ impl Writer {
                 });
                 next_position += count;
             }
-            let new_ids = (next_position - index.event_count()) as usize;
-            if !accepted.is_empty() && index.ids_need_growth(new_ids) {
-                match dedup::grow_ids(&index, file, path, new_ids) {
-                    Ok(table) => grown_ids = Some(table),
-                    Err(e) => {
-                        // Nothing was written: these appends fail, the store does not.
-                        for (slot, _) in repeats {
-                            answer(out, slot, Err(e.duplicate()));
-                        }
-                        for a in accepted {
-                            answer(out, a.answer, Err(e.duplicate()));
-                        }
-                        return;
-                    }
-                }
-            }
         }
         if accepted.is_empty() {
             return;
@@ -398,9 +381,6 @@ impl Writer {
             .fold(recorded_at, u64::max);
         {
             let mut index = index.write().unwrap_or_else(|p| p.into_inner());
-            if let Some(table) = grown_ids {
-                index.replace_ids(table);
-            }
             for a in &accepted {
                 let published = index.push_append(
                     &a.runs,

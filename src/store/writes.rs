@@ -135,10 +135,13 @@ impl Store {
         self.refresh()?;
         let candidates: Vec<_> = {
             let index = read_lock(&self.index);
-            index
-                .id_candidates(&event_id)
-                .filter_map(|p| index.location(p).map(|l| (p, l)))
-                .collect()
+            let mut located = Vec::new();
+            for p in index.id_candidates(&event_id)? {
+                if let Some(l) = index.location(p)? {
+                    located.push((p, l));
+                }
+            }
+            located
         };
         let mut batch = EventBatch::default();
         for located in candidates {
@@ -183,7 +186,7 @@ impl Store {
                 .ok_or(Error::StreamNotFound { stream_id })?;
             let (lo, n) = backward_range(from_version, max_count, last + 1);
             index
-                .locate_stream(&stream_id, lo, n)
+                .locate_stream(&stream_id, lo, n)?
                 .ok_or(Error::StreamNotFound { stream_id })?
         };
         let mut batch = EventBatch::default();
@@ -221,7 +224,7 @@ impl Store {
         let (first, locations) = {
             let index = read_lock(&self.index);
             let (lo, n) = backward_range(from_position, max_count, index.event_count());
-            index.locate_range(lo, n)
+            index.locate_range(lo, n)?
         };
         let mut batch = EventBatch::default();
         read::read_range(

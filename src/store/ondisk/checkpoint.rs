@@ -1,0 +1,158 @@
+//! The writer's checkpoint thread: off the append path, it freezes the delta, writes
+//! it as a segment, syncs, appends a manifest, syncs, and swaps the frozen delta for
+//! the segment under the index's write lock. It runs when the delta covers
+//! [`CHECKPOINT_BYTES`] of log (the writer asks), every [`INTERVAL`] otherwise, and
+//! once more at `close`; never while the unwritten log is under [`MIN_BYTES`] (a scan
+//! of that costs less than a millisecond at open). A failure logs a warning and leaves
+//! the delta in memory: the index is derived, so no append ever fails for it.
+
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use super::{write_checkpoint, IndexWriter};
+use crate::store::index::{Index, LogSource};
+
+/// Log bytes of delta at which the writer asks for a checkpoint.
+pub const CHECKPOINT_BYTES: u64 = 32 << 20;
+/// Below this much unwritten log, nothing is checkpointed.
+pub const MIN_BYTES: u64 = 1 << 20;
+/// How often the thread looks when not asked.
+pub const INTERVAL: Duration = Duration::from_secs(10);
+
+/// What a checkpoint needs, shared by the thread and `close`.
+pub(crate) struct Job {
+    pub index: Arc<RwLock<Index>>,
+    pub writer: Mutex<IndexWriter>,
+    pub log: Arc<LogSource>,
+}
+
+impl Job {
+    /// Writes a checkpoint if at least `min` bytes of log are not in a segment yet.
+    /// Returns whether one was written.
+    pub fn run(&self, min: u64) -> bool {
+        let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let frozen = {
+            let mut ix = self.index.write().unwrap_or_else(|p| p.into_inner());
+            if ix.unwritten_log_bytes() < min.max(1) {
+                return false;
+            }
+            match ix.freeze() {
+                Some(f) => f,
+                None => match ix.snapshot() {
+                    Some(f) => f,
+                    None => return false,
+                },
+            }
+        };
+        match write_checkpoint(&mut w, &self.log, &frozen) {
+            Ok(written) => {
+                drop(frozen);
+                self.index
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .install(&written);
+                true
+            }
+            Err(e) => {
+                crate::log::log(
+                    crate::log::Level::Warn,
+                    &format!(
+                        "writing the index file failed (the store is unaffected; the next \
+                         checkpoint tries again): {e}"
+                    ),
+                );
+                false
+            }
+        }
+    }
+}
+
+#[derive(Default)]
+struct Signal {
+    stop: bool,
+    asked: bool,
+}
+
+/// The background thread of a writer.
+pub(crate) struct Checkpointer {
+    job: Arc<Job>,
+    signal: Arc<(Mutex<Signal>, Condvar)>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    pub fn start(job: Job) -> Checkpointer {
+        let job = Arc::new(job);
+        let signal: Arc<(Mutex<Signal>, Condvar)> = Arc::default();
+        let (j, s) = (Arc::clone(&job), Arc::clone(&signal));
+        let thread = std::thread::Builder::new()
+            .name("eventstore-index".into())
+            .spawn(move || loop {
+                {
+                    let (lock, cv) = &*s;
+                    let mut sig = lock.lock().unwrap_or_else(|p| p.into_inner());
+                    if !sig.asked && !sig.stop {
+                        sig = cv
+                            .wait_timeout(sig, INTERVAL)
+                            .unwrap_or_else(|p| p.into_inner())
+                            .0;
+                    }
+                    if sig.stop {
+                        return;
+                    }
+                    sig.asked = false;
+                }
+                j.run(MIN_BYTES);
+            })
+            .ok();
+        if thread.is_none() {
+            crate::log::log(
+                crate::log::Level::Warn,
+                "could not start the index checkpoint thread: the index is written at close only",
+            );
+        }
+        Checkpointer {
+            job,
+            signal,
+            thread,
+        }
+    }
+
+    /// Asks for a checkpoint soon (the writer, when the delta passed the threshold).
+    pub fn ask(&self) {
+        let (lock, cv) = &*self.signal;
+        let mut sig = lock.lock().unwrap_or_else(|p| p.into_inner());
+        if !sig.asked {
+            sig.asked = true;
+            cv.notify_one();
+        }
+    }
+
+    /// Stops the thread, then writes the final checkpoint (at `close`).
+    pub fn finish(&mut self, checkpoint: bool) {
+        {
+            let (lock, cv) = &*self.signal;
+            lock.lock().unwrap_or_else(|p| p.into_inner()).stop = true;
+            cv.notify_one();
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        if checkpoint {
+            self.job.run(MIN_BYTES);
+        }
+    }
+
+    pub fn job(&self) -> &Job {
+        &self.job
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            self.finish(false);
+        }
+    }
+}
