@@ -744,9 +744,11 @@ fn read_event_finds_present_ids_and_not_absent_or_nil_ones() {
             .append(Uuid::from_u128(0), ExpectedVersion::NoStream, first)
             .unwrap();
         assert_eq!(r[0].global_position, 0);
+        // The delta's id table (9-12 B/event) plus each id's 8-byte hash, kept for
+        // growing the table without reading the log back (issue 14).
         let stats = store.index_stats();
         assert!(
-            stats.id_bytes as f64 / stats.events as f64 <= 12.0,
+            stats.id_bytes as f64 / stats.events as f64 <= 20.0,
             "{stats:?}"
         );
         store.close().unwrap();
@@ -918,8 +920,10 @@ fn events_of_a_store_with_many_ids_are_all_indexed_at_open() {
     store.close().unwrap();
     let store = Store::open(&t.path).unwrap();
     let stats = store.index_stats();
+    // A small store (< 1 MiB) keeps no index file: its ids are in the delta, a table
+    // sized once at open (9-12 B/event) and each id's hash (8 B).
     let per_event = stats.id_bytes as f64 / 3000.0;
-    assert!((9.0..=12.0).contains(&per_event), "{per_event} B/event");
+    assert!((17.0..=20.0).contains(&per_event), "{per_event} B/event");
     assert_eq!(
         store
             .read_event(Uuid::from_u128(72_999))
@@ -968,9 +972,10 @@ impl StorageFile for FailingReads {
 }
 
 #[test]
-fn a_failed_read_while_growing_the_id_index_fails_the_append_alone() {
-    // A new store's id table has 16 slots: the 15th id makes it grow, which reads the
-    // ids of the 14 events before back from the file.
+fn growing_the_id_index_reads_nothing_from_the_log() {
+    // A new store's id table has 16 slots: the 15th id makes it grow. Before issue 14
+    // that read the ids of the 14 events back from the file (and a failed read failed
+    // the append); now the delta keeps the ids' hashes and rehashes them in memory.
     let t = temp_store();
     let fail = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let f = Arc::clone(&fail);
@@ -991,20 +996,12 @@ fn a_failed_read_while_growing_the_id_index_fails_the_append_alone() {
             .unwrap();
     }
     fail.store(true, Ordering::SeqCst);
-    match store.append(s, ExpectedVersion::Any, vec![ev(700, "E")]) {
-        Err(Error::Io { context, .. }) => assert!(context.contains("id index"), "{context}"),
-        other => panic!("{other:?}"),
-    }
-    assert!(
-        !store.is_poisoned(),
-        "nothing was written: the store goes on"
-    );
-    assert_eq!(store.global_position(), 14);
-    fail.store(false, Ordering::SeqCst);
     let r = store
         .append(s, ExpectedVersion::Any, vec![ev(700, "E")])
         .unwrap();
     assert_eq!(r[0].global_position, 14);
+    assert!(!store.is_poisoned());
+    fail.store(false, Ordering::SeqCst);
     for i in 0..14u128 {
         assert_eq!(
             store

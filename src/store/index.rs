@@ -228,13 +228,9 @@ impl Delta {
 
     /// End of the last batch covered.
     pub fn log_end(&self) -> u64 {
-        self.records.last().map_or(self.log_start, |l| l.end() + TRAILER)
-    }
-
-    pub fn stream(&self, number: u32) -> Option<&DeltaStream> {
-        self.by_stream
-            .get(&number)
-            .map(|&i| &self.streams[i as usize])
+        self.records
+            .last()
+            .map_or(self.log_start, |l| l.end() + TRAILER)
     }
 
     /// The streams, in stream-number order (a segment's order).
@@ -286,7 +282,11 @@ impl Delta {
     }
 
     pub fn heap_bytes(&self) -> u64 {
-        let lists: usize = self.streams.iter().map(|s| s.positions.capacity() * 8).sum();
+        let lists: usize = self
+            .streams
+            .iter()
+            .map(|s| s.positions.capacity() * 8)
+            .sum();
         (self.records.capacity() * 8
             + self.types.capacity() * 4
             + self.streams.capacity() * std::mem::size_of::<DeltaStream>()
@@ -320,13 +320,6 @@ pub(crate) enum Part {
 }
 
 impl Part {
-    pub fn first(&self) -> u64 {
-        match self {
-            Part::Disk(s) => s.first(),
-            Part::Mem(d) => d.base,
-        }
-    }
-
     pub fn end(&self) -> u64 {
         match self {
             Part::Disk(s) => s.end(),
@@ -1041,33 +1034,6 @@ impl Index {
             }
         }
     }
-
-    /// Replaces parts `first..end` of the index by one merged segment.
-    pub(crate) fn replace_range(&mut self, old: &[Part], seg: Arc<Segment>) {
-        let Some(at) = self.parts.iter().position(|p| match (p, &old[0]) {
-            (Part::Disk(a), Part::Disk(b)) => Arc::ptr_eq(a, b),
-            (Part::Mem(a), Part::Mem(b)) => Arc::ptr_eq(a, b),
-            _ => false,
-        }) else {
-            return;
-        };
-        if at + old.len() > self.parts.len()
-            || self.parts[at].first() != seg.first()
-            || self.parts[at + old.len() - 1].end() != seg.end()
-        {
-            return;
-        }
-        self.parts
-            .splice(at..at + old.len(), [Part::Disk(seg)]);
-    }
-
-    pub(crate) fn type_names(&self) -> &TypeTable {
-        &self.types
-    }
-
-    pub(crate) fn stream_ids(&self) -> &StreamMap {
-        &self.by_id
-    }
 }
 
 fn part_log_end(p: &Part) -> u64 {
@@ -1373,9 +1339,7 @@ impl IndexBuilder {
             let meta = &mut ix.streams[number as usize];
             meta.count = to;
             meta.last = *positions.last().expect("a slot has events");
-            delta
-                .by_stream
-                .insert(number, delta.streams.len() as u32);
+            delta.by_stream.insert(number, delta.streams.len() as u32);
             delta.streams.push(DeltaStream {
                 number,
                 first_version: from,
@@ -1429,7 +1393,10 @@ mod tests {
         let s = ix.locate_stream(&a, 1, u64::MAX).unwrap().unwrap();
         assert_eq!(s.iter().map(|x| x.0).collect::<Vec<_>>(), vec![2, 4]);
         assert_eq!(ix.locate_stream(&b, 7, 1).unwrap().unwrap().len(), 0);
-        assert!(ix.locate_stream(&Uuid::from_u128(3), 0, 1).unwrap().is_none());
+        assert!(ix
+            .locate_stream(&Uuid::from_u128(3), 0, 1)
+            .unwrap()
+            .is_none());
         assert_eq!(ix.stream_version(&a), Some(2));
         assert_eq!(ix.stream_version(&b), Some(1));
     }

@@ -59,6 +59,7 @@ pub struct OpenOptions {
     wrapper: Option<StorageWrapper>,
     read_only: bool,
     must_exist: bool,
+    checkpoints: ondisk::checkpoint::Thresholds,
 }
 
 impl Default for OpenOptions {
@@ -68,6 +69,7 @@ impl Default for OpenOptions {
             wrapper: None,
             read_only: false,
             must_exist: false,
+            checkpoints: ondisk::checkpoint::Thresholds::default(),
         }
     }
 }
@@ -93,6 +95,25 @@ impl OpenOptions {
     /// (`NotFound`), a zero-length file an empty store.
     pub fn read_only(mut self) -> Self {
         self.read_only = true;
+        self
+    }
+
+    /// When the writer checkpoints its index into `<path>-index`: not while less than
+    /// `min_bytes` of log are outside it (default 1 MiB), at once when `ask_bytes` are
+    /// (default 32 MiB), else every `interval` (default 10 s), and at `close`. For
+    /// tests and tools; the defaults suit every store.
+    #[doc(hidden)]
+    pub fn index_checkpoints(
+        mut self,
+        min_bytes: u64,
+        ask_bytes: u64,
+        interval: std::time::Duration,
+    ) -> Self {
+        self.checkpoints = ondisk::checkpoint::Thresholds {
+            min_bytes,
+            ask_bytes,
+            interval,
+        };
         self
     }
 
@@ -324,10 +345,9 @@ impl Store {
                 index_writer.unwrap_or_else(|| ondisk::IndexWriter::fresh(path, salt, keys)),
             ),
             log: source,
+            thresholds: options.checkpoints,
         });
-        if read_lock(&index).delta_log_bytes() >= ondisk::checkpoint::CHECKPOINT_BYTES {
-            checkpointer.ask();
-        }
+        checkpointer.ask_if(read_lock(&index).delta_log_bytes());
         Ok(Store {
             checkpointer: Some(checkpointer),
             follower: None,
@@ -474,11 +494,7 @@ impl Store {
                 // Before anyone is answered: an acknowledged event is visible everywhere.
                 self.published(writer.end);
                 if let Some(c) = &self.checkpointer {
-                    if read_lock(&self.index).delta_log_bytes()
-                        >= ondisk::checkpoint::CHECKPOINT_BYTES
-                    {
-                        c.ask();
-                    }
+                    c.ask_if(read_lock(&self.index).delta_log_bytes());
                 }
             }
             Err(_) => {
@@ -653,6 +669,17 @@ impl Store {
     pub fn global_position(&self) -> u64 {
         self.refresh_quietly();
         read_lock(&self.index).event_count()
+    }
+
+    /// Writes a checkpoint of the index now if at least `min_bytes` of log lie outside
+    /// the index file (the writer; a read-only handle never writes). Returns whether
+    /// one was written. For tests and tools: the writer's thread does this by itself.
+    #[doc(hidden)]
+    pub fn checkpoint_index(&self, min_bytes: u64) -> bool {
+        match &self.checkpointer {
+            Some(c) if !self.is_poisoned() => c.job().run(min_bytes),
+            _ => false,
+        }
     }
 
     /// How large the in-memory index is.

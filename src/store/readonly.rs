@@ -20,11 +20,11 @@ use uuid::Uuid;
 use crate::codec::{self, FILE_HEADER_LEN};
 use crate::error::Error;
 use crate::store::index::{Index, IndexBuilder, LogSource, RecordLocation, Run};
-use crate::store::ondisk;
-use std::sync::Arc;
 use crate::store::io::{self, StorageFile};
+use crate::store::ondisk;
 use crate::store::recovery::{self, Sink};
 use crate::store::shared::{self, SideFile};
+use std::sync::Arc;
 
 /// The state of a read-only handle.
 #[derive(Debug)]
@@ -97,9 +97,9 @@ impl Follower {
                 Bound::File(len, stamp) => (len, Some(stamp)),
             };
             let source = Arc::new(LogSource {
-                file: raw
-                    .try_clone()
-                    .map_err(|e| Error::io(format!("duplicate the handle of {}", path.display()), e))?,
+                file: raw.try_clone().map_err(|e| {
+                    Error::io(format!("duplicate the handle of {}", path.display()), e)
+                })?,
                 salt,
                 version: codec::FORMAT_VERSION,
             });

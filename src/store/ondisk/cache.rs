@@ -51,15 +51,14 @@ impl IndexFile {
         }
     }
 
-    pub fn salt(&self) -> u64 {
-        self.salt
-    }
-
     /// Reads `buf.len()` bytes at `offset` without the cache (open's manifest search).
     pub fn read_raw(&self, buf: &mut [u8], offset: u64) -> Result<(), Error> {
         self.file.read_exact_at(buf, offset).map_err(|e| {
             Error::io(
-                format!("read {} bytes of the index file at byte offset {offset}", buf.len()),
+                format!(
+                    "read {} bytes of the index file at byte offset {offset}",
+                    buf.len()
+                ),
                 e,
             )
         })
@@ -154,18 +153,36 @@ mod tests {
 
     #[test]
     fn pages_are_checked_cached_and_evicted() {
-        let (f, _) = file_of(&[(Kind::Header, 0), (Kind::Types, 1), (Kind::Types, 2), (Kind::Types, 3)], 9);
+        let (f, _) = file_of(
+            &[
+                (Kind::Header, 0),
+                (Kind::Types, 1),
+                (Kind::Types, 2),
+                (Kind::Types, 3),
+            ],
+            9,
+        );
         let ix = IndexFile::with_capacity(f.reopen().unwrap(), 9, 2);
         assert_eq!(ix.page(PAGE as u64, Kind::Types).unwrap()[0], 1);
-        assert!(ix.page(PAGE as u64, Kind::Locations).is_err(), "kind checked on a hit");
+        assert!(
+            ix.page(PAGE as u64, Kind::Locations).is_err(),
+            "kind checked on a hit"
+        );
         assert!(ix.page(0, Kind::Types).is_err(), "kind checked on a miss");
         for round in 0..3 {
             for k in 1..4u64 {
-                assert_eq!(ix.page(k * PAGE as u64, Kind::Types).unwrap()[0], k as u8, "{round}");
+                assert_eq!(
+                    ix.page(k * PAGE as u64, Kind::Types).unwrap()[0],
+                    k as u8,
+                    "{round}"
+                );
             }
         }
         assert!(ix.cached_bytes() <= 2 * (PAGE as u64 + 64));
-        assert!(ix.page(9 * PAGE as u64, Kind::Types).is_err(), "past the end: short read");
+        assert!(
+            ix.page(9 * PAGE as u64, Kind::Types).is_err(),
+            "past the end: short read"
+        );
     }
 
     #[test]

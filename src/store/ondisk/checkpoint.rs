@@ -20,11 +20,32 @@ pub const MIN_BYTES: u64 = 1 << 20;
 /// How often the thread looks when not asked.
 pub const INTERVAL: Duration = Duration::from_secs(10);
 
+/// When checkpoints run (the constants above, smaller in tests).
+#[derive(Debug, Clone, Copy)]
+pub struct Thresholds {
+    /// Below this much unwritten log, nothing is checkpointed.
+    pub min_bytes: u64,
+    /// At this much log in the delta, the writer asks for a checkpoint.
+    pub ask_bytes: u64,
+    pub interval: Duration,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Thresholds {
+            min_bytes: MIN_BYTES,
+            ask_bytes: CHECKPOINT_BYTES,
+            interval: INTERVAL,
+        }
+    }
+}
+
 /// What a checkpoint needs, shared by the thread and `close`.
 pub(crate) struct Job {
     pub index: Arc<RwLock<Index>>,
     pub writer: Mutex<IndexWriter>,
     pub log: Arc<LogSource>,
+    pub thresholds: Thresholds,
 }
 
 impl Job {
@@ -94,7 +115,7 @@ impl Checkpointer {
                     let mut sig = lock.lock().unwrap_or_else(|p| p.into_inner());
                     if !sig.asked && !sig.stop {
                         sig = cv
-                            .wait_timeout(sig, INTERVAL)
+                            .wait_timeout(sig, j.thresholds.interval)
                             .unwrap_or_else(|p| p.into_inner())
                             .0;
                     }
@@ -103,7 +124,7 @@ impl Checkpointer {
                     }
                     sig.asked = false;
                 }
-                j.run(MIN_BYTES);
+                j.run(j.thresholds.min_bytes);
             })
             .ok();
         if thread.is_none() {
@@ -119,7 +140,15 @@ impl Checkpointer {
         }
     }
 
-    /// Asks for a checkpoint soon (the writer, when the delta passed the threshold).
+    /// Asks for a checkpoint soon when the delta covers `delta_bytes` of log, which
+    /// is past the threshold (the writer, after a group commit).
+    pub fn ask_if(&self, delta_bytes: u64) {
+        if delta_bytes >= self.job.thresholds.ask_bytes {
+            self.ask();
+        }
+    }
+
+    /// Asks for a checkpoint soon.
     pub fn ask(&self) {
         let (lock, cv) = &*self.signal;
         let mut sig = lock.lock().unwrap_or_else(|p| p.into_inner());
@@ -140,7 +169,7 @@ impl Checkpointer {
             let _ = t.join();
         }
         if checkpoint {
-            self.job.run(MIN_BYTES);
+            self.job.run(self.job.thresholds.min_bytes);
         }
     }
 

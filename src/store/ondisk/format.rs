@@ -394,10 +394,21 @@ mod tests {
         let mut p = vec![7u8; PAGE];
         seal(&mut p, Kind::Locations, 42, 8192);
         assert!(check(&p, Kind::Locations, 42, 8192).is_ok());
-        assert!(check(&p, Kind::Types, 42, 8192).unwrap_err().contains("kind"));
-        assert!(check(&p, Kind::Locations, 43, 8192).is_err(), "foreign salt");
-        assert!(check(&p, Kind::Locations, 42, 4096).is_err(), "another offset");
-        assert!(check(&p[..4000], Kind::Locations, 42, 8192).is_err(), "short");
+        assert!(check(&p, Kind::Types, 42, 8192)
+            .unwrap_err()
+            .contains("kind"));
+        assert!(
+            check(&p, Kind::Locations, 43, 8192).is_err(),
+            "foreign salt"
+        );
+        assert!(
+            check(&p, Kind::Locations, 42, 4096).is_err(),
+            "another offset"
+        );
+        assert!(
+            check(&p[..4000], Kind::Locations, 42, 8192).is_err(),
+            "short"
+        );
         for i in (0..PAGE).step_by(97) {
             let mut q = p.clone();
             q[i] ^= 0x10;
@@ -443,10 +454,17 @@ mod tests {
         let bytes = m.encode(40960);
         assert!(bytes.len() > PAGE, "spans pages");
         for (i, p) in bytes.chunks(PAGE).enumerate() {
-            let kind = if i == 0 { Kind::Manifest } else { Kind::ManifestMore };
+            let kind = if i == 0 {
+                Kind::Manifest
+            } else {
+                Kind::ManifestMore
+            };
             check(p, kind, 5, 40960 + (i * PAGE) as u64).unwrap();
         }
-        assert_eq!(Manifest::pages_announced(&bytes), (bytes.len() / PAGE) as u64);
+        assert_eq!(
+            Manifest::pages_announced(&bytes),
+            (bytes.len() / PAGE) as u64
+        );
         assert_eq!(Manifest::decode(&bytes).unwrap(), m);
         // A body cut short does not parse.
         let mut cut = bytes.clone();

@@ -91,12 +91,14 @@ impl<'a> PageWriter<'a> {
 
     fn flush(&mut self) -> Result<(), Error> {
         if !self.buf.is_empty() {
-            self.file.write_all_at(&self.buf, self.buf_at).map_err(|e| {
-                Error::io(
-                    format!("write the index file at byte offset {}", self.buf_at),
-                    e,
-                )
-            })?;
+            self.file
+                .write_all_at(&self.buf, self.buf_at)
+                .map_err(|e| {
+                    Error::io(
+                        format!("write the index file at byte offset {}", self.buf_at),
+                        e,
+                    )
+                })?;
         }
         self.buf.clear();
         self.buf_at = self.at;
@@ -149,30 +151,46 @@ fn write_segment(w: &mut PageWriter<'_>, d: &Delta) -> Result<SegmentMeta, Error
     }
     debug_assert_eq!(total, n);
     let mut cursor = (0usize, 0usize);
-    let entries = w.column(Kind::Entries, n, format::ENTRIES_PER_PAGE, format::ENTRY_LEN, |_, b| {
-        while cursor.1 >= streams[cursor.0].positions.len() {
-            cursor = (cursor.0 + 1, 0);
-        }
-        let p = streams[cursor.0].positions[cursor.1];
-        cursor.1 += 1;
-        let i = (p - d.base) as usize;
-        b[0..4].copy_from_slice(&((p - d.base) as u32).to_le_bytes());
-        b[4..8].copy_from_slice(&d.types[i].to_le_bytes());
-        b[8..16].copy_from_slice(&d.records[i].raw().to_le_bytes());
-    })?;
+    let entries = w.column(
+        Kind::Entries,
+        n,
+        format::ENTRIES_PER_PAGE,
+        format::ENTRY_LEN,
+        |_, b| {
+            while cursor.1 >= streams[cursor.0].positions.len() {
+                cursor = (cursor.0 + 1, 0);
+            }
+            let p = streams[cursor.0].positions[cursor.1];
+            cursor.1 += 1;
+            let i = (p - d.base) as usize;
+            b[0..4].copy_from_slice(&((p - d.base) as u32).to_le_bytes());
+            b[4..8].copy_from_slice(&d.types[i].to_le_bytes());
+            b[8..16].copy_from_slice(&d.records[i].raw().to_le_bytes());
+        },
+    )?;
     let dir_entries = streams.len() as u64;
-    let directory = w.column(Kind::Directory, dir_entries, format::DIR_PER_PAGE, format::DIR_LEN, |k, b| {
-        let s = streams[k as usize];
-        b[0..4].copy_from_slice(&s.number.to_le_bytes());
-        b[8..16].copy_from_slice(&s.first_version.to_le_bytes());
-        b[16..24].copy_from_slice(&(s.positions.len() as u64).to_le_bytes());
-        b[24..32].copy_from_slice(&starts[k as usize].to_le_bytes());
-    })?;
+    let directory = w.column(
+        Kind::Directory,
+        dir_entries,
+        format::DIR_PER_PAGE,
+        format::DIR_LEN,
+        |k, b| {
+            let s = streams[k as usize];
+            b[0..4].copy_from_slice(&s.number.to_le_bytes());
+            b[8..16].copy_from_slice(&s.first_version.to_le_bytes());
+            b[16..24].copy_from_slice(&(s.positions.len() as u64).to_le_bytes());
+            b[24..32].copy_from_slice(&starts[k as usize].to_le_bytes());
+        },
+    )?;
     let slots = d.ids.slots();
     let id_capacity = slots.len() as u64;
-    let ids = w.column(Kind::IdSlots, id_capacity, format::SLOTS_PER_PAGE, 8, |i, b| {
-        b.copy_from_slice(&slots[i as usize].to_le_bytes())
-    })?;
+    let ids = w.column(
+        Kind::IdSlots,
+        id_capacity,
+        format::SLOTS_PER_PAGE,
+        8,
+        |i, b| b.copy_from_slice(&slots[i as usize].to_le_bytes()),
+    )?;
     let bloom_blocks = format::bloom_blocks(n);
     let mut filter = vec![0u8; bloom_blocks as usize * format::BLOCK_LEN];
     for &h in &d.id_hashes {
@@ -180,10 +198,16 @@ fn write_segment(w: &mut PageWriter<'_>, d: &Delta) -> Result<SegmentMeta, Error
             format::bloom_add(&mut filter, bloom_blocks, h);
         }
     }
-    let bloom = w.column(Kind::Bloom, bloom_blocks, format::BLOCKS_PER_PAGE, format::BLOCK_LEN, |k, b| {
-        let at = k as usize * format::BLOCK_LEN;
-        b.copy_from_slice(&filter[at..at + format::BLOCK_LEN])
-    })?;
+    let bloom = w.column(
+        Kind::Bloom,
+        bloom_blocks,
+        format::BLOCKS_PER_PAGE,
+        format::BLOCK_LEN,
+        |k, b| {
+            let at = k as usize * format::BLOCK_LEN;
+            b.copy_from_slice(&filter[at..at + format::BLOCK_LEN])
+        },
+    )?;
     Ok(SegmentMeta {
         first: d.base,
         count: n,
@@ -258,7 +282,10 @@ fn covered_batch(
     if tail[..4] != COMMIT_MAGIC {
         return Err("no commit marker where the covered batch ends".into());
     }
-    Ok((header, u32::from_le_bytes(tail[4..8].try_into().expect("4 bytes"))))
+    Ok((
+        header,
+        u32::from_le_bytes(tail[4..8].try_into().expect("4 bytes")),
+    ))
 }
 
 /// Writes a checkpoint of `frozen` (its in-memory and rebuilt parts as new segments,
@@ -308,8 +335,12 @@ pub(crate) fn write_checkpoint(
     if fresh {
         let tmp = tmp_of(&w.path);
         let renamed = result.as_ref().map_err(|e| e.duplicate()).and_then(|_| {
-            std::fs::rename(&tmp, &w.path)
-                .map_err(|e| Error::io(format!("rename {} over {}", tmp.display(), w.path.display()), e))?;
+            std::fs::rename(&tmp, &w.path).map_err(|e| {
+                Error::io(
+                    format!("rename {} over {}", tmp.display(), w.path.display()),
+                    e,
+                )
+            })?;
             let dir = match w.path.parent() {
                 Some(p) if !p.as_os_str().is_empty() => p,
                 _ => Path::new("."),
@@ -446,7 +477,8 @@ pub(crate) fn load(
     while hi > 1 {
         let lo = hi.saturating_sub(STEP).max(1);
         buf.resize(((hi - lo) * PAGE as u64) as usize, 0);
-        ix.read_raw(&mut buf, lo * PAGE as u64).map_err(|e| e.to_string())?;
+        ix.read_raw(&mut buf, lo * PAGE as u64)
+            .map_err(|e| e.to_string())?;
         for k in (lo..hi).rev() {
             let at = k * PAGE as u64;
             let p = &buf[((k - lo) * PAGE as u64) as usize..((k - lo + 1) * PAGE as u64) as usize];
@@ -455,7 +487,9 @@ pub(crate) fn load(
             }
             match try_manifest(&ix, p, at, len, log, log_len, salt) {
                 Ok((m, header)) => {
-                    return Ok(bind(m, header, keys, ix, file, ipath, source, writable, len))
+                    return Ok(bind(
+                        m, header, keys, ix, file, ipath, source, writable, len,
+                    ))
                 }
                 Err(w) => why = w,
             }
@@ -481,10 +515,20 @@ fn try_manifest(
     let mut pages = vec![0u8; (n * PAGE as u64) as usize];
     ix.read_raw(&mut pages, at).map_err(|e| e.to_string())?;
     for k in 0..n as usize {
-        let kind = if k == 0 { Kind::Manifest } else { Kind::ManifestMore };
-        format::check(&pages[k * PAGE..(k + 1) * PAGE], kind, salt, at + (k * PAGE) as u64)?;
+        let kind = if k == 0 {
+            Kind::Manifest
+        } else {
+            Kind::ManifestMore
+        };
+        format::check(
+            &pages[k * PAGE..(k + 1) * PAGE],
+            kind,
+            salt,
+            at + (k * PAGE) as u64,
+        )?;
     }
-    let m = Manifest::decode(&pages).ok_or_else(|| format!("the manifest at byte offset {at} does not parse"))?;
+    let m = Manifest::decode(&pages)
+        .ok_or_else(|| format!("the manifest at byte offset {at} does not parse"))?;
     if m.salt != salt {
         return Err("the manifest belongs to another store".into());
     }
@@ -514,7 +558,11 @@ fn try_manifest(
             return Err("the manifest's segments do not tile the log".into());
         }
         for (col, n) in s.columns() {
-            if n > 0 && (col % PAGE as u64 != 0 || col < PAGE as u64 || col.saturating_add(n * PAGE as u64) > at) {
+            if n > 0
+                && (col % PAGE as u64 != 0
+                    || col < PAGE as u64
+                    || col.saturating_add(n * PAGE as u64) > at)
+            {
                 return Err("a segment column lies outside the file".into());
             }
         }
@@ -527,7 +575,12 @@ fn try_manifest(
     let mut total = 0u64;
     let mut seen = std::collections::HashSet::with_capacity(m.streams.len());
     for s in &m.streams {
-        if s.count == 0 || s.first > s.last || s.last >= m.events || s.count > s.last - s.first + 1 || !seen.insert(s.id) {
+        if s.count == 0
+            || s.first > s.last
+            || s.last >= m.events
+            || s.count > s.last - s.first + 1
+            || !seen.insert(s.id)
+        {
             return Err("the manifest's stream table is inconsistent".into());
         }
         total += s.count;

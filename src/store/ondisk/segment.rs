@@ -74,8 +74,16 @@ impl Segment {
         self.bloom.get().map_or(0, |b| b.capacity() as u64)
     }
 
-    fn page(&self, column: u64, index: u64, per_page: u64, kind: Kind) -> Result<(Arc<[u8]>, usize), Error> {
-        let page = self.file.page(column + (index / per_page) * PAGE as u64, kind)?;
+    fn page(
+        &self,
+        column: u64,
+        index: u64,
+        per_page: u64,
+        kind: Kind,
+    ) -> Result<(Arc<[u8]>, usize), Error> {
+        let page = self
+            .file
+            .page(column + (index / per_page) * PAGE as u64, kind)?;
         Ok((page, (index % per_page) as usize))
     }
 
@@ -92,7 +100,12 @@ impl Segment {
     }
 
     /// Locations of positions `from..to` (inside the segment) onto `out`.
-    pub fn locations(&self, from: u64, to: u64, out: &mut Vec<RecordLocation>) -> Result<(), Error> {
+    pub fn locations(
+        &self,
+        from: u64,
+        to: u64,
+        out: &mut Vec<RecordLocation>,
+    ) -> Result<(), Error> {
         let per = format::LOCATIONS_PER_PAGE;
         let mut i = from - self.meta.first;
         let end = to - self.meta.first;
@@ -138,7 +151,12 @@ impl Segment {
     }
 
     fn dir_entry(&self, k: u64) -> Result<(u32, RunAt), Error> {
-        let (page, at) = self.page(self.meta.directory, k, format::DIR_PER_PAGE, Kind::Directory)?;
+        let (page, at) = self.page(
+            self.meta.directory,
+            k,
+            format::DIR_PER_PAGE,
+            Kind::Directory,
+        )?;
         let b = &page[at * format::DIR_LEN..(at + 1) * format::DIR_LEN];
         let run = RunAt {
             first_version: format::le_u64(b, 8),
@@ -178,7 +196,11 @@ impl Segment {
         if rel >= self.meta.count || t >= self.type_count {
             return Err(bad("a stream entry outside the segment".into()));
         }
-        Ok((self.meta.first + rel, t, self.check_location(format::le_u64(b, 8))?))
+        Ok((
+            self.meta.first + rel,
+            t,
+            self.check_location(format::le_u64(b, 8))?,
+        ))
     }
 
     /// Entries `from..to` of a run (position, type id, location) onto `out`.
@@ -209,7 +231,12 @@ impl Segment {
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
             let i = run.first_entry + mid;
-            let (page, at) = self.page(self.meta.entries, i, format::ENTRIES_PER_PAGE, Kind::Entries)?;
+            let (page, at) = self.page(
+                self.meta.entries,
+                i,
+                format::ENTRIES_PER_PAGE,
+                Kind::Entries,
+            )?;
             if self.entry(&page, at)?.0 < position {
                 lo = mid + 1;
             } else {
