@@ -19,7 +19,7 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked
 fi
 cargo fuzz build -O
-for target in codec_decode open_bytes; do
+for target in codec_decode open_bytes index_bytes; do
     work=target/fuzz-work/$target
     mkdir -p "$work"
     echo "== fuzzing $target for ${secs}s"
@@ -30,6 +30,7 @@ for target in codec_decode open_bytes; do
         -malloc_limit_mb=256 -rss_limit_mb=2048 -print_final_stats=1 2>&1 |
         tee "target/fuzz-work/$target.log" | grep -E "^(Done|stat::number_of_executed_units|INFO: Seed|==)|ERROR|panicked" || true
     # The open_bytes target's lock file and its side file (one per fuzzing process).
+    rm -rf "${TMPDIR:-/tmp}"/es-fuzz-index-*
     rm -f /dev/shm/es-fuzz-*.lock /dev/shm/es-fuzz-*.lock-shm "${TMPDIR:-/tmp}"/es-fuzz-*.lock "${TMPDIR:-/tmp}"/es-fuzz-*.lock-shm
     if ! grep -q "^Done" "target/fuzz-work/$target.log"; then
         echo "fuzzing $target failed; see target/fuzz-work/$target.log and fuzz/artifacts/$target/" >&2

@@ -15,6 +15,7 @@
 #                            ranges up to 1 batch run at every byte offset)
 #   SOAK_CONTENTION_ROUNDS   contention rounds per phase            (default 3000)
 #   SOAK_FUZZ_SECONDS        cargo-fuzz time per target             (default 600)
+#   SOAK_INDEX_KILL_ROUNDS   kill -9 rounds during index checkpoints (default 200)
 #
 #   scripts/soak.sh                       # everything (about 40 min on 2 cores)
 #   SOAK_ONLY="kill9 fuzz" scripts/soak.sh
@@ -22,7 +23,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=target/soak
 mkdir -p "$out"
-only=${SOAK_ONLY:-"cuts flips shifts power kill9 faults strace contention hostile fuzz"}
+only=${SOAK_ONLY:-"cuts flips shifts power kill9 index faults strace contention hostile fuzz"}
 
 if ! command -v strace >/dev/null; then
     apt-get update -qq && apt-get install -y -qq strace
@@ -64,6 +65,8 @@ for seed in $(seq 1 "${SOAK_PL_SEEDS:-3}"); do
 done
 step kill9 ES_KILL9_ROUNDS="${SOAK_KILL9_ROUNDS:-1000}" \
     $t crash_kill9 kill9 -- --nocapture
+step index ES_INDEX_FLIP_STRIDE=1 ES_INDEX_KILL_ROUNDS="${SOAK_INDEX_KILL_ROUNDS:-200}" \
+    $t index_file -- --nocapture
 step faults ES_FAULT_BATCHES=24 $t crash_io_faults -- --nocapture
 step strace ES_STRACE_MAX_N="${SOAK_STRACE_MAX_N:-60}" \
     $t crash_kill9 strace -- --ignored --nocapture

@@ -847,19 +847,37 @@ impl Index {
             return Ok(Some(out));
         }
         let mut scratch = Vec::new();
+        // The stream's runs must tile its versions from 0, part after part: a run that
+        // does not continue the last (a page that checks out but disagrees, which only
+        // a bug or a forged file can give) is damage of that part, rebuilt from the log.
+        let mut version = 0u64;
         for i in self.find(meta.first)..self.nsrc() {
             if self.src(i).first() > meta.last || out.len() as u64 == end - start {
                 break;
             }
-            let Some(run) = self.on(i, |s| s.run(number))? else {
+            let Some(run) = self.on(i, |s| {
+                let run = s.run(number)?;
+                match run {
+                    Some(r) if r.first_version != version || r.count > len - version => {
+                        Err(Error::CorruptRecord {
+                            position: s.first(),
+                            offset: 0,
+                            detail: format!(
+                                "index: stream {stream_id} has versions {}.. here, expected {version}..",
+                                r.first_version
+                            ),
+                        })
+                    }
+                    _ => Ok(run),
+                }
+            })?
+            else {
                 continue;
             };
             let (lo, hi) = (run.first_version, run.first_version + run.count);
+            version = hi;
             if hi <= start {
                 continue;
-            }
-            if lo >= end {
-                break;
             }
             let (a, b) = (start.max(lo) - lo, end.min(hi) - lo);
             self.on(i, |s| {
@@ -867,6 +885,17 @@ impl Index {
                 s.entries(run, a, b, &mut scratch)
             })?;
             out.extend(scratch.iter().map(|&(p, _, l)| (p, l)));
+        }
+        if out.len() as u64 != end - start {
+            return Err(Error::CorruptRecord {
+                position: meta.first,
+                offset: 0,
+                detail: format!(
+                    "index: found {} of the {} events asked of stream {stream_id}",
+                    out.len(),
+                    end - start
+                ),
+            });
         }
         Ok(Some(out))
     }

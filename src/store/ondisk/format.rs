@@ -278,7 +278,7 @@ impl Manifest {
 
     /// The body length a first manifest page announces, in pages (to read the rest).
     pub fn pages_announced(first: &[u8]) -> u64 {
-        (le_u64(first, 0) as usize).div_ceil(PAYLOAD).max(1) as u64
+        le_u64(first, 0).div_ceil(PAYLOAD as u64).max(1)
     }
 
     /// Decodes a manifest from its pages (each already checked); `None` when the body
@@ -365,7 +365,7 @@ pub fn bloom_bits(h: u64, blocks: u64) -> (u64, [u16; 7]) {
 
 /// Blocks of the Bloom filter for `n` ids (10 bits per id).
 pub fn bloom_blocks(n: u64) -> u64 {
-    (n * 10).div_ceil(512).max(1)
+    n.saturating_mul(10).div_ceil(512).max(1)
 }
 
 /// Sets the bits of hash `h` in `filter` (`blocks` blocks of 64 bytes).

@@ -509,7 +509,7 @@ fn try_manifest(
     salt: u64,
 ) -> Result<(Manifest, codec::BatchHeader), String> {
     let n = Manifest::pages_announced(first);
-    if at + n * PAGE as u64 > len {
+    if n > (len - at) / PAGE as u64 {
         return Err(format!("the manifest at byte offset {at} is torn"));
     }
     let mut pages = vec![0u8; (n * PAGE as u64) as usize];
@@ -554,6 +554,7 @@ fn try_manifest(
             || s.dir_entries > s.count
             || s.id_capacity <= s.count
             || s.bloom_blocks != format::bloom_blocks(s.count)
+            || s.count > m.events
         {
             return Err("the manifest's segments do not tile the log".into());
         }
@@ -561,12 +562,12 @@ fn try_manifest(
             if n > 0
                 && (col % PAGE as u64 != 0
                     || col < PAGE as u64
-                    || col.saturating_add(n * PAGE as u64) > at)
+                    || col.saturating_add(n.saturating_mul(PAGE as u64)) > at)
             {
                 return Err("a segment column lies outside the file".into());
             }
         }
-        pos += s.count;
+        pos = pos.saturating_add(s.count);
         off = s.log_end;
     }
     if pos != m.events || off != m.covered {
@@ -583,7 +584,7 @@ fn try_manifest(
         {
             return Err("the manifest's stream table is inconsistent".into());
         }
-        total += s.count;
+        total = total.saturating_add(s.count);
     }
     if total != m.events {
         return Err("the manifest's stream counts do not add up".into());
