@@ -701,25 +701,36 @@ impl Index {
                     if src.first() > meta.last {
                         break;
                     }
-                    let Some(run) = self.on(i, |s| s.run(number))? else {
+                    // The run is looked up inside each closure, so that a retry on
+                    // the rebuilt part uses that part's run.
+                    let Some((count, mut k)) = self.on(i, |s| {
+                        Ok(match s.run(number)? {
+                            Some(r) => Some((r.count, s.lower_bound(r, from)?)),
+                            None => None,
+                        })
+                    })?
+                    else {
                         continue;
                     };
-                    let mut k = self.on(i, |s| s.lower_bound(run, from))?;
-                    while k < run.count {
+                    while k < count {
                         if left == 0 {
                             // Examined the budget: continue at the next entry.
-                            scratch.clear();
                             self.on(i, |s| {
                                 scratch.clear();
-                                s.entries(run, k, k + 1, &mut scratch)
+                                let r = s.run(number)?.ok_or_else(|| vanished(number))?;
+                                s.entries(r, k, k + 1, &mut scratch)
                             })?;
                             next = scratch[0].0;
                             break 'parts;
                         }
-                        let to = run.count.min(k + FILTER_CHUNK.min(left));
+                        let to = count.min(k + FILTER_CHUNK.min(left));
                         self.on(i, |s| {
                             scratch.clear();
-                            s.entries(run, k, to, &mut scratch)
+                            let r = s.run(number)?.ok_or_else(|| vanished(number))?;
+                            if r.count != count {
+                                return Err(vanished(number));
+                            }
+                            s.entries(r, k, to, &mut scratch)
                         })?;
                         for &(p, t, loc) in &scratch {
                             left -= 1;
@@ -855,36 +866,34 @@ impl Index {
             if self.src(i).first() > meta.last || out.len() as u64 == end - start {
                 break;
             }
-            let Some(run) = self.on(i, |s| {
-                let run = s.run(number)?;
-                match run {
-                    Some(r) if r.first_version != version || r.count > len - version => {
-                        Err(Error::CorruptRecord {
-                            position: s.first(),
-                            offset: 0,
-                            detail: format!(
-                                "index: stream {stream_id} has versions {}.. here, expected {version}..",
-                                r.first_version
-                            ),
-                        })
-                    }
-                    _ => Ok(run),
-                }
-            })?
-            else {
-                continue;
-            };
-            let (lo, hi) = (run.first_version, run.first_version + run.count);
-            version = hi;
-            if hi <= start {
-                continue;
-            }
-            let (a, b) = (start.max(lo) - lo, end.min(hi) - lo);
-            self.on(i, |s| {
+            // One closure for the run and its entries: a retry on the rebuilt part
+            // looks the run up again there.
+            let found = self.on(i, |s| {
                 scratch.clear();
-                s.entries(run, a, b, &mut scratch)
+                let Some(r) = s.run(number)? else {
+                    return Ok(None);
+                };
+                if r.first_version != version || r.count > len - version {
+                    return Err(Error::CorruptRecord {
+                        position: s.first(),
+                        offset: 0,
+                        detail: format!(
+                            "index: stream {stream_id} has versions {}.. here, expected {version}..",
+                            r.first_version
+                        ),
+                    });
+                }
+                let (lo, hi) = (r.first_version, r.first_version + r.count);
+                if hi > start {
+                    let (a, b) = (start.max(lo) - lo, end.min(hi) - lo);
+                    s.entries(r, a, b, &mut scratch)?;
+                }
+                Ok(Some(hi))
             })?;
-            out.extend(scratch.iter().map(|&(p, _, l)| (p, l)));
+            if let Some(hi) = found {
+                version = hi;
+                out.extend(scratch.iter().map(|&(p, _, l)| (p, l)));
+            }
         }
         if out.len() as u64 != end - start {
             return Err(Error::CorruptRecord {
@@ -1062,6 +1071,15 @@ impl Index {
                 }
             }
         }
+    }
+}
+
+/// A stream's run that a part gave before and not on a retry (rebuilt part).
+fn vanished(number: u32) -> Error {
+    Error::CorruptRecord {
+        position: 0,
+        offset: 0,
+        detail: format!("index: stream number {number} changed its run in a part"),
     }
 }
 
