@@ -119,7 +119,7 @@ fn check(store: &Store, model: &[RecordedEvent]) {
         while from < model.len() as u64 {
             let (batch, next) = store.read_all_filtered(from, 5, &filter).unwrap();
             got.extend(batch.to_recorded());
-            assert!(next > from || batch.len() > 0);
+            assert!(next > from || !batch.is_empty());
             from = next;
         }
         got
@@ -520,7 +520,11 @@ fn write_fuzz_seed() {
     }
     store.close().unwrap();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    std::fs::write(root.join("fuzz/index_log.bin"), std::fs::read(&t.path).unwrap()).unwrap();
+    std::fs::write(
+        root.join("fuzz/index_log.bin"),
+        std::fs::read(&t.path).unwrap(),
+    )
+    .unwrap();
     std::fs::create_dir_all(root.join("fuzz/corpus/index_bytes")).unwrap();
     std::fs::write(
         root.join("fuzz/corpus/index_bytes/seed"),
