@@ -532,3 +532,33 @@ fn write_fuzz_seed() {
     )
     .unwrap();
 }
+
+#[test]
+fn a_read_only_handle_reloads_the_manifest_when_its_delta_grows() {
+    let t = temp_store();
+    let mut model = three_segments(&t.path);
+    // Reload at 64 KiB of delta (32 MiB by default).
+    let reader = Store::open_with(
+        &t.path,
+        OpenOptions::new()
+            .read_only()
+            .index_checkpoints(0, 64 << 10, Duration::from_secs(3600)),
+    )
+    .unwrap();
+    let writer = Store::open_with(&t.path, manual()).unwrap();
+    let mut next = model.len() as u64;
+    // (Stats before any read: the page cache counts in the heap too.)
+    model.extend(append_some(&writer, &mut next, 1500, 9));
+    assert_eq!(reader.global_position(), model.len() as u64);
+    let grown = reader.index_stats().heap_bytes;
+    assert!(writer.checkpoint_index(0));
+    model.extend(append_some(&writer, &mut next, 200, 9));
+    assert_eq!(reader.global_position(), model.len() as u64);
+    let reloaded = reader.index_stats().heap_bytes;
+    assert!(
+        reloaded < grown,
+        "the reader dropped its delta for the new segment ({grown} -> {reloaded})"
+    );
+    drop(writer);
+    check(&reader, &model);
+}

@@ -510,6 +510,15 @@ impl Index {
         self.log = Some(log);
     }
 
+    pub(crate) fn log_source(&self) -> Option<Arc<LogSource>> {
+        self.log.clone()
+    }
+
+    /// The log offset where the delta starts (what the index file covers).
+    pub(crate) fn delta_start(&self) -> u64 {
+        self.delta.log_start
+    }
+
     /// Number of events: the next global position.
     pub fn event_count(&self) -> u64 {
         self.delta.end()

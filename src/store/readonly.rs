@@ -31,6 +31,8 @@ use std::sync::Arc;
 pub(crate) struct Follower {
     side_path: PathBuf,
     tail: Mutex<Tail>,
+    /// Delta log bytes at which the handle re-reads the latest manifest.
+    reload_bytes: u64,
 }
 
 #[derive(Debug, Default)]
@@ -65,10 +67,11 @@ enum Bound {
 }
 
 impl Follower {
-    pub fn new(path: &Path) -> Follower {
+    pub fn new(path: &Path, reload_bytes: u64) -> Follower {
         Follower {
             side_path: shared::side_path(path),
             tail: Mutex::new(Tail::default()),
+            reload_bytes,
         }
     }
 
@@ -217,7 +220,61 @@ impl Follower {
                 Bound::File(_, stamp) => Some(stamp),
                 Bound::Published(_) => None,
             };
+            let delta = index
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .delta_log_bytes();
+            if delta >= self.reload_bytes {
+                self.reload(file, index, path, salt, tail.version, end);
+            }
             return Ok(());
+        }
+    }
+
+    /// Replaces the index by the latest manifest of the index file plus a scan of what
+    /// follows it up to `end` (what this handle has already checked), when that covers
+    /// more than the index holds: the delta the handle built from its own scans is
+    /// dropped, so its memory stays bounded like the writer's. Nothing changes when
+    /// the file offers nothing newer or anything disagrees (the handle goes on with
+    /// its delta).
+    fn reload(
+        &self,
+        file: &dyn StorageFile,
+        index: &RwLock<Index>,
+        path: &Path,
+        salt: u64,
+        version: u16,
+        end: u64,
+    ) {
+        let (source, covered_now, count) = {
+            let ix = index.read().unwrap_or_else(|p| p.into_inner());
+            match ix.log_source() {
+                Some(s) => (s, ix.delta_start(), ix.event_count()),
+                None => return,
+            }
+        };
+        let Ok(loaded) = ondisk::load(path, file, end, salt, Arc::clone(&source), false) else {
+            return;
+        };
+        if loaded.covered <= covered_now {
+            return;
+        }
+        let mut builder = IndexBuilder::on(loaded.index);
+        match recovery::scan_into(
+            file,
+            end,
+            salt,
+            version,
+            loaded.covered,
+            Some(loaded.last_group),
+            &mut builder,
+        ) {
+            Ok(s) if s.end == end && builder.event_count() == count => {
+                let mut fresh = builder.build();
+                fresh.set_log(source);
+                *index.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+            }
+            _ => {}
         }
     }
 
@@ -482,7 +539,7 @@ impl super::Store {
             Some(wrap) => wrap(handle),
             None => Box::new(handle),
         };
-        let follower = Follower::new(path);
+        let follower = Follower::new(path, options.checkpoints.ask_bytes);
         let side = OnceLock::new();
         let index = follower.open(&raw, file.as_ref(), &side, path)?;
         // Of the header as it was read (an empty file: the version a writer gives it).
