@@ -257,10 +257,9 @@ impl Store {
                         )?
                     }
                     Err(why) => {
-                        crate::log::log(
-                            crate::log::Level::Debug,
-                            &format!("{shown}: no usable index file ({why}); scanning the log"),
-                        );
+                        // Not through `crate::log`: the usual case for small stores,
+                        // not worth a C callback's attention.
+                        tracing::debug!(path = %shown, %why, "no usable index file; scanning the log");
                         recovery::scan(file.as_ref(), file_len, salt, version)?
                     }
                 };
@@ -693,8 +692,9 @@ impl Store {
         self.poisoned.load(Ordering::Acquire) || self.writer.is_poisoned()
     }
 
-    /// Closes the store: cuts the file back to its committed data (dropping
-    /// preallocated space), syncs, and releases the lock. Dropping a store does the
+    /// Closes the store: writes the final checkpoint of the index file (when at least
+    /// 1 MiB of log lies outside it), cuts the file back to its committed data
+    /// (dropping preallocated space), syncs, and releases the lock. Dropping a store does the
     /// same but cannot report a failure.
     pub fn close(mut self) -> Result<(), Error> {
         self.shut_down()

@@ -6,6 +6,7 @@
 //! of that costs less than a millisecond at open). A failure logs a warning and leaves
 //! the delta in memory: the index is derived, so no append ever fails for it.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -99,14 +100,28 @@ struct Signal {
 pub(crate) struct Checkpointer {
     job: Arc<Job>,
     signal: Arc<(Mutex<Signal>, Condvar)>,
-    thread: Option<JoinHandle<()>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    started: AtomicBool,
 }
 
 impl Checkpointer {
+    /// The checkpointer of a writer. Its thread starts the first time the unwritten
+    /// log reaches the minimum size: a small store never has one (nor pays for it,
+    /// nor leaves one behind in a child it forks).
     pub fn start(job: Job) -> Checkpointer {
-        let job = Arc::new(job);
-        let signal: Arc<(Mutex<Signal>, Condvar)> = Arc::default();
-        let (j, s) = (Arc::clone(&job), Arc::clone(&signal));
+        Checkpointer {
+            job: Arc::new(job),
+            signal: Arc::default(),
+            thread: Mutex::new(None),
+            started: AtomicBool::new(false),
+        }
+    }
+
+    fn spawn(&self) {
+        if self.started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (j, s) = (Arc::clone(&self.job), Arc::clone(&self.signal));
         let thread = std::thread::Builder::new()
             .name("eventstore-index".into())
             .spawn(move || loop {
@@ -125,25 +140,27 @@ impl Checkpointer {
                     sig.asked = false;
                 }
                 j.run(j.thresholds.min_bytes);
-            })
-            .ok();
-        if thread.is_none() {
-            crate::log::log(
+            });
+        match thread {
+            Ok(t) => *self.thread.lock().unwrap_or_else(|p| p.into_inner()) = Some(t),
+            Err(e) => crate::log::log(
                 crate::log::Level::Warn,
-                "could not start the index checkpoint thread: the index is written at close only",
-            );
-        }
-        Checkpointer {
-            job,
-            signal,
-            thread,
+                &format!(
+                    "could not start the index checkpoint thread ({e}): the index is \
+                     written at close only"
+                ),
+            ),
         }
     }
 
-    /// Asks for a checkpoint soon when the delta covers `delta_bytes` of log, which
-    /// is past the threshold (the writer, after a group commit).
+    /// After a group commit (and at open): starts the thread once the delta covers
+    /// the minimum, and asks for a checkpoint when it covers the threshold.
     pub fn ask_if(&self, delta_bytes: u64) {
-        if delta_bytes >= self.job.thresholds.ask_bytes {
+        let t = &self.job.thresholds;
+        if delta_bytes >= t.min_bytes.max(1) && !self.started.load(Ordering::Acquire) {
+            self.spawn();
+        }
+        if delta_bytes >= t.ask_bytes {
             self.ask();
         }
     }
@@ -165,7 +182,12 @@ impl Checkpointer {
             lock.lock().unwrap_or_else(|p| p.into_inner()).stop = true;
             cv.notify_one();
         }
-        if let Some(t) = self.thread.take() {
+        let thread = self
+            .thread
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(t) = thread {
             let _ = t.join();
         }
         if checkpoint {
@@ -180,7 +202,12 @@ impl Checkpointer {
 
 impl Drop for Checkpointer {
     fn drop(&mut self) {
-        if self.thread.is_some() {
+        if self
+            .thread
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+        {
             self.finish(false);
         }
     }
