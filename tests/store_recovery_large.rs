@@ -78,6 +78,15 @@ fn damage_in_the_middle_of_a_large_store_fails_the_open_and_leaves_it() {
         populate(&store)
     };
     let before = std::fs::read(&t.path).unwrap();
+    let index = {
+        let mut p = t.path.clone().into_os_string();
+        p.push("-index");
+        std::path::PathBuf::from(p)
+    };
+    assert!(
+        index.exists(),
+        "a store of more than 1 MiB is checkpointed at close"
+    );
     for at in [
         before.len() / 4 + 777,
         before.len() / 2 + 12345,
@@ -89,6 +98,20 @@ fn damage_in_the_middle_of_a_large_store_fails_the_open_and_leaves_it() {
             .open(&t.path)
             .unwrap();
         file.write_all_at(&[before[at] ^ 0x5a], at as u64).unwrap();
+        // With the index file (issue 14) open trusts the covered prefix: it opens,
+        // and a read that meets a damaged record fails (never a wrong event).
+        if index.exists() {
+            // (A byte of a batch frame is in no record: every read is then whole.)
+            let store = Store::open(&t.path).unwrap();
+            match store.read_all(0, u64::MAX) {
+                Err(Error::CorruptRecord { .. }) => {}
+                Ok(_) => check(&store, &lens),
+                Err(e) => panic!("damage at {at}: {e}"),
+            }
+            drop(store);
+        }
+        // Without it, open scans everything and judges the damage as before.
+        let _ = std::fs::remove_file(&index);
         match Store::open(&t.path) {
             Err(Error::CorruptRecord { offset, .. }) => {
                 assert!(
