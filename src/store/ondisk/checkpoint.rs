@@ -125,7 +125,7 @@ impl Checkpointer {
         let thread = std::thread::Builder::new()
             .name("eventstore-index".into())
             .spawn(move || loop {
-                {
+                let asked = {
                     let (lock, cv) = &*s;
                     let mut sig = lock.lock().unwrap_or_else(|p| p.into_inner());
                     if !sig.asked && !sig.stop {
@@ -137,9 +137,19 @@ impl Checkpointer {
                     if sig.stop {
                         return;
                     }
-                    sig.asked = false;
-                }
-                j.run(j.thresholds.min_bytes);
+                    std::mem::take(&mut sig.asked)
+                };
+                // A periodic checkpoint waits for an eighth of the threshold (4 MiB by
+                // default): without merging (not built yet), a slow writer checkpointing
+                // every 10 s would pile up thousands of small segments a day, while the
+                // tail an open scans stays small either way.
+                let t = &j.thresholds;
+                let min = if asked {
+                    t.min_bytes
+                } else {
+                    t.min_bytes.max(t.ask_bytes / 8)
+                };
+                j.run(min);
             });
         match thread {
             Ok(t) => *self.thread.lock().unwrap_or_else(|p| p.into_inner()) = Some(t),
