@@ -562,3 +562,28 @@ fn a_read_only_handle_reloads_the_manifest_when_its_delta_grows() {
     drop(writer);
     check(&reader, &model);
 }
+
+#[test]
+fn four_segments_of_a_tier_are_merged_into_one() {
+    let t = temp_store();
+    let store = Store::open_with(&t.path, manual()).unwrap();
+    let mut next = 0;
+    let mut model = Vec::new();
+    let mut most = 0;
+    for round in 0..20 {
+        model.extend(append_some(&store, &mut next, 40, 7));
+        assert!(store.checkpoint_index(0));
+        most = most.max(store.index_parts());
+        if round % 5 == 0 {
+            check(&store, &model);
+        }
+    }
+    // 20 segments of 40 events (tier 2): merged four by four (a segment takes part
+    // from the checkpoint after its own), then the merged ones (tier 3) four by four.
+    assert!(most <= 8, "{most} parts at most (20 without merging)");
+    assert!(store.index_parts() < 8, "{} parts", store.index_parts());
+    check(&store, &model);
+    store.close().unwrap();
+    let store = Store::open_with(&t.path, manual()).unwrap();
+    check(&store, &model);
+}

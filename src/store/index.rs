@@ -23,7 +23,7 @@ use crate::error::Error;
 use crate::store::types_table::{TypeMatch, TypeTable};
 
 /// Stream id -> the stream's number (its place in creation order).
-type StreamMap = HashMap<Uuid, u32, StreamIdHash>;
+pub(crate) type StreamMap = HashMap<Uuid, u32, StreamIdHash>;
 
 /// One stream of the stream table: its id, event count, first and last position.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -508,6 +508,10 @@ impl Index {
 
     pub(crate) fn set_log(&mut self, log: Arc<LogSource>) {
         self.log = Some(log);
+    }
+
+    pub(crate) fn part_count(&self) -> usize {
+        self.parts.len()
     }
 
     pub(crate) fn log_source(&self) -> Option<Arc<LogSource>> {
@@ -1035,6 +1039,7 @@ impl Index {
         frozen.shrink_to_fit();
         self.parts.push(Part::Mem(Arc::new(frozen)));
         Some(Frozen {
+            merged: Vec::new(),
             parts: self.parts.clone(),
             streams: self.streams.clone(),
             types: self.types.names().to_vec(),
@@ -1056,6 +1061,7 @@ impl Index {
             Part::Disk(s) => s.rebuilt.get().map(|d| last_batch_start(d)),
         };
         Some(Frozen {
+            merged: Vec::new(),
             parts: self.parts.clone(),
             streams: self.streams.clone(),
             types: self.types.names().to_vec(),
@@ -1065,21 +1071,38 @@ impl Index {
         })
     }
 
-    /// Puts written segments in the place of the parts they were written from (a part
-    /// is matched by its range and, for a frozen part, by identity).
-    pub(crate) fn install(&mut self, written: &[(Part, Arc<Segment>)]) {
+    /// Puts written segments in the place of the parts they were written from: one
+    /// part, or the adjacent parts a merge replaced (matched by identity; parts that
+    /// changed meanwhile are left as they are).
+    pub(crate) fn install(&mut self, written: &[super::ondisk::Written]) {
         for (from, seg) in written {
-            for p in &mut self.parts {
-                let same = match (&*p, from) {
-                    (Part::Mem(a), Part::Mem(b)) => Arc::ptr_eq(a, b),
-                    (Part::Disk(a), Part::Disk(b)) => Arc::ptr_eq(a, b),
-                    _ => false,
-                };
-                if same {
-                    *p = Part::Disk(Arc::clone(seg));
-                }
+            let Some(at) = self.parts.iter().position(|p| same_part(p, &from[0])) else {
+                continue;
+            };
+            let whole = at + from.len() <= self.parts.len()
+                && from
+                    .iter()
+                    .zip(&self.parts[at..])
+                    .all(|(a, b)| same_part(a, b));
+            if whole {
+                self.parts
+                    .splice(at..at + from.len(), [Part::Disk(Arc::clone(seg))]);
             }
         }
+    }
+
+    /// What rebuilding a range from the log needs, copied (a merge runs without the
+    /// index's lock).
+    pub(crate) fn merge_context(&self) -> (StreamMap, TypeTable) {
+        (self.by_id.clone(), self.types.clone())
+    }
+}
+
+fn same_part(a: &Part, b: &Part) -> bool {
+    match (a, b) {
+        (Part::Mem(a), Part::Mem(b)) => Arc::ptr_eq(a, b),
+        (Part::Disk(a), Part::Disk(b)) => Arc::ptr_eq(a, b),
+        _ => false,
     }
 }
 
@@ -1103,6 +1126,8 @@ fn part_log_end(p: &Part) -> u64 {
 /// stream table and type names as of the covered offset.
 pub(crate) struct Frozen {
     pub parts: Vec<Part>,
+    /// In-memory parts that merge adjacent segments, and the parts they replace.
+    pub merged: Vec<(Arc<Delta>, Vec<Part>)>,
     pub streams: Vec<StreamMeta>,
     pub types: Vec<Box<[u8]>>,
     pub events: u64,

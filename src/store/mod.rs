@@ -681,6 +681,13 @@ impl Store {
         }
     }
 
+    /// Number of parts of the index before its delta (segments of the index file, or
+    /// frozen parts being written). For tests and tools.
+    #[doc(hidden)]
+    pub fn index_parts(&self) -> usize {
+        read_lock(&self.index).part_count()
+    }
+
     /// How large the in-memory index is.
     pub fn index_stats(&self) -> IndexStats {
         read_lock(&self.index).stats()

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 /// The distinct type names of a store (the type id of each event is a column of the
 /// index: `index.rs`).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct TypeTable {
     /// Per type id: its name (the record's bytes, UTF-8 checked when written).
     names: Vec<Box<[u8]>>,

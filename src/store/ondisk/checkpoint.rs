@@ -11,8 +11,11 @@ use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use super::format::SegmentMeta;
 use super::{write_checkpoint, IndexWriter};
-use crate::store::index::{Index, LogSource};
+use crate::store::ids::IdKeys;
+use crate::store::index::{rebuild_from_log, Frozen, Index, LogSource, Part, StreamMap};
+use crate::store::types_table::TypeTable;
 
 /// Log bytes of delta at which the writer asks for a checkpoint.
 pub const CHECKPOINT_BYTES: u64 = 32 << 20;
@@ -54,19 +57,25 @@ impl Job {
     /// Returns whether one was written.
     pub fn run(&self, min: u64) -> bool {
         let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let frozen = {
+        let (mut frozen, context) = {
             let mut ix = self.index.write().unwrap_or_else(|p| p.into_inner());
             if ix.unwritten_log_bytes() < min.max(1) {
                 return false;
             }
-            match ix.freeze() {
+            let frozen = match ix.freeze() {
                 Some(f) => f,
                 None => match ix.snapshot() {
                     Some(f) => f,
                     None => return false,
                 },
-            }
+            };
+            let context =
+                merge_candidate(&frozen.parts).map(|range| (range, ix.merge_context(), ix.keys()));
+            (frozen, context)
         };
+        if let Some((range, (by_id, types), keys)) = context {
+            self.merge(&mut frozen, range, &by_id, &types, keys);
+        }
         match write_checkpoint(&mut w, &self.log, &frozen) {
             Ok(written) => {
                 drop(frozen);
@@ -86,6 +95,78 @@ impl Job {
                 );
                 false
             }
+        }
+    }
+}
+
+/// Segments merged at most into one of this many events: a merge rebuilds the range
+/// from the log in memory (some 45 bytes per event while it runs).
+pub const MERGE_CAP: u64 = 1 << 20;
+
+/// `⌊log₄ n⌋`.
+fn tier(n: u64) -> u32 {
+    (63 - n.max(1).leading_zeros()) / 2
+}
+
+/// Four adjacent segments of the same tier, together at most [`MERGE_CAP`] events.
+fn merge_candidate(parts: &[Part]) -> Option<std::ops::Range<usize>> {
+    let metas: Vec<Option<SegmentMeta>> = parts
+        .iter()
+        .map(|p| match p {
+            Part::Disk(s) if s.rebuilt.get().is_none() => Some(s.meta),
+            _ => None,
+        })
+        .collect();
+    (0..metas.len().saturating_sub(3))
+        .find(|&i| {
+            let w = &metas[i..i + 4];
+            w.iter().all(Option::is_some) && {
+                let first = tier(w[0].expect("some").count);
+                w.iter().all(|m| tier(m.expect("some").count) == first)
+                    && w.iter().map(|m| m.expect("some").count).sum::<u64>() <= MERGE_CAP
+            }
+        })
+        .map(|i| i..i + 4)
+}
+
+impl Job {
+    /// Replaces `range` of `frozen.parts` (adjacent segments) by one in-memory part
+    /// rebuilt from the log range they cover, to be written as one segment. A failure
+    /// leaves the parts as they are.
+    fn merge(
+        &self,
+        frozen: &mut Frozen,
+        range: std::ops::Range<usize>,
+        by_id: &StreamMap,
+        types: &TypeTable,
+        keys: IdKeys,
+    ) {
+        let old: Vec<Part> = frozen.parts[range.clone()].to_vec();
+        let metas: Vec<SegmentMeta> = old
+            .iter()
+            .filter_map(|p| match p {
+                Part::Disk(s) => Some(s.meta),
+                Part::Mem(_) => None,
+            })
+            .collect();
+        let (a, z) = (metas[0], metas[metas.len() - 1]);
+        let meta = SegmentMeta {
+            first: a.first,
+            count: metas.iter().map(|m| m.count).sum(),
+            log_start: a.log_start,
+            log_end: z.log_end,
+            ..SegmentMeta::default()
+        };
+        match rebuild_from_log(&self.log, &meta, by_id, types, keys) {
+            Ok(d) => {
+                let d = Arc::new(d);
+                frozen.parts.splice(range, [Part::Mem(Arc::clone(&d))]);
+                frozen.merged.push((d, old));
+            }
+            Err(e) => crate::log::log(
+                crate::log::Level::Warn,
+                &format!("merging index segments failed (they stay as they are): {e}"),
+            ),
         }
     }
 }
@@ -125,7 +206,7 @@ impl Checkpointer {
         let thread = std::thread::Builder::new()
             .name("eventstore-index".into())
             .spawn(move || loop {
-                let asked = {
+                {
                     let (lock, cv) = &*s;
                     let mut sig = lock.lock().unwrap_or_else(|p| p.into_inner());
                     if !sig.asked && !sig.stop {
@@ -137,19 +218,10 @@ impl Checkpointer {
                     if sig.stop {
                         return;
                     }
-                    std::mem::take(&mut sig.asked)
-                };
-                // A periodic checkpoint waits for an eighth of the threshold (4 MiB by
-                // default): without merging (not built yet), a slow writer checkpointing
-                // every 10 s would pile up thousands of small segments a day, while the
-                // tail an open scans stays small either way.
-                let t = &j.thresholds;
-                let min = if asked {
-                    t.min_bytes
-                } else {
-                    t.min_bytes.max(t.ask_bytes / 8)
-                };
-                j.run(min);
+                    sig.asked = false;
+                }
+                // Asked (the delta passed the threshold) or periodic: the same floor.
+                j.run(j.thresholds.min_bytes);
             });
         match thread {
             Ok(t) => *self.thread.lock().unwrap_or_else(|p| p.into_inner()) = Some(t),

@@ -295,7 +295,7 @@ pub(crate) fn write_checkpoint(
     w: &mut IndexWriter,
     log: &LogSource,
     frozen: &crate::store::index::Frozen,
-) -> Result<Vec<(Part, Arc<Segment>)>, Error> {
+) -> Result<Vec<Written>, Error> {
     let fail = |why: String| Error::io(why, std::io::Error::other("index checkpoint"));
     let last_batch_start = match frozen.last_batch_start {
         Some(s) => s,
@@ -362,7 +362,7 @@ fn write_parts(
     frozen: &crate::store::index::Frozen,
     last_batch_start: u64,
     crc: u32,
-) -> Result<Vec<(Part, Arc<Segment>)>, Error> {
+) -> Result<Vec<Written>, Error> {
     let (file, reader) = w.file.as_ref().expect("opened above");
     let reader = Arc::clone(reader);
     let type_count = frozen.types.len() as u32;
@@ -384,8 +384,13 @@ fn write_parts(
             Some(d) => {
                 let meta = write_segment(&mut pw, &d)?;
                 metas.push(meta);
+                let from = frozen
+                    .merged
+                    .iter()
+                    .find(|(m, _)| Arc::ptr_eq(m, &d))
+                    .map_or_else(|| vec![part.clone()], |(_, old)| old.clone());
                 written.push((
-                    part.clone(),
+                    from,
                     Arc::new(Segment::new(meta, Arc::clone(&reader), type_count)),
                 ));
             }
@@ -427,6 +432,10 @@ fn write_parts(
     w.last = Some((frozen.covered, last_batch_start, crc));
     Ok(written)
 }
+
+/// A segment written, and the parts of the index it replaces (one, or the adjacent
+/// segments a merge joined).
+pub(crate) type Written = (Vec<Part>, Arc<Segment>);
 
 /// An index bound to the log at open.
 pub(crate) struct Loaded {
