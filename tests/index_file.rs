@@ -583,6 +583,10 @@ fn four_segments_of_a_tier_are_merged_into_one() {
     assert!(most <= 8, "{most} parts at most (20 without merging)");
     assert!(store.index_parts() < 8, "{} parts", store.index_parts());
     check(&store, &model);
+    // Every checkpoint appended a segment and a manifest (8 pages or more), and the
+    // merges their copies; the file was rewritten whenever more than half was dead.
+    let len = std::fs::metadata(index_path(&t.path)).unwrap().len();
+    assert!(len < 20 * 8 * 4096 / 2, "{len} bytes: never rewritten");
     store.close().unwrap();
     let store = Store::open_with(&t.path, manual()).unwrap();
     check(&store, &model);

@@ -225,6 +225,41 @@ fn write_segment(w: &mut PageWriter<'_>, d: &Delta) -> Result<SegmentMeta, Error
     })
 }
 
+/// A file at least this large is rewritten when more than half of it is dead.
+const REWRITE_MIN: u64 = 64 << 10;
+
+/// Copies a segment's pages (each checked) into the file being written; returns
+/// where its columns lie there.
+fn copy_segment(w: &mut PageWriter<'_>, s: &Segment) -> Result<SegmentMeta, Error> {
+    let kinds = [
+        Kind::Locations,
+        Kind::Types,
+        Kind::Entries,
+        Kind::Directory,
+        Kind::IdSlots,
+        Kind::Bloom,
+    ];
+    let mut at = [0u64; 6];
+    for (k, ((first, pages), kind)) in s.meta.columns().into_iter().zip(kinds).enumerate() {
+        for i in 0..pages {
+            let page = s.file.page(first + i * PAGE as u64, kind)?;
+            let offset = w.page(kind, |p| p.copy_from_slice(&page[..PAYLOAD]))?;
+            if i == 0 {
+                at[k] = offset;
+            }
+        }
+    }
+    Ok(SegmentMeta {
+        locations: at[0],
+        types: at[1],
+        entries: at[2],
+        directory: at[3],
+        ids: at[4],
+        bloom: at[5],
+        ..s.meta
+    })
+}
+
 /// The writer's side of the index file: where the next pages go.
 pub(crate) struct IndexWriter {
     path: PathBuf,
@@ -312,6 +347,22 @@ pub(crate) fn write_checkpoint(
         frozen.events,
     )
     .map_err(|why| fail(format!("checkpoint of the index: {why}")))?;
+    // More than half of the file dead (merged-away segments, old manifests): write
+    // the live segments and the new ones to a new file, renamed over this one.
+    if w.file.is_some() && w.end >= REWRITE_MIN {
+        let live: u64 = frozen
+            .parts
+            .iter()
+            .map(|p| match p {
+                Part::Disk(s) => s.meta.columns().iter().map(|c| c.1).sum::<u64>(),
+                Part::Mem(d) => d.len() / 50,
+            })
+            .sum::<u64>()
+            * PAGE as u64;
+        if w.end > 2 * (live + 2 * PAGE as u64) {
+            w.file = None;
+        }
+    }
     let fresh = w.file.is_none();
     if fresh {
         let tmp = tmp_of(&w.path);
@@ -372,11 +423,15 @@ fn write_parts(
     for part in &frozen.parts {
         let mem = match part {
             Part::Mem(d) => Some(Arc::clone(d)),
-            Part::Disk(s) if !Arc::ptr_eq(&s.file, &reader) => {
-                return Err(Error::io(
-                    "checkpoint of the index: a segment of another index file".to_string(),
-                    std::io::Error::other("index checkpoint"),
-                ))
+            Part::Disk(s) if !Arc::ptr_eq(&s.file, &reader) && s.rebuilt.get().is_none() => {
+                // A segment of the file being replaced: its pages, checked, copied.
+                let meta = copy_segment(&mut pw, s)?;
+                metas.push(meta);
+                written.push((
+                    vec![part.clone()],
+                    Arc::new(Segment::new(meta, Arc::clone(&reader), type_count)),
+                ));
+                continue;
             }
             Part::Disk(s) => s.rebuilt.get().cloned(),
         };
