@@ -591,3 +591,32 @@ fn four_segments_of_a_tier_are_merged_into_one() {
     let store = Store::open_with(&t.path, manual()).unwrap();
     check(&store, &model);
 }
+
+#[test]
+fn a_failing_index_file_never_fails_an_append() {
+    // The index file cannot be written (a directory stands where its temporary file
+    // goes): checkpoints fail and log, appends and reads go on, the store stays whole.
+    let t = temp_store();
+    let mut tmp = t.path.clone().into_os_string();
+    tmp.push("-index.tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    std::fs::write(PathBuf::from(&tmp).join("x"), b"x").unwrap();
+    let store = Store::open_with(
+        &t.path,
+        OpenOptions::new().index_checkpoints(1, 16 << 10, Duration::from_secs(3600)),
+    )
+    .unwrap();
+    let mut next = 0;
+    let model = append_some(&store, &mut next, 2000, 5);
+    assert!(!store.checkpoint_index(0), "the write fails");
+    assert!(!store.is_poisoned());
+    check(&store, &model);
+    assert!(
+        store.index_parts() <= 2,
+        "a failed checkpoint is not retried at every commit ({} parts)",
+        store.index_parts()
+    );
+    store.close().unwrap();
+    assert!(!index_path(&t.path).exists());
+    check(&Store::open(&t.path).unwrap(), &model);
+}

@@ -345,6 +345,7 @@ impl Store {
             ),
             log: source,
             thresholds: options.checkpoints,
+            failed_at: Mutex::new(None),
         });
         checkpointer.ask_if(read_lock(&index).delta_log_bytes());
         Ok(Store {

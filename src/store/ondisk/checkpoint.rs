@@ -50,6 +50,9 @@ pub(crate) struct Job {
     pub writer: Mutex<IndexWriter>,
     pub log: Arc<LogSource>,
     pub thresholds: Thresholds,
+    /// When the last checkpoint failed: the thread waits an interval before the next
+    /// try (a read-only directory must not make every group commit freeze a part).
+    pub failed_at: Mutex<Option<std::time::Instant>>,
 }
 
 impl Job {
@@ -57,6 +60,11 @@ impl Job {
     /// Returns whether one was written.
     pub fn run(&self, min: u64) -> bool {
         let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(at) = *self.failed_at.lock().unwrap_or_else(|p| p.into_inner()) {
+            if at.elapsed() < self.thresholds.interval {
+                return false;
+            }
+        }
         let (mut frozen, context) = {
             let mut ix = self.index.write().unwrap_or_else(|p| p.into_inner());
             if ix.unwritten_log_bytes() < min.max(1) {
@@ -78,6 +86,7 @@ impl Job {
         }
         match write_checkpoint(&mut w, &self.log, &frozen) {
             Ok(written) => {
+                *self.failed_at.lock().unwrap_or_else(|p| p.into_inner()) = None;
                 drop(frozen);
                 self.index
                     .write()
@@ -86,6 +95,8 @@ impl Job {
                 true
             }
             Err(e) => {
+                *self.failed_at.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some(std::time::Instant::now());
                 crate::log::log(
                     crate::log::Level::Warn,
                     &format!(
@@ -273,6 +284,8 @@ impl Checkpointer {
             let _ = t.join();
         }
         if checkpoint {
+            // The last try at close, whatever failed before.
+            *self.job.failed_at.lock().unwrap_or_else(|p| p.into_inner()) = None;
             self.job.run(self.job.thresholds.min_bytes);
         }
     }
