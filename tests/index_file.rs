@@ -620,3 +620,50 @@ fn a_failing_index_file_never_fails_an_append() {
     assert!(!index_path(&t.path).exists());
     check(&Store::open(&t.path).unwrap(), &model);
 }
+
+#[test]
+fn reads_stay_exact_while_checkpoints_merges_and_rewrites_run() {
+    // The writer's thread checkpoints every 16 KiB of log (merging and rewriting the
+    // file as it goes) while readers read by position, stream and id.
+    let t = temp_store();
+    let store = Store::open_with(
+        &t.path,
+        OpenOptions::new().index_checkpoints(1, 16 << 10, Duration::from_millis(2)),
+    )
+    .unwrap();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let model = std::sync::Mutex::new(Vec::<RecordedEvent>::new());
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut next = 0;
+            for _ in 0..60 {
+                let got = append_some(&store, &mut next, 50, 11);
+                model.lock().unwrap().extend(got);
+            }
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+        for r in 0..2u64 {
+            let (store, model, done) = (&store, &model, &done);
+            s.spawn(move || {
+                let mut round = 0u64;
+                while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                    let known: Vec<RecordedEvent> = model.lock().unwrap().clone();
+                    if known.is_empty() {
+                        continue;
+                    }
+                    let all = store.read_all(0, known.len() as u64).unwrap();
+                    same(&all, &known, "read_all while checkpointing");
+                    let e = &known[((round * 7919 + r) % known.len() as u64) as usize];
+                    assert_eq!(&store.read_event(e.event_id).unwrap(), e);
+                    let s = store.read_stream(e.stream_id, 0, u64::MAX).unwrap();
+                    assert_eq!(&s[e.stream_version as usize], e);
+                    round += 1;
+                }
+            });
+        }
+    });
+    let model = model.into_inner().unwrap();
+    check(&store, &model);
+    store.close().unwrap();
+    check(&Store::open(&t.path).unwrap(), &model);
+}
