@@ -19,7 +19,9 @@ use uuid::Uuid;
 fn index_path(store: &Path) -> PathBuf {
     let mut p = store.as_os_str().to_owned();
     p.push("-index");
-    PathBuf::from(p)
+    let p = PathBuf::from(p);
+    assert_eq!(eventstore::store::index_file_path(store), p);
+    p
 }
 
 /// Checkpoints only when asked (and at close), whatever the size.
@@ -666,4 +668,19 @@ fn reads_stay_exact_while_checkpoints_merges_and_rewrites_run() {
     check(&store, &model);
     store.close().unwrap();
     check(&Store::open(&t.path).unwrap(), &model);
+}
+
+#[test]
+fn an_index_file_renamed_along_with_its_store_stays_bound() {
+    let t = temp_store();
+    let model = three_segments(&t.path);
+    let moved = t.dir.path().join("moved.store");
+    std::fs::rename(&t.path, &moved).unwrap();
+    std::fs::rename(index_path(&t.path), index_path(&moved)).unwrap();
+    let store = Store::open_with(&moved, manual()).unwrap();
+    assert!(
+        store.index_stats().heap_bytes < 8 * 1000,
+        "opened through the index"
+    );
+    check(&store, &model);
 }

@@ -50,6 +50,14 @@ pub fn side_file_path(path: &Path) -> PathBuf {
     shared::side_path(path)
 }
 
+/// The path of the index file a writer keeps beside the store at `path`
+/// (`<path>-index`, derived data: see `docs/format.md`). A tool that builds a store
+/// under a temporary name and renames it should rename this file along (it stays
+/// valid: it is bound to the log's salt and content, not to its name) or remove it.
+pub fn index_file_path(path: &Path) -> PathBuf {
+    ondisk::index_path(path)
+}
+
 /// Wraps the opened file in another [`StorageFile`] (for tests and instrumentation).
 pub type StorageWrapper = Box<dyn FnOnce(File) -> Box<dyn StorageFile> + Send>;
 
