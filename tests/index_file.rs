@@ -684,3 +684,46 @@ fn an_index_file_renamed_along_with_its_store_stays_bound() {
     );
     check(&store, &model);
 }
+
+#[test]
+fn a_large_scan_keeps_no_id_hashes_and_its_checkpoint_reads_them_back() {
+    // A store opened without its index file holds the whole log in the delta; past a
+    // size it drops the ids' hashes (8 B/event): the delta freezes instead of growing
+    // its id table, and the checkpoint reads the ids back from the log for the Bloom
+    // filter.
+    let t = temp_store();
+    let model = three_segments(&t.path);
+    std::fs::remove_file(index_path(&t.path)).unwrap();
+    let opts = || manual().index_keep_hashes(100);
+    let store = Store::open_with(&t.path, opts()).unwrap();
+    let with_hashes = {
+        let s = Store::open_with(&t.path, OpenOptions::new().read_only()).unwrap();
+        s.index_stats().id_bytes
+    };
+    assert!(store.index_stats().id_bytes + 8 * 900 <= with_hashes);
+    check(&store, &model);
+    // Appends until the table would grow: the delta becomes a part.
+    let mut model = model;
+    let mut next = model.len() as u64;
+    model.extend(append_some(&store, &mut next, 600, 5));
+    assert_eq!(store.index_parts(), 1, "the hash-less delta was frozen");
+    check(&store, &model);
+    assert!(store.checkpoint_index(0));
+    check(&store, &model);
+    store.close().unwrap();
+    let store = Store::open_with(&t.path, manual()).unwrap();
+    assert!(store.index_stats().heap_bytes < 8 * 1000);
+    check(&store, &model);
+    // Ids of the part written from the hash-less delta are found through its filter.
+    for e in model.iter().step_by(13) {
+        assert_eq!(&store.read_event(e.event_id).unwrap(), e);
+    }
+    let r = store
+        .append(model[0].stream_id, ExpectedVersion::Any, vec![ev(0)])
+        .unwrap();
+    assert_eq!(r[0].global_position, 0, "an exact retry");
+    match store.append(Uuid::from_u128(9), ExpectedVersion::Any, vec![ev(5)]) {
+        Err(Error::DuplicateEventId { position, .. }) => assert_eq!(position, 5),
+        other => panic!("{other:?}"),
+    }
+}

@@ -195,6 +195,10 @@ pub(crate) struct Delta {
     /// Per event: the keyed hash of its id (for growing `ids`, and for writing the
     /// segment's Bloom filter).
     pub id_hashes: Vec<u64>,
+    /// Whether `id_hashes` was dropped (a large scan at open: 8 bytes per event saved
+    /// until its checkpoint); then the table cannot grow (the index freezes the delta
+    /// instead) and a checkpoint reads the ids back from the log for the Bloom filter.
+    pub hashes_dropped: bool,
     /// The first position of the last append (valid when not empty).
     pub last_append: u64,
 }
@@ -210,6 +214,7 @@ impl Delta {
             by_stream: HashMap::new(),
             ids: IdTable::with_keys(keys, 0),
             id_hashes: Vec::new(),
+            hashes_dropped: false,
             last_append: base,
         }
     }
@@ -260,6 +265,14 @@ impl Delta {
     /// growing the table first when it needs it: rehashed from `id_hashes`, which the
     /// delta keeps, so no record is read back from the log.
     fn push_ids(&mut self, hashes: impl Iterator<Item = u64>, n: usize) {
+        if self.hashes_dropped {
+            // The caller froze this delta if it had no room.
+            let first = self.end();
+            for (i, h) in hashes.take(n).enumerate() {
+                self.ids.insert_hash(h, first + i as u64);
+            }
+            return;
+        }
         let at = self.id_hashes.len();
         self.id_hashes.extend(hashes.take(n));
         self.id_hashes.resize(at + n, NO_ID);
@@ -518,9 +531,17 @@ impl Index {
         self.log.clone()
     }
 
-    /// The log offset where the delta starts (what the index file covers).
-    pub(crate) fn delta_start(&self) -> u64 {
-        self.delta.log_start
+    /// The log offset up to which the index file's segments cover the log (the
+    /// parts before the first in-memory one).
+    pub(crate) fn disk_covered(&self) -> u64 {
+        let mut end = crate::codec::FILE_HEADER_LEN as u64;
+        for p in &self.parts {
+            match p {
+                Part::Disk(s) => end = s.meta.log_end,
+                Part::Mem(_) => break,
+            }
+        }
+        end
     }
 
     /// Number of events: the next global position.
@@ -634,6 +655,13 @@ impl Index {
         }
         let first = self.event_count();
         let n = locations.len();
+        if self.delta.hashes_dropped && self.delta.ids.needs_growth(n) {
+            // A delta without its hashes cannot grow its table: it becomes a part
+            // (written by the next checkpoint) and a new delta takes the append.
+            let log_end = self.delta.log_end();
+            let old = std::mem::replace(&mut self.delta, Delta::new(self.keys, first, log_end));
+            self.parts.push(Part::Mem(Arc::new(old)));
+        }
         let keys = self.keys;
         self.delta.push_ids(ids.map(|id| keys.hash(&id)), n);
         let mut position = first;
@@ -1271,7 +1299,12 @@ pub struct IndexBuilder {
     /// Per event: the keyed hash of its id.
     id_hashes: Vec<u64>,
     last_append: u64,
+    /// A scan of more events than this drops their id hashes once the table is built.
+    keep_hashes: usize,
 }
+
+/// Scans of more events keep no id hashes in their delta (see `Delta::hashes_dropped`).
+pub(crate) const KEEP_HASHES: usize = 1 << 20;
 
 impl Default for IndexBuilder {
     fn default() -> Self {
@@ -1292,7 +1325,14 @@ impl IndexBuilder {
             records: Vec::new(),
             type_col: Vec::new(),
             id_hashes: Vec::new(),
+            keep_hashes: KEEP_HASHES,
         }
+    }
+
+    /// Keeps the id hashes of at most `n` scanned events (tests).
+    pub(crate) fn keep_hashes(mut self, n: usize) -> Self {
+        self.keep_hashes = n;
+        self
     }
 
     /// Number of events so far: the next global position.
@@ -1397,6 +1437,7 @@ impl IndexBuilder {
             mut type_col,
             mut id_hashes,
             last_append,
+            keep_hashes,
         } = self;
         let base = ix.delta.base;
         records.shrink_to_fit();
@@ -1428,7 +1469,12 @@ impl IndexBuilder {
             });
         }
         delta.ids = IdTable::from_hashes_at(keys, &id_hashes, base, id_hashes.len());
-        delta.id_hashes = id_hashes;
+        if id_hashes.len() > keep_hashes {
+            delta.hashes_dropped = true;
+            drop(id_hashes);
+        } else {
+            delta.id_hashes = id_hashes;
+        }
         delta.records = records;
         delta.types = type_col;
         delta.last_append = last_append;

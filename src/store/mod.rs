@@ -121,7 +121,16 @@ impl OpenOptions {
             min_bytes,
             ask_bytes,
             interval,
+            ..self.checkpoints
         };
+        self
+    }
+
+    /// A scan at open of more than `events` events (no usable index file) keeps no id
+    /// hashes in memory (default 2^20; for tests).
+    #[doc(hidden)]
+    pub fn index_keep_hashes(mut self, events: usize) -> Self {
+        self.checkpoints.keep_hashes = events;
         self
     }
 
@@ -268,7 +277,16 @@ impl Store {
                         // Not through `crate::log`: the usual case for small stores,
                         // not worth a C callback's attention.
                         tracing::debug!(path = %shown, %why, "no usable index file; scanning the log");
-                        recovery::scan(file.as_ref(), file_len, salt, version)?
+                        recovery::scan_from(
+                            file.as_ref(),
+                            file_len,
+                            salt,
+                            version,
+                            index::IndexBuilder::default()
+                                .keep_hashes(options.checkpoints.keep_hashes),
+                            FILE_HEADER_LEN as u64,
+                            None,
+                        )?
                     }
                 };
                 (salt, version, scan)

@@ -223,7 +223,7 @@ impl Follower {
             let delta = index
                 .read()
                 .unwrap_or_else(|p| p.into_inner())
-                .delta_log_bytes();
+                .unwritten_log_bytes();
             if delta >= self.reload_bytes {
                 self.reload(file, index, path, salt, tail.version, end);
             }
@@ -249,7 +249,7 @@ impl Follower {
         let (source, covered_now, count) = {
             let ix = index.read().unwrap_or_else(|p| p.into_inner());
             match ix.log_source() {
-                Some(s) => (s, ix.delta_start(), ix.event_count()),
+                Some(s) => (s, ix.disk_covered(), ix.event_count()),
                 None => return,
             }
         };

@@ -32,6 +32,9 @@ pub struct Thresholds {
     /// At this much log in the delta, the writer asks for a checkpoint.
     pub ask_bytes: u64,
     pub interval: Duration,
+    /// A scan at open of more events than this keeps no id hashes (see
+    /// `Delta::hashes_dropped`).
+    pub keep_hashes: usize,
 }
 
 impl Default for Thresholds {
@@ -40,6 +43,7 @@ impl Default for Thresholds {
             min_bytes: MIN_BYTES,
             ask_bytes: CHECKPOINT_BYTES,
             interval: INTERVAL,
+            keep_hashes: crate::store::index::KEEP_HASHES,
         }
     }
 }

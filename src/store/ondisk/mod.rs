@@ -132,8 +132,41 @@ impl<'a> PageWriter<'a> {
     }
 }
 
+/// The id hashes of a part that dropped them: its records' ids read back from the log
+/// (in spans of up to 8 MiB; only the 16 id bytes of each record are looked at: the
+/// records were verified when scanned).
+fn read_id_hashes(log: &LogSource, d: &Delta) -> Result<Vec<u64>, Error> {
+    const SPAN: u64 = 8 << 20;
+    let keys = d.ids.keys();
+    let mut out = Vec::with_capacity(d.records.len());
+    let mut buf = Vec::new();
+    let mut i = 0;
+    while i < d.records.len() {
+        let start = d.records[i].offset();
+        let mut j = i + 1;
+        while j < d.records.len() && d.records[j].end() - start <= SPAN {
+            j += 1;
+        }
+        let stop = d.records[j - 1].end();
+        buf.resize((stop - start) as usize, 0);
+        read_exact_at(&log.file, &mut buf, start).map_err(|e| {
+            Error::io(
+                format!("read the log at byte offset {start} for the index's id filter"),
+                e,
+            )
+        })?;
+        for r in &d.records[i..j] {
+            let at = (r.offset() - start) as usize + 44;
+            let id = uuid::Uuid::from_bytes(buf[at..at + 16].try_into().expect("16 bytes"));
+            out.push(keys.hash(&id));
+        }
+        i = j;
+    }
+    Ok(out)
+}
+
 /// Writes the columns of `d` as a segment; returns where they lie.
-fn write_segment(w: &mut PageWriter<'_>, d: &Delta) -> Result<SegmentMeta, Error> {
+fn write_segment(w: &mut PageWriter<'_>, d: &Delta, log: &LogSource) -> Result<SegmentMeta, Error> {
     let n = d.len();
     let locations = w.column(Kind::Locations, n, format::LOCATIONS_PER_PAGE, 8, |i, b| {
         b.copy_from_slice(&d.records[i as usize].raw().to_le_bytes())
@@ -193,7 +226,14 @@ fn write_segment(w: &mut PageWriter<'_>, d: &Delta) -> Result<SegmentMeta, Error
     )?;
     let bloom_blocks = format::bloom_blocks(n);
     let mut filter = vec![0u8; bloom_blocks as usize * format::BLOCK_LEN];
-    for &h in &d.id_hashes {
+    let read_back;
+    let hashes = if d.hashes_dropped {
+        read_back = read_id_hashes(log, d)?;
+        &read_back
+    } else {
+        &d.id_hashes
+    };
+    for &h in hashes {
         if h != NO_ID {
             format::bloom_add(&mut filter, bloom_blocks, h);
         }
@@ -382,7 +422,7 @@ pub(crate) fn write_checkpoint(
         w.end = PAGE as u64;
         w.sequence = 0;
     }
-    let result = write_parts(w, frozen, last_batch_start, crc);
+    let result = write_parts(w, log, frozen, last_batch_start, crc);
     if fresh {
         let tmp = tmp_of(&w.path);
         let renamed = result.as_ref().map_err(|e| e.duplicate()).and_then(|_| {
@@ -410,6 +450,7 @@ pub(crate) fn write_checkpoint(
 
 fn write_parts(
     w: &mut IndexWriter,
+    log: &LogSource,
     frozen: &crate::store::index::Frozen,
     last_batch_start: u64,
     crc: u32,
@@ -437,7 +478,7 @@ fn write_parts(
         };
         match mem {
             Some(d) => {
-                let meta = write_segment(&mut pw, &d)?;
+                let meta = write_segment(&mut pw, &d, log)?;
                 metas.push(meta);
                 let from = frozen
                     .merged
