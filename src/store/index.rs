@@ -1304,7 +1304,7 @@ pub struct IndexBuilder {
 }
 
 /// Scans of more events keep no id hashes in their delta (see `Delta::hashes_dropped`).
-pub(crate) const KEEP_HASHES: usize = 1 << 20;
+pub(crate) const KEEP_HASHES: usize = 1 << 16;
 
 impl Default for IndexBuilder {
     fn default() -> Self {

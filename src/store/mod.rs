@@ -127,7 +127,7 @@ impl OpenOptions {
     }
 
     /// A scan at open of more than `events` events (no usable index file) keeps no id
-    /// hashes in memory (default 2^20; for tests).
+    /// hashes in memory (default 2^16; for tests).
     #[doc(hidden)]
     pub fn index_keep_hashes(mut self, events: usize) -> Self {
         self.checkpoints.keep_hashes = events;
