@@ -150,7 +150,10 @@ pub extern "C" fn es_subscribe(
 /// milliseconds (`-1`: no limit, `0`: do not wait). An empty result means the time ran
 /// out or `es_wake` was called on the store. The subscription's position advances past
 /// every event examined, matching or not; after an empty result it is the end of the
-/// log as the call saw it. `max_count` 0 gives an empty result at once.
+/// log as the call saw it. `max_count` 0 gives an empty result at once. One call
+/// returns at most 4 MiB of records (at least one event): a caller asking for
+/// `UINT64_MAX` events catches up in pages of that size, and fewer events than asked
+/// never means that the subscription has caught up.
 ///
 /// Ownership: on success the caller owns `*out_events` and releases it with `es_free`
 /// (it outlives the subscription and the store). On failure `*out_events` is set to
