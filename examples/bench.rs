@@ -7,7 +7,8 @@
 //!
 //! Options: `--full`, `--runs N` (median of N runs, default 5), `--dir PATH` (where the
 //! temporary files go; default: a temporary directory under the current directory, so
-//! on its filesystem), `--only SUBSTRING` (run only workloads whose name contains it).
+//! on its filesystem), `--only SUBSTRING` (run only workloads whose name contains it),
+//! `--events10m` (the 10M-event open and memory rows, which `--full` also runs).
 //!
 //! Every workload uses the same events: a 16-byte stream id, a 12-byte event type,
 //! 32 bytes of metadata and a 200-byte (or 4 KiB) payload, spread over 1,000 streams.
@@ -116,6 +117,13 @@ fn parse_args() -> Config {
                 let path = PathBuf::from(args.next().expect("PATH"));
                 let n: usize = args.next().and_then(|v| v.parse().ok()).expect("N");
                 write_store_file(&path, &Data::new(200), n);
+                std::process::exit(0);
+            }
+            "--make-rare-store" => {
+                // Tooling: the store of follow_filtered (1% of type RareType0001).
+                let path = PathBuf::from(args.next().expect("PATH"));
+                let n: usize = args.next().and_then(|v| v.parse().ok()).expect("N");
+                write_store_file_rare(&path, &Data::new(200), n);
                 std::process::exit(0);
             }
             "--follow-child" => {
