@@ -209,14 +209,18 @@ impl Store {
             None => max_count,
         };
         let reach = if unfiltered { max_count } else { FILTER_BUDGET };
-        if from.saturating_add(reach) > read_lock(&self.index).event_count() {
+        let mut index = read_lock(&self.index);
+        if from.saturating_add(reach) > index.event_count() {
+            drop(index);
             if let Err(e) = self.refresh() {
                 batch.clear();
                 return Err(e);
             }
+            index = read_lock(&self.index);
         }
         if unfiltered {
-            let (first, mut locations) = read_lock(&self.index).locate_range(from, max_count);
+            let (first, mut locations) = index.locate_range(from, max_count);
+            drop(index);
             if let Some(bytes) = page_bytes {
                 locations.truncate(within(bytes, locations.iter().map(|l| l.size())));
             }
@@ -231,7 +235,8 @@ impl Store {
             return Ok((first + locations.len() as u64).max(from));
         }
         let (mut located, mut next) =
-            read_lock(&self.index).locate_filtered(from, max_count, FILTER_BUDGET, matcher);
+            index.locate_filtered(from, max_count, FILTER_BUDGET, matcher);
+        drop(index);
         if let Some(bytes) = page_bytes {
             let keep = within(bytes, located.iter().map(|(_, l)| l.size()));
             if keep < located.len() {

@@ -21,6 +21,9 @@ pub struct EventBatch {
     buf: Vec<u8>,
     /// Start and length of each record in `buf`.
     records: Vec<(usize, usize)>,
+    /// Scratch space of `read_records` (the spans of the file to read), kept so that
+    /// a batch read into again allocates nothing.
+    spans: Vec<(u64, u64, usize)>,
 }
 
 impl EventBatch {
@@ -143,7 +146,8 @@ fn read_records(
     records.clear();
     records.reserve(count);
     // Spans of the file to read: (file offset, length, offset in the buffer).
-    let mut spans: Vec<(u64, u64, usize)> = Vec::new();
+    let mut spans = std::mem::take(&mut into.spans);
+    spans.clear();
     let mut total = 0usize;
     for i in 0..count {
         let (_, loc) = located(i);
@@ -218,7 +222,11 @@ fn read_records(
         }
     }
     debug_assert_eq!(verified, count);
-    *into = EventBatch { buf, records };
+    *into = EventBatch {
+        buf,
+        records,
+        spans,
+    };
     Ok(())
 }
 
