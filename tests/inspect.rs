@@ -10,7 +10,9 @@ use std::sync::Arc;
 
 use common::{all, event, open_exact, temp_store};
 use eventstore::inspect::{self, Inspection, RangeKind};
-use eventstore::{CopiedBatch, Error, ExpectedVersion, HeaderCause, RecordedEvent, Store};
+use eventstore::{
+    CopiedBatch, Error, ExpectedVersion, HeaderCause, ProposedEvent, RecordedEvent, Store,
+};
 use uuid::Uuid;
 
 /// A batch's (offset, len, first position, count).
@@ -334,27 +336,19 @@ fn append_copied_keeps_ids_and_commit_times_and_later_appends_do_not_go_back() {
     let store = open_exact(&t.path);
     let s = Uuid::from_u128(9);
     let future = 4_000_000_000_000_000u64; // year 2096
+    let first = [event("A", b"1"), event("B", b"2")];
+    let second = [event("C", b"3")];
+    fn refs(events: &[ProposedEvent]) -> Vec<eventstore::ProposedEventRef<'_>> {
+        events.iter().map(ProposedEvent::as_ref).collect()
+    }
     let batches = vec![
-        CopiedBatch {
-            stream_id: s,
-            expected_version: ExpectedVersion::NoStream,
-            recorded_at: 1_000,
-            events: vec![event("A", b"1"), event("B", b"2")],
-        },
-        CopiedBatch {
-            stream_id: s,
-            expected_version: ExpectedVersion::Exact(1),
-            recorded_at: future,
-            events: vec![event("C", b"3")],
-        },
+        CopiedBatch::new(s, ExpectedVersion::NoStream, 1_000, &refs(&first)).unwrap(),
+        CopiedBatch::new(s, ExpectedVersion::Exact(1), future, &refs(&second)).unwrap(),
     ];
-    let ids: Vec<Uuid> = batches
-        .iter()
-        .flat_map(|b| b.events.iter().map(|e| e.event_id))
-        .collect();
+    let ids: Vec<Uuid> = first.iter().chain(&second).map(|e| e.event_id).collect();
     let results = store.append_copied(batches).unwrap();
     assert_eq!(results.len(), 2);
-    assert_eq!(results[1].first_global_position, 2);
+    assert_eq!(results[1][0].first_global_position, 2);
     let later = store
         .append(s, ExpectedVersion::Exact(2), vec![event("D", b"4")])
         .unwrap();
@@ -373,12 +367,13 @@ fn append_copied_keeps_ids_and_commit_times_and_later_appends_do_not_go_back() {
     );
     // A failed check is reported; the batch is not written.
     let err = store
-        .append_copied(vec![CopiedBatch {
-            stream_id: s,
-            expected_version: ExpectedVersion::NoStream,
-            recorded_at: 5,
-            events: vec![event("E", b"5")],
-        }])
+        .append_copied(vec![CopiedBatch::new(
+            s,
+            ExpectedVersion::NoStream,
+            5,
+            &refs(&[event("E", b"5")]),
+        )
+        .unwrap()])
         .unwrap_err();
     assert!(matches!(err, Error::WrongExpectedVersion { .. }));
     assert_eq!(store.global_position(), 4);

@@ -243,3 +243,21 @@ pub fn list_streams(
     }
     Ok(())
 }
+
+/// The first position of the batch of each event a command shows (the JSON key
+/// `batch_position`), through `Store::batch_bounds`: asked once per batch, since events
+/// come in order (or in reverse order) and the last answer is kept.
+#[derive(Default)]
+pub struct BatchOf(std::ops::Range<u64>);
+
+impl BatchOf {
+    pub fn of(&mut self, store: &Store, position: u64) -> u64 {
+        if !self.0.contains(&position) {
+            // Unknown only for an event the handle has not read: it is its own batch.
+            self.0 = store
+                .batch_bounds(position)
+                .unwrap_or(position..position + 1);
+        }
+        self.0.start
+    }
+}

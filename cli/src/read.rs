@@ -130,10 +130,11 @@ pub fn dump(
     }
     let limit = limit.unwrap_or(u64::MAX);
     let mut shown = 0u64;
+    let mut batches = access::BatchOf::default();
     if limit > 0 {
         access::read_matching(&store, filter, range, &mut |e| {
             if json {
-                event_json(&mut out, e)?;
+                event_json(&mut out, e, batches.of(&store, e.global_position))?;
             } else {
                 event_row(&mut out, e)?;
             }
@@ -164,7 +165,8 @@ pub fn event(path: &Path, id: Uuid, json: bool) -> Result<i32> {
         .map_err(|e| crate::fail::Fail::store(path, e))?;
     let mut out = stdout();
     if json {
-        event_json(&mut out, &access::view(&e))?;
+        let batch = access::BatchOf::default().of(&store, e.global_position);
+        event_json(&mut out, &access::view(&e), batch)?;
     } else {
         table_header(&mut out)?;
         event_row(&mut out, &access::view(&e))?;
@@ -259,10 +261,11 @@ fn last_events(
             },
         )?;
     }
+    let mut batches = access::BatchOf::default();
     for e in newest_first.iter().rev() {
         let view = access::view(e);
         if json {
-            event_json(out, &view)?;
+            event_json(out, &view, batches.of(store, e.global_position))?;
         } else {
             event_row(out, &view)?;
         }
@@ -288,6 +291,7 @@ pub fn follow_from(
     let mut shown = 0u64;
     let mut subscription = store.subscribe(position, filter.clone());
     let mut batch = EventBatch::default();
+    let mut batches = access::BatchOf::default();
     while shown < max {
         let wait = match deadline {
             Some(d) => match d.checked_duration_since(Instant::now()) {
@@ -301,7 +305,7 @@ pub fn follow_from(
             .map_err(|e| crate::fail::Fail::store(store.path(), e))?;
         for e in batch.iter() {
             if json {
-                event_json(out, &e)?;
+                event_json(out, &e, batches.of(store, e.global_position))?;
             } else {
                 event_row(out, &e)?;
             }

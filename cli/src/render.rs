@@ -72,8 +72,9 @@ fn write_bytes(out: &mut dyn Write, bytes: &[u8], encoding: Encoding) -> std::io
     }
 }
 
-/// One event as a line of JSON (see docs/cli.md, "The event schema").
-pub fn event_json(out: &mut dyn Write, e: &RecordView<'_>) -> Result<()> {
+/// One event as a line of JSON (see docs/cli.md, "The event schema"); `batch` is the
+/// position of the first event of its batch.
+pub fn event_json(out: &mut dyn Write, e: &RecordView<'_>, batch: u64) -> Result<()> {
     (|| -> std::io::Result<()> {
         write!(
             out,
@@ -92,7 +93,11 @@ pub fn event_json(out: &mut dyn Write, e: &RecordView<'_>) -> Result<()> {
         write!(out, ",\"payload_encoding\":\"{}\",\"metadata\":", p.name())?;
         let m = Encoding::of(e.metadata);
         write_bytes(out, e.metadata, m)?;
-        writeln!(out, ",\"metadata_encoding\":\"{}\"}}", m.name())
+        writeln!(
+            out,
+            ",\"metadata_encoding\":\"{}\",\"batch_position\":{batch}}}",
+            m.name()
+        )
     })()
     .or_stdout()
 }

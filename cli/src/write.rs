@@ -4,7 +4,9 @@ use std::collections::HashMap;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
-use eventstore::{CopiedBatch, Error, ExpectedVersion, ProposedEvent, Store, Uuid};
+use eventstore::{
+    CopiedBatch, Error, ExpectedVersion, ProposedEvent, ProposedEventRef, Store, StreamAppend, Uuid,
+};
 
 use crate::access;
 use crate::fail::{Fail, OrStdout, Result, EXIT_FOUND, EXIT_IO, EXIT_OK};
@@ -17,6 +19,8 @@ struct Lines {
     input: std::io::StdinLock<'static>,
     buf: Vec<u8>,
     number: u64,
+    /// Bytes read so far.
+    bytes: u64,
 }
 
 impl Lines {
@@ -25,6 +29,7 @@ impl Lines {
             input: std::io::stdin().lock(),
             buf: Vec::new(),
             number: 0,
+            bytes: 0,
         }
     }
 
@@ -40,18 +45,18 @@ impl Lines {
                 return Ok(None);
             }
             self.number += 1;
-            if let Err(e) = std::str::from_utf8(&self.buf) {
-                return Err(Fail::usage(format!(
-                    "line {}: not UTF-8 ({e})",
-                    self.number
-                )));
-            }
+            self.bytes += n as u64;
             if !self.buf.iter().all(u8::is_ascii_whitespace) {
                 break;
             }
         }
-        let text = std::str::from_utf8(&self.buf).expect("checked above");
-        Ok(Some((self.number, text.trim_end_matches(['\n', '\r']))))
+        match std::str::from_utf8(&self.buf) {
+            Ok(text) => Ok(Some((self.number, text.trim_end_matches(['\n', '\r'])))),
+            Err(e) => Err(Fail::usage(format!(
+                "line {}: not UTF-8 ({e})",
+                self.number
+            ))),
+        }
     }
 }
 
@@ -328,28 +333,150 @@ pub fn import(dest: &Path, json: bool, quiet: bool) -> Result<i32> {
     Ok(EXIT_OK)
 }
 
-/// One batch being assembled from consecutive lines of one stream and commit time.
+/// One batch being assembled from consecutive lines. Its events live in a pool that
+/// is reused from batch to batch (no allocation per event once it has grown).
 struct Building {
-    batch: CopiedBatch,
+    /// Global position and line of its first event.
+    first_position: u64,
+    first_line: u64,
+    recorded_at: u64,
+    /// Its lines carry `batch_position`: it is one batch of the exported log, kept
+    /// whole. Otherwise (older exports) consecutive events of one stream with one
+    /// commit time are joined, up to a size.
+    exact: bool,
+    /// Its runs: stream, expected version, events.
+    runs: Vec<(Uuid, ExpectedVersion, usize)>,
+    /// The first `used` are the batch's events.
+    events: Vec<ProposedEvent>,
+    used: usize,
     bytes: usize,
+}
+
+impl Building {
+    /// The next free event of the pool.
+    fn slot(&mut self) -> &mut ProposedEvent {
+        if self.used == self.events.len() {
+            self.events.push(ProposedEvent {
+                event_id: Uuid::nil(),
+                event_type: String::new(),
+                metadata: Vec::new(),
+                payload: Vec::new(),
+            });
+        }
+        &mut self.events[self.used]
+    }
+
+    /// The batch as it stands, encoded; the builder is empty afterwards.
+    fn take(&mut self) -> std::result::Result<CopiedBatch, Error> {
+        let refs: Vec<ProposedEventRef<'_>> = self.events[..self.used]
+            .iter()
+            .map(ProposedEvent::as_ref)
+            .collect();
+        let mut at = 0;
+        let runs: Vec<StreamAppend<'_>> = self
+            .runs
+            .iter()
+            .map(|&(stream_id, expected_version, n)| {
+                at += n;
+                StreamAppend {
+                    stream_id,
+                    expected_version,
+                    events: &refs[at - n..at],
+                }
+            })
+            .collect();
+        let batch = CopiedBatch::multi(self.recorded_at, &runs);
+        self.runs.clear();
+        self.used = 0;
+        self.bytes = 0;
+        batch
+    }
+}
+
+/// Hashes stream ids for import's version check: one keyed multiply (SipHash costs
+/// more than the rest of the check on 10M lines); the random key keeps chosen ids
+/// from colliding.
+#[derive(Clone)]
+struct IdHash(u64, u64);
+
+impl IdHash {
+    fn new() -> IdHash {
+        let k = Uuid::new_v4().as_u128();
+        IdHash(k as u64 | 1, (k >> 64) as u64 | 1)
+    }
+}
+
+impl std::hash::BuildHasher for IdHash {
+    type Hasher = IdHasher;
+    fn build_hasher(&self) -> IdHasher {
+        IdHasher(self.0, self.1, 0)
+    }
+}
+
+struct IdHasher(u64, u64, u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(16) {
+            let mut word = [0u8; 16];
+            word[..chunk.len()].copy_from_slice(chunk);
+            let w = u128::from_le_bytes(word);
+            let p = u128::from((w as u64) ^ self.0) * u128::from(((w >> 64) as u64) ^ self.1);
+            let folded = (p as u64) ^ ((p >> 64) as u64);
+            let q = u128::from(self.2 ^ folded) * 0x9e37_79b9_7f4a_7c15;
+            self.2 = (q as u64) ^ ((q >> 64) as u64);
+        }
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.2 ^= n as u64;
+    }
+    fn finish(&self) -> u64 {
+        self.2
+    }
+}
+
+/// The length of standard input when it is a regular file (`import DEST < FILE`).
+fn stdin_len() -> Option<u64> {
+    std::fs::metadata("/dev/stdin")
+        .ok()
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
 }
 
 fn import_into(tmp: &Path, progress: &Progress) -> Result<(u64, u64)> {
     let store = Store::open(tmp).map_err(|e| Fail::store(tmp, e))?;
+    let input_len = stdin_len();
     let mut lines = Lines::new();
-    let mut next_version: HashMap<Uuid, u64> = HashMap::new();
+    let mut next_version: HashMap<Uuid, u64, IdHash> = HashMap::with_hasher(IdHash::new());
     let mut position = 0u64;
     let mut batches = 0u64;
-    let mut building: Option<Building> = None;
+    let mut b = Building {
+        first_position: 0,
+        first_line: 0,
+        recorded_at: 0,
+        exact: false,
+        runs: Vec::new(),
+        events: Vec::new(),
+        used: 0,
+        bytes: 0,
+    };
     let mut group: Vec<CopiedBatch> = Vec::new();
     let mut group_bytes = 0usize;
-    let flush = |group: &mut Vec<CopiedBatch>| -> Result<()> {
-        store
-            .append_copied(std::mem::take(group))
-            .map(|_| ())
-            .map_err(|e| Fail::store(tmp, e))
+    let mut reserved = false;
+    let mut last_line = 0u64;
+    let close = |b: &mut Building, last_line: u64| -> Result<CopiedBatch> {
+        let first = b.first_line;
+        b.take().map_err(|e| {
+            Fail::usage(format!(
+                "lines {first}-{last_line}: {e}; nothing was imported"
+            ))
+        })
     };
-    while let Some((n, text)) = lines.next()? {
+    loop {
+        let read = lines.bytes;
+        let Some((n, text)) = lines.next()? else {
+            break;
+        };
         let bad = |why: String| Fail::usage(format!("line {n}: {why}"));
         let line = input::parse(text).map_err(bad)?;
         let field = |name: &str, v: Option<u64>| {
@@ -379,56 +506,108 @@ fn import_into(tmp: &Path, progress: &Progress) -> Result<(u64, u64)> {
                 "stream {stream} at version {version}, expected {expected_version}"
             )));
         }
-        let event = checked(line.event().map_err(bad)?).map_err(bad)?;
-        if event.event_id.is_nil() {
-            return Err(bad(
-                "no \"event_id\" (or the nil id): an exported event always has one".into(),
-            ));
+        {
+            let slot = b.slot();
+            line.event_into(slot).map_err(bad)?;
+            eventstore::codec::check_event(&slot.as_ref()).map_err(|e| bad(e.to_string()))?;
+            if slot.event_id.is_nil() {
+                return Err(bad(
+                    "no \"event_id\" (or the nil id): an exported event always has one".into(),
+                ));
+            }
         }
-        let size = event.as_ref().encoded_len();
-        let joins = building.as_ref().is_some_and(|b| {
-            b.batch.stream_id == stream
-                && b.batch.recorded_at == recorded_at
-                && b.batch.events.len() < IMPORT_BATCH_EVENTS
-                && b.bytes + size <= IMPORT_GROUP_BYTES
-        });
-        if !joins {
-            if let Some(b) = building.take() {
-                group_bytes += b.bytes;
-                group.push(b.batch);
+        let size = b.events[b.used].as_ref().encoded_len();
+        let starts = match line.batch_position {
+            Some(first) if first == at => true,
+            Some(first) => {
+                if first > at || b.used == 0 || !b.exact || b.first_position != first {
+                    return Err(bad(format!(
+                        "batch_position {first} is not the position of the batch the lines before it began (batch_position names the first event of the event's batch, at or before its own global_position {at})"
+                    )));
+                }
+                if recorded_at != b.recorded_at {
+                    return Err(bad(format!(
+                        "recorded_at {recorded_at} differs from {} of the other events of its batch (batch_position {first}): a batch has one commit time",
+                        b.recorded_at
+                    )));
+                }
+                false
+            }
+            None => {
+                !(b.used > 0
+                    && !b.exact
+                    && b.runs.last().is_some_and(|r| r.0 == stream)
+                    && b.recorded_at == recorded_at
+                    && b.used < IMPORT_BATCH_EVENTS
+                    && b.bytes + size <= IMPORT_GROUP_BYTES)
+            }
+        };
+        if starts {
+            if b.used > 0 {
+                // The new line's event waits in the pool's next slot: keep it there
+                // while the finished batch is encoded, then move it to the front.
+                let parsed = b.used;
+                let batch = close(&mut b, last_line)?;
+                b.events.swap(parsed, 0);
+                group_bytes += batch.len();
+                group.push(batch);
                 batches += 1;
                 if group_bytes >= IMPORT_GROUP_BYTES {
-                    flush(&mut group)?;
+                    if !reserved {
+                        // Size the index once for the whole import, estimated from the
+                        // lines per byte so far (a hint: it grows as needed beyond).
+                        reserved = true;
+                        if let Some(len) = input_len {
+                            let estimate =
+                                u128::from(position) * u128::from(len) / u128::from(read.max(1));
+                            store
+                                .reserve(u64::try_from(estimate).unwrap_or(u64::MAX))
+                                .map_err(|e| Fail::store(tmp, e))?;
+                        }
+                    }
+                    store
+                        .append_copied(std::mem::take(&mut group))
+                        .map_err(|e| Fail::store(tmp, e))?;
                     group_bytes = 0;
                 }
             }
-            building = Some(Building {
-                batch: CopiedBatch {
-                    stream_id: stream,
-                    expected_version: match version {
-                        0 => ExpectedVersion::NoStream,
-                        v => ExpectedVersion::Exact(v - 1),
-                    },
-                    recorded_at,
-                    events: Vec::new(),
-                },
-                bytes: 0,
-            });
+            b.first_position = at;
+            b.first_line = n;
+            b.recorded_at = recorded_at;
+            b.exact = line.batch_position.is_some();
         }
-        let b = building.as_mut().expect("just set");
-        b.batch.events.push(event);
+        match b.runs.last_mut() {
+            Some(r) if r.0 == stream => r.2 += 1,
+            _ => {
+                if b.runs.iter().any(|r| r.0 == stream) {
+                    return Err(bad(format!(
+                        "stream {stream} appears twice in the batch at position {} (a batch holds one run of events per stream)",
+                        b.first_position
+                    )));
+                }
+                let expected = match version {
+                    0 => ExpectedVersion::NoStream,
+                    v => ExpectedVersion::Exact(v - 1),
+                };
+                b.runs.push((stream, expected, 1));
+            }
+        }
+        b.used += 1;
         b.bytes += size;
+        last_line = n;
         next_version.insert(stream, version + 1);
         position += 1;
         if position.is_multiple_of(4096) {
             progress.set(position);
         }
     }
-    if let Some(b) = building.take() {
-        group.push(b.batch);
+    if b.used > 0 {
+        group.push(close(&mut b, last_line)?);
         batches += 1;
     }
-    flush(&mut group)?;
+    store
+        .append_copied(group)
+        .map_err(|e| Fail::store(tmp, e))?;
     store.close().map_err(|e| Fail::store(tmp, e))?;
     Ok((position, batches))
 }

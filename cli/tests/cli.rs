@@ -1487,16 +1487,19 @@ fn verify_and_salvage_handle_multi_stream_batches() {
     assert_eq!(v["kept_batches"], 11);
     assert_eq!(v["kept_events"], events.len() - 6);
     assert_eq!(code(&es(&["verify", s(&dest)])), 0);
-    // Every other batch kept, in order; a multi-stream batch is copied as one batch
-    // per stream (1 + 2 + 3 events), consecutive, with the same commit time.
+    // Every other batch kept, in order, whole: a multi-stream batch stays one batch.
     let kept: Vec<u32> = layout(&dest).iter().map(|b| b.3).collect();
     let want: Vec<u32> = l
         .iter()
         .enumerate()
         .filter(|(i, _)| *i != 4)
-        .flat_map(|(_, b)| if b.3 == 6 { vec![1, 2, 3] } else { vec![1] })
+        .map(|(_, b)| b.3)
         .collect();
     assert_eq!(kept, want);
+    assert_eq!(
+        json(&es(&["info", s(&dest), "--json"]))["format_version"],
+        2
+    );
     let lost = l[4].2..l[4].2 + 6;
     let expected: Vec<&RecordedEvent> = events
         .iter()
@@ -1518,6 +1521,109 @@ fn verify_and_salvage_handle_multi_stream_batches() {
             .map(|e| e.stream_version)
             .collect();
         assert_eq!(versions, (0..versions.len() as u64).collect::<Vec<_>>());
+    }
+}
+
+/// One source batch is one batch of the salvaged and of the imported copy: a
+/// multi-stream append retried against either copy is recognised as a retry
+/// (deduplicated, with the original positions), not refused as a duplicate id; the
+/// batch boundaries are the source's; export carries `batch_position`.
+#[test]
+fn salvage_and_import_keep_multi_stream_batches_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("multi.store");
+    let store = Store::open(&path).unwrap();
+    let mut multis = Vec::new();
+    for round in 0..6u64 {
+        // A single append between the multi-appends, sometimes of the same stream.
+        store
+            .append(
+                [A, B, C][round as usize % 3],
+                ExpectedVersion::Any,
+                vec![ev("Single", b"1", b"")],
+            )
+            .unwrap();
+        let fresh: Vec<Vec<ProposedEvent>> = (0..3)
+            .map(|k| {
+                (0..=k)
+                    .map(|i| ev("M", format!("{{\"r\":{round},\"i\":{i}}}").as_bytes(), b""))
+                    .collect()
+            })
+            .collect();
+        let refs: Vec<Vec<ProposedEventRef<'_>>> = fresh
+            .iter()
+            .map(|v| v.iter().map(ProposedEvent::as_ref).collect())
+            .collect();
+        let appends: Vec<StreamAppend<'_>> = [C, A, B]
+            .iter()
+            .zip(&refs)
+            .map(|(id, events)| StreamAppend {
+                stream_id: *id,
+                expected_version: ExpectedVersion::Any,
+                events,
+            })
+            .collect();
+        let results = store.append_multi(&appends).unwrap();
+        multis.push((fresh, results));
+    }
+    store.close().unwrap();
+    let original = layout(&path);
+    let counts =
+        |l: &[(u64, u64, u64, u32)]| -> Vec<(u64, u32)> { l.iter().map(|b| (b.2, b.3)).collect() };
+
+    // Export names each event's batch: the first position of its batch.
+    let exported = es(&["export", s(&path)]);
+    assert_eq!(code(&exported), 0, "{}", stderr(&exported));
+    let lines = json_lines(&exported);
+    for b in &original {
+        for p in b.2..b.2 + u64::from(b.3) {
+            assert_eq!(lines[p as usize]["batch_position"], b.2, "event {p}");
+        }
+    }
+    let salvaged = dir.path().join("salvaged.store");
+    let o = es(&["salvage", s(&path), s(&salvaged)]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let imported = dir.path().join("imported.store");
+    let o = es_in(&["import", s(&imported), "--json"], &stdout(&exported));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(json(&o)["batches"], original.len());
+
+    for copy in [&salvaged, &imported] {
+        assert_eq!(
+            counts(&layout(copy)),
+            counts(&original),
+            "{}",
+            copy.display()
+        );
+        let store = Store::open(copy).unwrap();
+        for (fresh, results) in &multis {
+            let refs: Vec<Vec<ProposedEventRef<'_>>> = fresh
+                .iter()
+                .map(|v| v.iter().map(ProposedEvent::as_ref).collect())
+                .collect();
+            let appends: Vec<StreamAppend<'_>> = [C, A, B]
+                .iter()
+                .zip(&refs)
+                .map(|(id, events)| StreamAppend {
+                    stream_id: *id,
+                    expected_version: ExpectedVersion::NoStream,
+                    events,
+                })
+                .collect();
+            let again = store
+                .append_multi(&appends)
+                .unwrap_or_else(|e| panic!("{}: {e}", copy.display()));
+            assert_eq!(again.len(), 3);
+            for (a, r) in again.iter().zip(results) {
+                assert!(a.deduplicated, "{}", copy.display());
+                assert_eq!(
+                    (a.first_global_position, a.first_stream_version, a.count),
+                    (r.first_global_position, r.first_stream_version, r.count)
+                );
+            }
+        }
+        assert_eq!(store.global_position(), 6 * 7);
+        store.close().unwrap();
     }
 }
 

@@ -234,7 +234,9 @@ impl Writer {
             let mut next_position = index.event_count();
             let mut in_group: HashMap<Uuid, u64> = HashMap::new();
             let mut group_ids = GroupIds::default();
-            let track_ids = group.len() > 1;
+            // Only appends that check ids look at the group's earlier ids: a group of
+            // copied batches alone (`store/copy.rs`) need not track them.
+            let track_ids = group.len() > 1 && group.iter().any(|r| r.check_ids);
             for r in group {
                 let ids: Vec<(Uuid, Uuid)> = r.batch.record_ids().collect();
                 let verdict = if r.check_ids {
