@@ -120,7 +120,9 @@ enum Command {
     /// The last N events; with -f, then follow new events as they are acknowledged.
     ///
     /// The store is opened read-only: it follows a writer in any process, showing each
-    /// event once its append is durable (a subscription: no polling).
+    /// event once its append is durable (a subscription: no polling). With --stream ID
+    /// of a stream that has no events yet, -f waits for its first events (without -f
+    /// that is exit 1, not found).
     Tail {
         /// The store file.
         path: PathBuf,

@@ -206,7 +206,7 @@ pub fn tail(
 ) -> Result<i32> {
     let store = access::open_for_read(path)?;
     let mut out = stdout();
-    let end = last_events(&store, filter, lines, json, &mut out)?;
+    let end = last_events(&store, filter, lines, follow.is_some(), json, &mut out)?;
     out.flush().or_stdout()?;
     if let Some(follow) = follow {
         follow_from(&store, filter, end, json, &mut out, follow)?;
@@ -216,23 +216,30 @@ pub fn tail(
 
 /// Writes the last `n` matching events, oldest first; returns the event count of the
 /// log when it looked (following goes on from there). Without a type filter this is
-/// one backward read of exactly `n` events.
+/// one backward read of exactly `n` events. A stream that has no events is an error,
+/// unless `following` (as `tail -F` waits for a file): then nothing is shown yet and
+/// the stream's first events are followed when they come.
 fn last_events(
     store: &Store,
     filter: &Filter,
     n: u64,
+    following: bool,
     json: bool,
     out: &mut dyn Write,
 ) -> Result<u64> {
     let fail = |e| crate::fail::Fail::store(store.path(), e);
     let end = store.global_position();
     let mut newest_first = Vec::new();
+    let mut absent = false;
     if let Some(s) = filter.stream_id {
         if store.stream_version(&s).is_none() {
-            return Err(fail(eventstore::Error::StreamNotFound { stream_id: s }));
+            if !following {
+                return Err(fail(eventstore::Error::StreamNotFound { stream_id: s }));
+            }
+            absent = true;
         }
     }
-    if n == 0 || end == 0 {
+    if n == 0 || end == 0 || absent {
         // Nothing to show.
     } else if !filter.selects_types() {
         newest_first = match filter.stream_id {

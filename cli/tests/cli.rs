@@ -495,6 +495,72 @@ fn tail_follows_a_writer_in_another_process() {
     assert_eq!(want, [0, 2, 4, 6]);
 }
 
+/// `tail --stream ID` of a stream with no events: exit 1 without -f; with -f it waits
+/// for the stream (as `tail -F` waits for a file) and shows its first events when a
+/// writer in another process appends them, and nothing of other streams.
+#[test]
+fn tail_follow_waits_for_a_stream_that_does_not_exist_yet() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, _) = sample(dir.path());
+    let d = Uuid::from_u128(0xd);
+    fails(
+        &es(&["tail", s(&path), "--stream", &d.to_string()]),
+        1,
+        &["not found", &d.to_string()],
+    );
+    let mut tail = Command::new(EXE)
+        .args([
+            "tail",
+            s(&path),
+            "-f",
+            "--json",
+            "--max",
+            "2",
+            "--timeout",
+            "60",
+        ])
+        .args(["--stream", &d.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        tail.try_wait().unwrap().is_none(),
+        "tail -f exited before the stream appeared"
+    );
+    let mut writer = WriterProcess::start(&path);
+    writer.append(&format!(
+        "{{\"stream\":\"{B}\",\"type\":\"Other\",\"payload\":0}}"
+    ));
+    let first = writer.append(&format!(
+        "{{\"stream\":\"{d}\",\"type\":\"New\",\"payload\":1,\"expected_version\":\"no_stream\"}}"
+    ));
+    writer.append(&format!(
+        "{{\"stream\":\"{B}\",\"type\":\"Other\",\"payload\":2}}"
+    ));
+    let second = writer.append(&format!(
+        "{{\"stream\":\"{d}\",\"type\":\"New\",\"payload\":3}}"
+    ));
+    let out = tail.wait_with_output().unwrap();
+    writer.finish();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines = json_lines(&out);
+    assert_eq!(
+        positions(&lines),
+        [
+            first["first_global_position"].as_u64().unwrap(),
+            second["first_global_position"].as_u64().unwrap()
+        ]
+    );
+    assert!(lines.iter().all(|v| v["stream_id"] == d.to_string()));
+    assert_eq!(lines[0]["stream_version"], 0);
+}
+
 // ---------------------------------------------------------------------------------
 // Read commands
 
