@@ -458,3 +458,110 @@ fn backup_while_four_threads_append_holds_a_prefix_of_whole_batches() {
         .backup_to(&t.dir.path().join("backup-0.store"), &mut |_, _| {})
         .is_err());
 }
+
+#[test]
+fn reserve_sizes_the_id_table_once_and_the_store_works_on() {
+    let t = temp_store();
+    let store = open_exact(&t.path);
+    let s = Uuid::from_u128(3);
+    let first = event("A", b"1");
+    store
+        .append(s, ExpectedVersion::NoStream, vec![first.clone()])
+        .unwrap();
+    let before = store.index_stats().id_bytes;
+    store.reserve(100_000).unwrap();
+    let after = store.index_stats().id_bytes;
+    // Room for 100,000 more ids at once (8 bytes each, at most 90% full).
+    assert!(after >= before + 100_000 * 8, "{before} -> {after}");
+    // Appending up to it does not grow the table again.
+    let many: Vec<ProposedEvent> = (0..50_000).map(|_| event("B", b"2")).collect();
+    let ids: Vec<Uuid> = many.iter().map(|e| e.event_id).collect();
+    store.append(s, ExpectedVersion::Exact(0), many).unwrap();
+    assert_eq!(store.index_stats().id_bytes, after);
+    // The ids recorded before and after are found; a retry is still recognised.
+    assert_eq!(store.read_event(first.event_id).unwrap().global_position, 0);
+    assert_eq!(
+        store.read_event(ids[49_999]).unwrap().global_position,
+        50_000
+    );
+    let retry = store.append(s, ExpectedVersion::Any, vec![first]).unwrap();
+    assert_eq!(retry[0].global_position, 0);
+    assert_eq!(store.global_position(), 50_001, "a retry writes nothing");
+    // A hint only: reserving less than there is room for changes nothing.
+    store.reserve(10).unwrap();
+    assert_eq!(store.index_stats().id_bytes, after);
+    drop(store);
+    let reader = Store::open_with(&t.path, eventstore::OpenOptions::new().read_only()).unwrap();
+    assert!(matches!(reader.reserve(10), Err(Error::ReadOnly { .. })));
+}
+
+#[test]
+fn a_copied_multi_stream_batch_is_one_batch_and_a_retry_of_it_is_recognised() {
+    let t = temp_store();
+    let store = open_exact(&t.path);
+    let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
+    let ea = [event("A", b"1"), event("A", b"2")];
+    let eb = [event("B", b"3")];
+    let ra: Vec<_> = ea.iter().map(ProposedEvent::as_ref).collect();
+    let rb: Vec<_> = eb.iter().map(ProposedEvent::as_ref).collect();
+    let runs = |expected| {
+        [
+            eventstore::StreamAppend {
+                stream_id: a,
+                expected_version: expected,
+                events: &ra,
+            },
+            eventstore::StreamAppend {
+                stream_id: b,
+                expected_version: expected,
+                events: &rb,
+            },
+        ]
+    };
+    let batch = CopiedBatch::multi(7_000, &runs(ExpectedVersion::NoStream)).unwrap();
+    assert_eq!((batch.count(), batch.recorded_at()), (3, 7_000));
+    let results = store.append_copied(vec![batch]).unwrap();
+    assert_eq!(results.len(), 1);
+    assert_eq!(
+        results[0]
+            .iter()
+            .map(|r| (r.first_global_position, r.first_stream_version, r.count))
+            .collect::<Vec<_>>(),
+        [(0, 0, 2), (2, 0, 1)]
+    );
+    assert_eq!(store.batch_bounds(1), Some(0..3));
+    assert_eq!(store.batch_bounds(3), None);
+    // One batch on disk, of two streams, with the given commit time.
+    drop(store);
+    let mut batches = Vec::new();
+    inspect::scan(&t.path, |b| {
+        batches.push((b.count, b.streams.len(), b.recorded_at));
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(batches, [(3, 2, 7_000)]);
+    // The same append, retried by an application, is a retry, not a duplicate.
+    let store = open_exact(&t.path);
+    let again = store.append_multi(&runs(ExpectedVersion::Any)).unwrap();
+    assert!(again.iter().all(|r| r.deduplicated));
+    assert_eq!(store.global_position(), 3);
+    // A stream twice, or a run with no events, is refused when the batch is made.
+    let twice = [runs(ExpectedVersion::Any)[0], runs(ExpectedVersion::Any)[0]];
+    assert!(matches!(
+        CopiedBatch::multi(1, &twice),
+        Err(Error::InvalidArgument(_))
+    ));
+    let empty = [eventstore::StreamAppend {
+        stream_id: a,
+        expected_version: ExpectedVersion::Any,
+        events: &[],
+    }];
+    assert!(matches!(
+        CopiedBatch::multi(1, &empty),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        CopiedBatch::multi(1, &[]),
+        Err(Error::InvalidArgument(_))
+    ));
+}
