@@ -58,7 +58,7 @@ fn is_exact_json(s: &str) -> bool {
 }
 
 /// Writes `bytes` as a JSON value in `encoding`.
-fn write_bytes(out: &mut dyn Write, bytes: &[u8], encoding: Encoding) -> std::io::Result<()> {
+fn write_bytes(out: &mut Vec<u8>, bytes: &[u8], encoding: Encoding) -> std::io::Result<()> {
     match encoding {
         Encoding::Json => out.write_all(bytes),
         Encoding::Text => {
@@ -73,33 +73,64 @@ fn write_bytes(out: &mut dyn Write, bytes: &[u8], encoding: Encoding) -> std::io
 }
 
 /// One event as a line of JSON (see docs/cli.md, "The event schema"); `batch` is the
-/// position of the first event of its batch.
+/// position of the first event of its batch. The line is put together in a reused
+/// buffer without `fmt` (a whole-log export writes millions of them).
 pub fn event_json(out: &mut dyn Write, e: &RecordView<'_>, batch: u64) -> Result<()> {
-    (|| -> std::io::Result<()> {
-        write!(
-            out,
-            "{{\"global_position\":{},\"stream_id\":\"{}\",\"stream_version\":{},\"event_id\":\"{}\",\"event_type\":",
-            e.global_position, e.stream_id, e.stream_version, e.event_id
-        )?;
-        serde_json::to_writer(&mut *out, e.event_type).map_err(std::io::Error::other)?;
-        write!(
-            out,
-            ",\"recorded_at\":{},\"recorded_at_utc\":\"{}\",\"payload\":",
-            e.recorded_at,
-            utc(e.recorded_at)
-        )?;
+    thread_local! {
+        static LINE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    LINE.with_borrow_mut(|line| {
+        line.clear();
+        line.extend_from_slice(b"{\"global_position\":");
+        put_u64(line, e.global_position);
+        line.extend_from_slice(b",\"stream_id\":\"");
+        put_uuid(line, &e.stream_id);
+        line.extend_from_slice(b"\",\"stream_version\":");
+        put_u64(line, e.stream_version);
+        line.extend_from_slice(b",\"event_id\":\"");
+        put_uuid(line, &e.event_id);
+        line.extend_from_slice(b"\",\"event_type\":");
+        serde_json::to_writer(&mut *line, e.event_type).expect("writing to a Vec");
+        line.extend_from_slice(b",\"recorded_at\":");
+        put_u64(line, e.recorded_at);
+        line.extend_from_slice(b",\"recorded_at_utc\":\"");
+        line.extend_from_slice(&utc_bytes(e.recorded_at));
+        line.extend_from_slice(b"\",\"payload\":");
         let p = Encoding::of(e.payload);
-        write_bytes(out, e.payload, p)?;
-        write!(out, ",\"payload_encoding\":\"{}\",\"metadata\":", p.name())?;
+        write_bytes(line, e.payload, p).expect("writing to a Vec");
+        line.extend_from_slice(b",\"payload_encoding\":\"");
+        line.extend_from_slice(p.name().as_bytes());
+        line.extend_from_slice(b"\",\"metadata\":");
         let m = Encoding::of(e.metadata);
-        write_bytes(out, e.metadata, m)?;
-        writeln!(
-            out,
-            ",\"metadata_encoding\":\"{}\",\"batch_position\":{batch}}}",
-            m.name()
-        )
-    })()
-    .or_stdout()
+        write_bytes(line, e.metadata, m).expect("writing to a Vec");
+        line.extend_from_slice(b",\"metadata_encoding\":\"");
+        line.extend_from_slice(m.name().as_bytes());
+        line.extend_from_slice(b"\",\"batch_position\":");
+        put_u64(line, batch);
+        line.extend_from_slice(b"}\n");
+        out.write_all(line).or_stdout()
+    })
+}
+
+/// Appends the decimal digits of `n`.
+fn put_u64(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+}
+
+/// Appends a UUID, lowercase and hyphenated.
+fn put_uuid(out: &mut Vec<u8>, id: &eventstore::Uuid) {
+    let mut text = [0u8; 36];
+    out.extend_from_slice(id.hyphenated().encode_lower(&mut text).as_bytes());
 }
 
 /// The table's header line.
@@ -115,13 +146,15 @@ pub fn table_header(out: &mut dyn Write) -> Result<()> {
 /// One event as a table row: payload and metadata as JSON, text or base64.
 pub fn event_row(out: &mut dyn Write, e: &RecordView<'_>) -> Result<()> {
     (|| -> std::io::Result<()> {
+        let mut id = [0u8; 36];
+        let time = utc_bytes(e.recorded_at);
         write!(
             out,
-            "{:>10}  {}  {:>7}  {:<27}  {:<24}  ",
+            "{:>10}  {}  {:>7}  {}  {:<24}  ",
             e.global_position,
-            e.stream_id,
+            e.stream_id.hyphenated().encode_lower(&mut id),
             e.stream_version,
-            utc(e.recorded_at),
+            std::str::from_utf8(&time).expect("ASCII"),
             e.event_type
         )?;
         shown(out, e.payload)?;
@@ -150,17 +183,31 @@ fn shown(out: &mut dyn Write, bytes: &[u8]) -> std::io::Result<()> {
 
 /// Microseconds since the Unix epoch as `2026-11-26T16:00:00.123456Z`.
 pub fn utc(micros: u64) -> String {
+    String::from_utf8(utc_bytes(micros).to_vec()).expect("ASCII digits")
+}
+
+/// [`utc`] without an allocation: 27 ASCII bytes (years after 9999 would not fit
+/// four digits: they are shown as 9999, which no commit time reaches).
+pub fn utc_bytes(micros: u64) -> [u8; 27] {
     let secs = micros / 1_000_000;
     let frac = micros % 1_000_000;
-    let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{frac:06}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
+    let mut b = *b"0000-00-00T00:00:00.000000Z";
+    let mut put = |at: usize, width: usize, mut n: u64| {
+        for i in (at..at + width).rev() {
+            b[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+    };
+    put(0, 4, y.clamp(0, 9999) as u64);
+    put(5, 2, u64::from(m));
+    put(8, 2, u64::from(d));
+    put(11, 2, rem / 3600);
+    put(14, 2, rem % 3600 / 60);
+    put(17, 2, rem % 60);
+    put(20, 6, frac);
+    b
 }
 
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant).
