@@ -19,7 +19,10 @@ const FIRST_PAGE: u64 = 64;
 /// in any process and sees exactly the acknowledged events. Never creates a file.
 pub fn open_for_read(path: &Path) -> Result<Store> {
     must_exist(path)?;
-    Store::open_with(path, OpenOptions::new().read_only()).map_err(|e| Fail::store(path, e))
+    crate::progress::while_running("opening the store", || {
+        Store::open_with(path, OpenOptions::new().read_only())
+    })
+    .map_err(|e| Fail::store(path, e))
 }
 
 /// Opens (and with `create`, creates) a store for a writing command.
@@ -27,7 +30,10 @@ pub fn open_for_write(path: &Path, create: bool) -> Result<Store> {
     if !create {
         must_exist(path)?;
     }
-    Store::open_with(path, OpenOptions::new()).map_err(|e| Fail::store(path, e))
+    crate::progress::while_running("opening the store", || {
+        Store::open_with(path, OpenOptions::new())
+    })
+    .map_err(|e| Fail::store(path, e))
 }
 
 /// Fails unless `path` is an existing regular file of at least a header's length (a

@@ -1195,6 +1195,22 @@ fn export_then_import_rebuilds_an_identical_log() {
     );
     drop(store);
     assert_eq!(stdout(&es(&["export", s(&dest)])), text);
+    // Lines without batch_position (an older export) are imported too: consecutive
+    // events of one stream with one commit time make a batch.
+    let older: String = text
+        .lines()
+        .map(|l| {
+            let cut = l.find(",\"batch_position\"").unwrap();
+            format!("{}}}\n", &l[..cut])
+        })
+        .collect();
+    let dest2 = dir.path().join("older.store");
+    let o = es_in(&["import", s(&dest2)], &older);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(
+        Store::open(&dest2).unwrap().read_all(0, u64::MAX).unwrap(),
+        events
+    );
     // `export --from` starts later.
     assert_eq!(
         stdout(&es(&["export", s(&path), "--from", "16"]))
@@ -1225,6 +1241,24 @@ fn import_refuses_bad_input_and_leaves_nothing() {
         (
             lines[0].replace("\"stream_version\":0", "\"stream_version\":3") + "\n",
             "version 3, expected 0",
+        ),
+        // The second event of the first batch (positions 0-1) names another batch, or
+        // another commit time than its batch's.
+        (
+            format!(
+                "{}\n{}\n",
+                lines[0],
+                lines[1].replace("\"batch_position\":0", "\"batch_position\":5")
+            ),
+            "line 2: batch_position 5",
+        ),
+        (
+            format!(
+                "{}\n{}\n",
+                lines[0],
+                lines[1].replace("\"recorded_at\":", "\"recorded_at\":1")
+            ),
+            "a batch has one commit time",
         ),
     ];
     for (input, needle) in cases {
@@ -1789,10 +1823,10 @@ fn make_install_bin_installs_the_tool() {
 fn progress_is_drawn_on_a_terminal_only() {
     let dir = tempfile::tempdir().unwrap();
     let (path, _) = sample(dir.path());
-    let on_terminal = |quiet: &str| {
+    let on_terminal_run = |args: &str| {
         let o = Command::new("script")
             .args(["-q", "-e", "-c"])
-            .arg(format!("{EXE} {quiet} verify {}", s(&path)))
+            .arg(format!("{EXE} {args} {}", s(&path)))
             .arg("/dev/null")
             .stdin(Stdio::null())
             .output()
@@ -1800,6 +1834,7 @@ fn progress_is_drawn_on_a_terminal_only() {
         assert!(o.status.success(), "{o:?}");
         String::from_utf8_lossy(&o.stdout).into_owned()
     };
+    let on_terminal = |quiet: &str| on_terminal_run(&format!("{quiet} verify"));
     let drawn = on_terminal("");
     assert!(
         drawn.contains("verifying") && drawn.contains("ETA"),
@@ -1810,5 +1845,13 @@ fn progress_is_drawn_on_a_terminal_only() {
     assert!(!quiet.contains("ETA"), "{quiet}");
     assert!(quiet.contains("sound"), "{quiet}");
     let piped = es(&["verify", s(&path)]);
+    assert_eq!(stderr(&piped), "");
+    // Opening a store (seconds for a large one) shows a spinner on a terminal.
+    let drawn = on_terminal_run("info");
+    assert!(drawn.contains("opening the store"), "{drawn}");
+    assert!(drawn.contains("events"), "{drawn}");
+    assert!(!on_terminal_run("--quiet info").contains("opening"));
+    let piped = es(&["info", s(&path)]);
+    assert_eq!(code(&piped), 0);
     assert_eq!(stderr(&piped), "");
 }
