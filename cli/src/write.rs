@@ -280,8 +280,14 @@ pub fn import(dest: &Path, json: bool, quiet: bool) -> Result<i32> {
         .map_or_else(|| "store".into(), |n| n.to_string_lossy().into_owned());
     let tmp: PathBuf = dest.with_file_name(format!(".{name}.import-{}.tmp", std::process::id()));
     let _ = std::fs::remove_file(&tmp);
-    let progress = Progress::new(quiet, "importing", Unit::Events, None);
-    let result = import_into(&tmp, &progress);
+    // A bar of the input's bytes, with rate and ETA, when it is a file; else a
+    // spinner counting events.
+    let input_len = stdin_len();
+    let progress = match input_len {
+        Some(len) => Progress::new(quiet, "importing", Unit::Bytes, Some(len)),
+        None => Progress::new(quiet, "importing", Unit::Events, None),
+    };
+    let result = import_into(&tmp, input_len, &progress);
     progress.done();
     // The temporary store is closed; its side file has no follower.
     let _ = std::fs::remove_file(eventstore::store::side_file_path(&tmp));
@@ -443,9 +449,8 @@ fn stdin_len() -> Option<u64> {
         .map(|m| m.len())
 }
 
-fn import_into(tmp: &Path, progress: &Progress) -> Result<(u64, u64)> {
+fn import_into(tmp: &Path, input_len: Option<u64>, progress: &Progress) -> Result<(u64, u64)> {
     let store = Store::open(tmp).map_err(|e| Fail::store(tmp, e))?;
-    let input_len = stdin_len();
     let mut lines = Lines::new();
     let mut next_version: HashMap<Uuid, u64, IdHash> = HashMap::with_hasher(IdHash::new());
     let mut position = 0u64;
@@ -598,7 +603,7 @@ fn import_into(tmp: &Path, progress: &Progress) -> Result<(u64, u64)> {
         next_version.insert(stream, version + 1);
         position += 1;
         if position.is_multiple_of(4096) {
-            progress.set(position);
+            progress.set(if input_len.is_some() { read } else { position });
         }
     }
     if b.used > 0 {

@@ -1854,4 +1854,22 @@ fn progress_is_drawn_on_a_terminal_only() {
     let piped = es(&["info", s(&path)]);
     assert_eq!(code(&piped), 0);
     assert_eq!(stderr(&piped), "");
+    // import from a file: a bar of its bytes with rate and ETA.
+    let exported = dir.path().join("log.jsonl");
+    std::fs::write(&exported, stdout(&es(&["export", s(&path)]))).unwrap();
+    let dest = dir.path().join("imported.store");
+    let o = Command::new("script")
+        .args(["-q", "-e", "-c"])
+        .arg(format!("{EXE} import {} < {}", s(&dest), s(&exported)))
+        .arg("/dev/null")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run script(1)");
+    let drawn = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{drawn}");
+    assert!(
+        drawn.contains("importing") && drawn.contains("ETA"),
+        "{drawn}"
+    );
+    assert!(drawn.contains("imported 17 events"), "{drawn}");
 }
