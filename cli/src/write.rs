@@ -1,6 +1,5 @@
 //! The writing commands: append, import.
 
-use std::collections::HashMap;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
@@ -350,12 +349,21 @@ struct Building {
     /// whole. Otherwise (older exports) consecutive events of one stream with one
     /// commit time are joined, up to a size.
     exact: bool,
-    /// Its runs: stream, expected version, events.
-    runs: Vec<(Uuid, ExpectedVersion, usize)>,
+    /// Its runs, in order.
+    runs: Vec<RunStart>,
     /// The first `used` are the batch's events.
     events: Vec<ProposedEvent>,
     used: usize,
     bytes: usize,
+}
+
+/// One stream's run of events in a batch being built.
+struct RunStart {
+    stream: Uuid,
+    first_version: u64,
+    count: usize,
+    /// The line of its first event.
+    line: u64,
 }
 
 impl Building {
@@ -382,12 +390,15 @@ impl Building {
         let runs: Vec<StreamAppend<'_>> = self
             .runs
             .iter()
-            .map(|&(stream_id, expected_version, n)| {
-                at += n;
+            .map(|r| {
+                at += r.count;
                 StreamAppend {
-                    stream_id,
-                    expected_version,
-                    events: &refs[at - n..at],
+                    stream_id: r.stream,
+                    expected_version: match r.first_version {
+                        0 => ExpectedVersion::NoStream,
+                        v => ExpectedVersion::Exact(v - 1),
+                    },
+                    events: &refs[at - r.count..at],
                 }
             })
             .collect();
@@ -399,48 +410,6 @@ impl Building {
     }
 }
 
-/// Hashes stream ids for import's version check: one keyed multiply (SipHash costs
-/// more than the rest of the check on 10M lines); the random key keeps chosen ids
-/// from colliding.
-#[derive(Clone)]
-struct IdHash(u64, u64);
-
-impl IdHash {
-    fn new() -> IdHash {
-        let k = Uuid::new_v4().as_u128();
-        IdHash(k as u64 | 1, (k >> 64) as u64 | 1)
-    }
-}
-
-impl std::hash::BuildHasher for IdHash {
-    type Hasher = IdHasher;
-    fn build_hasher(&self) -> IdHasher {
-        IdHasher(self.0, self.1, 0)
-    }
-}
-
-struct IdHasher(u64, u64, u64);
-
-impl std::hash::Hasher for IdHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(16) {
-            let mut word = [0u8; 16];
-            word[..chunk.len()].copy_from_slice(chunk);
-            let w = u128::from_le_bytes(word);
-            let p = u128::from((w as u64) ^ self.0) * u128::from(((w >> 64) as u64) ^ self.1);
-            let folded = (p as u64) ^ ((p >> 64) as u64);
-            let q = u128::from(self.2 ^ folded) * 0x9e37_79b9_7f4a_7c15;
-            self.2 = (q as u64) ^ ((q >> 64) as u64);
-        }
-    }
-    fn write_usize(&mut self, n: usize) {
-        self.2 ^= n as u64;
-    }
-    fn finish(&self) -> u64 {
-        self.2
-    }
-}
-
 /// The length of standard input when it is a regular file (`import DEST < FILE`).
 fn stdin_len() -> Option<u64> {
     std::fs::metadata("/dev/stdin")
@@ -449,39 +418,65 @@ fn stdin_len() -> Option<u64> {
         .map(|m| m.len())
 }
 
-fn import_into(tmp: &Path, input_len: Option<u64>, progress: &Progress) -> Result<(u64, u64)> {
-    let store = Store::open(tmp).map_err(|e| Fail::store(tmp, e))?;
-    let mut lines = Lines::new();
-    let mut next_version: HashMap<Uuid, u64, IdHash> = HashMap::with_hasher(IdHash::new());
-    let mut position = 0u64;
-    let mut batches = 0u64;
-    let mut b = Building {
-        first_position: 0,
-        first_line: 0,
-        recorded_at: 0,
-        exact: false,
-        runs: Vec::new(),
-        events: Vec::new(),
-        used: 0,
-        bytes: 0,
-    };
-    let mut group: Vec<CopiedBatch> = Vec::new();
-    let mut group_bytes = 0usize;
-    let mut reserved = false;
-    let mut last_line = 0u64;
-    let close = |b: &mut Building, last_line: u64| -> Result<CopiedBatch> {
-        let first = b.first_line;
-        b.take().map_err(|e| {
-            Fail::usage(format!(
-                "lines {first}-{last_line}: {e}; nothing was imported"
-            ))
-        })
-    };
-    loop {
-        let read = lines.bytes;
-        let Some((n, text)) = lines.next()? else {
-            break;
-        };
+/// Batches encoded and waiting for their group commit, and where each of their runs
+/// began: the store checks each run's expected version (the version before the
+/// run's first one), and a conflict it reports is named by the run's line.
+#[derive(Default)]
+struct Group {
+    batches: Vec<CopiedBatch>,
+    bytes: usize,
+    /// Per run: stream, first version, line.
+    runs: Vec<(Uuid, u64, u64)>,
+}
+
+impl Group {
+    /// Appends the batches, many per `fdatasync`.
+    fn flush(&mut self, store: &Store, tmp: &Path) -> Result<()> {
+        let result = store.append_copied(std::mem::take(&mut self.batches));
+        self.bytes = 0;
+        let runs = std::mem::take(&mut self.runs);
+        match result {
+            Ok(_) => Ok(()),
+            Err(Error::WrongExpectedVersion {
+                stream_id,
+                expected,
+                actual,
+            }) => {
+                let version = match expected {
+                    ExpectedVersion::Exact(v) => v + 1,
+                    _ => 0,
+                };
+                let line = runs
+                    .iter()
+                    .find(|r| r.0 == stream_id && r.1 == version)
+                    .map_or_else(|| "a line".to_string(), |r| format!("line {}", r.2));
+                Err(Fail::usage(format!(
+                    "{line}: stream {stream_id} at version {version}, expected {}",
+                    actual.map_or(0, |v| v + 1)
+                )))
+            }
+            Err(e) => Err(Fail::store(tmp, e)),
+        }
+    }
+}
+
+/// The state of an import between lines.
+struct Import<'a> {
+    store: Store,
+    tmp: &'a Path,
+    input_len: Option<u64>,
+    b: Building,
+    group: Group,
+    /// Events and batches so far.
+    position: u64,
+    batches: u64,
+    reserved: bool,
+    last_line: u64,
+}
+
+impl Import<'_> {
+    /// Takes one line: `n` is its number, `read` the input's bytes before it.
+    fn line(&mut self, n: u64, text: &str, read: u64) -> Result<()> {
         let bad = |why: String| Fail::usage(format!("line {n}: {why}"));
         let line = input::parse(text).map_err(bad)?;
         let field = |name: &str, v: Option<u64>| {
@@ -500,17 +495,13 @@ fn import_into(tmp: &Path, input_len: Option<u64>, progress: &Progress) -> Resul
         if line.events.is_some() || line.expected_version.is_some() {
             return Err(bad("\"events\" and \"expected_version\" belong to `append` input, not to an exported log".into()));
         }
+        let position = self.position;
         if at != position {
             return Err(bad(format!(
                 "global_position {at}, expected {position}: import rebuilds a whole log in order (the output of `eventstore export`); use `append` to add events"
             )));
         }
-        let expected_version = next_version.get(&stream).copied().unwrap_or(0);
-        if version != expected_version {
-            return Err(bad(format!(
-                "stream {stream} at version {version}, expected {expected_version}"
-            )));
-        }
+        let b = &mut self.b;
         {
             let slot = b.slot();
             line.event_into(slot).map_err(bad)?;
@@ -541,78 +532,168 @@ fn import_into(tmp: &Path, input_len: Option<u64>, progress: &Progress) -> Resul
             None => {
                 !(b.used > 0
                     && !b.exact
-                    && b.runs.last().is_some_and(|r| r.0 == stream)
+                    && b.runs.last().is_some_and(|r| r.stream == stream)
                     && b.recorded_at == recorded_at
                     && b.used < IMPORT_BATCH_EVENTS
                     && b.bytes + size <= IMPORT_GROUP_BYTES)
             }
         };
         if starts {
-            if b.used > 0 {
+            if self.b.used > 0 {
                 // The new line's event waits in the pool's next slot: keep it there
                 // while the finished batch is encoded, then move it to the front.
-                let parsed = b.used;
-                let batch = close(&mut b, last_line)?;
-                b.events.swap(parsed, 0);
-                group_bytes += batch.len();
-                group.push(batch);
-                batches += 1;
-                if group_bytes >= IMPORT_GROUP_BYTES {
-                    if !reserved {
-                        // Size the index once for the whole import, estimated from the
-                        // lines per byte so far (a hint: it grows as needed beyond).
-                        reserved = true;
-                        if let Some(len) = input_len {
-                            let estimate =
-                                u128::from(position) * u128::from(len) / u128::from(read.max(1));
-                            store
-                                .reserve(u64::try_from(estimate).unwrap_or(u64::MAX))
-                                .map_err(|e| Fail::store(tmp, e))?;
-                        }
-                    }
-                    store
-                        .append_copied(std::mem::take(&mut group))
-                        .map_err(|e| Fail::store(tmp, e))?;
-                    group_bytes = 0;
+                let parsed = self.b.used;
+                self.close()?;
+                self.b.events.swap(parsed, 0);
+                if self.group.bytes >= IMPORT_GROUP_BYTES {
+                    self.reserve(read)?;
+                    self.group.flush(&self.store, self.tmp)?;
                 }
             }
+            let b = &mut self.b;
             b.first_position = at;
             b.first_line = n;
             b.recorded_at = recorded_at;
             b.exact = line.batch_position.is_some();
         }
+        let b = &mut self.b;
         match b.runs.last_mut() {
-            Some(r) if r.0 == stream => r.2 += 1,
+            Some(r) if r.stream == stream => {
+                // Within a run the versions must continue; the store checks the version
+                // a run starts at (its expected version), when the group is committed.
+                let want = r.first_version + r.count as u64;
+                if version != want {
+                    return Err(bad(format!(
+                        "stream {stream} at version {version}, expected {want}"
+                    )));
+                }
+                r.count += 1;
+            }
             _ => {
-                if b.runs.iter().any(|r| r.0 == stream) {
+                if b.runs.iter().any(|r| r.stream == stream) {
                     return Err(bad(format!(
                         "stream {stream} appears twice in the batch at position {} (a batch holds one run of events per stream)",
                         b.first_position
                     )));
                 }
-                let expected = match version {
-                    0 => ExpectedVersion::NoStream,
-                    v => ExpectedVersion::Exact(v - 1),
-                };
-                b.runs.push((stream, expected, 1));
+                b.runs.push(RunStart {
+                    stream,
+                    first_version: version,
+                    count: 1,
+                    line: n,
+                });
             }
         }
         b.used += 1;
         b.bytes += size;
-        last_line = n;
-        next_version.insert(stream, version + 1);
-        position += 1;
-        if position.is_multiple_of(4096) {
-            progress.set(if input_len.is_some() { read } else { position });
+        self.last_line = n;
+        self.position += 1;
+        Ok(())
+    }
+
+    /// Encodes the batch being built into the group.
+    fn close(&mut self) -> Result<()> {
+        let (first, last) = (self.b.first_line, self.last_line);
+        self.group.runs.extend(
+            self.b
+                .runs
+                .iter()
+                .map(|r| (r.stream, r.first_version, r.line)),
+        );
+        let batch = self
+            .b
+            .take()
+            .map_err(|e| Fail::usage(format!("lines {first}-{last}: {e}; nothing was imported")))?;
+        self.group.bytes += batch.len();
+        self.group.batches.push(batch);
+        self.batches += 1;
+        Ok(())
+    }
+
+    /// Before the first group commit: sizes the index once for the whole import,
+    /// estimated from the lines per byte so far (a hint: it grows as needed beyond).
+    fn reserve(&mut self, read: u64) -> Result<()> {
+        if std::mem::replace(&mut self.reserved, true) {
+            return Ok(());
+        }
+        if let Some(len) = self.input_len {
+            let estimate = u128::from(self.position) * u128::from(len) / u128::from(read.max(1));
+            self.store
+                .reserve(u64::try_from(estimate).unwrap_or(u64::MAX))
+                .map_err(|e| Fail::store(self.tmp, e))?;
+        }
+        Ok(())
+    }
+
+    /// Commits what is left.
+    fn finish(&mut self) -> Result<()> {
+        if self.b.used > 0 {
+            self.close()?;
+        }
+        self.group.flush(&self.store, self.tmp)
+    }
+}
+
+fn import_into(tmp: &Path, input_len: Option<u64>, progress: &Progress) -> Result<(u64, u64)> {
+    let store = Store::open(tmp).map_err(|e| Fail::store(tmp, e))?;
+    let mut import = Import {
+        store,
+        tmp,
+        input_len,
+        b: Building {
+            first_position: 0,
+            first_line: 0,
+            recorded_at: 0,
+            exact: false,
+            runs: Vec::new(),
+            events: Vec::new(),
+            used: 0,
+            bytes: 0,
+        },
+        group: Group::default(),
+        position: 0,
+        batches: 0,
+        reserved: false,
+        last_line: 0,
+    };
+    let mut lines = Lines::new();
+    loop {
+        let read = lines.bytes;
+        let next = match lines.next() {
+            Ok(Some((n, text))) => import.line(n, text, read),
+            Ok(None) => break,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = next {
+            // A version conflict the store would find in the lines before this one
+            // comes first: commit them (into the temporary file, discarded anyway).
+            let earlier = if import.b.used > 0 {
+                import
+                    .close()
+                    .and_then(|()| import.group.flush(&import.store, tmp))
+            } else {
+                import.group.flush(&import.store, tmp)
+            };
+            return Err(match earlier {
+                Err(conflict @ Fail::Exit { code: 2, .. }) => conflict,
+                _ => e,
+            });
+        }
+        if import.position.is_multiple_of(4096) {
+            progress.set(if input_len.is_some() {
+                read
+            } else {
+                import.position
+            });
         }
     }
-    if b.used > 0 {
-        group.push(close(&mut b, last_line)?);
-        batches += 1;
-    }
-    store
-        .append_copied(group)
-        .map_err(|e| Fail::store(tmp, e))?;
+    import.finish()?;
+    let Import {
+        store,
+        position,
+        batches,
+        ..
+    } = import;
     store.close().map_err(|e| Fail::store(tmp, e))?;
     Ok((position, batches))
 }

@@ -1242,6 +1242,26 @@ fn import_refuses_bad_input_and_leaves_nothing() {
             lines[0].replace("\"stream_version\":0", "\"stream_version\":3") + "\n",
             "version 3, expected 0",
         ),
+        // A version gap inside a batch's run of one stream (A at 0, then 5).
+        (
+            format!(
+                "{}\n{}\n",
+                lines[0],
+                lines[1].replace("\"stream_version\":1", "\"stream_version\":5")
+            ),
+            "line 2: stream 00000000-0000-0000-0000-00000000000a at version 5, expected 1",
+        ),
+        // A stream starting at the wrong version (B's first event at 2), found when
+        // the lines are committed, is named before a malformed line after it.
+        (
+            format!(
+                "{}\n{}\n{}\n{{broken\n",
+                lines[0],
+                lines[1],
+                lines[2].replace("\"stream_version\":0", "\"stream_version\":2")
+            ),
+            "line 3: stream 00000000-0000-0000-0000-00000000000b at version 2, expected 0",
+        ),
         // The second event of the first batch (positions 0-1) names another batch, or
         // another commit time than its batch's.
         (
