@@ -1211,6 +1211,28 @@ fn export_then_import_rebuilds_an_identical_log() {
         Store::open(&dest2).unwrap().read_all(0, u64::MAX).unwrap(),
         events
     );
+    // `append` takes exported lines too (their positions, versions, times and
+    // batch_position ignored): the same events, ids and bytes, appended anew.
+    let appended = dir.path().join("appended.store");
+    let o = es_in(&["append", s(&appended), "--quiet"], &text);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let got = Store::open(&appended)
+        .unwrap()
+        .read_all(0, u64::MAX)
+        .unwrap();
+    let key = |e: &RecordedEvent| {
+        (
+            e.event_id,
+            e.stream_id,
+            e.stream_version,
+            e.payload.clone(),
+            e.metadata.clone(),
+        )
+    };
+    assert_eq!(
+        got.iter().map(key).collect::<Vec<_>>(),
+        events.iter().map(key).collect::<Vec<_>>()
+    );
     // `export --from` starts later.
     assert_eq!(
         stdout(&es(&["export", s(&path), "--from", "16"]))
