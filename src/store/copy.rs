@@ -83,14 +83,17 @@ impl CopiedBatch {
                     r.stream_id
                 )));
             }
-            if runs[..i].iter().any(|o| o.stream_id == r.stream_id) {
+            for e in r.events {
+                codec::check_event(e)?;
+            }
+        }
+        if runs.len() > 1 {
+            let mut streams = std::collections::HashSet::with_capacity(runs.len());
+            if let Some(r) = runs.iter().find(|r| !streams.insert(r.stream_id)) {
                 return Err(Error::InvalidArgument(format!(
                     "stream {} appears twice in one copied batch",
                     r.stream_id
                 )));
-            }
-            for e in r.events {
-                codec::check_event(e)?;
             }
         }
         let batch = if runs
