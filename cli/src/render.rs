@@ -143,41 +143,81 @@ pub fn table_header(out: &mut dyn Write) -> Result<()> {
     .or_stdout()
 }
 
-/// One event as a table row: payload and metadata as JSON, text or base64.
+/// One event as a table row: payload and metadata as JSON, text or base64. Put
+/// together in a reused buffer without `fmt`, as [`event_json`].
 pub fn event_row(out: &mut dyn Write, e: &RecordView<'_>) -> Result<()> {
-    (|| -> std::io::Result<()> {
-        let mut id = [0u8; 36];
-        let time = utc_bytes(e.recorded_at);
-        write!(
-            out,
-            "{:>10}  {}  {:>7}  {}  {:<24}  ",
-            e.global_position,
-            e.stream_id.hyphenated().encode_lower(&mut id),
-            e.stream_version,
-            std::str::from_utf8(&time).expect("ASCII"),
-            e.event_type
-        )?;
-        shown(out, e.payload)?;
+    thread_local! {
+        static ROW: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    ROW.with_borrow_mut(|row| {
+        row.clear();
+        put_u64_right(row, e.global_position, 10);
+        row.extend_from_slice(b"  ");
+        put_uuid(row, &e.stream_id);
+        row.extend_from_slice(b"  ");
+        put_u64_right(row, e.stream_version, 7);
+        row.extend_from_slice(b"  ");
+        row.extend_from_slice(&utc_bytes(e.recorded_at));
+        row.extend_from_slice(b"  ");
+        row.extend_from_slice(e.event_type.as_bytes());
+        // Padded to 24 characters, as `{:<24}` would.
+        let chars = if e.event_type.is_ascii() {
+            e.event_type.len()
+        } else {
+            e.event_type.chars().count()
+        };
+        row.resize(row.len() + 24usize.saturating_sub(chars), b' ');
+        row.extend_from_slice(b"  ");
+        shown(row, e.payload);
         if !e.metadata.is_empty() {
-            out.write_all(b" [")?;
-            shown(out, e.metadata)?;
-            out.write_all(b"]")?;
+            row.extend_from_slice(b" [");
+            shown(row, e.metadata);
+            row.extend_from_slice(b"]");
         }
-        out.write_all(b"\n")
-    })()
-    .or_stdout()
+        row.push(b'\n');
+        out.write_all(row).or_stdout()
+    })
 }
 
-/// Bytes for a person: JSON or text as they are (line breaks escaped), else base64.
-fn shown(out: &mut dyn Write, bytes: &[u8]) -> std::io::Result<()> {
-    match (Encoding::of(bytes), std::str::from_utf8(bytes)) {
-        (Encoding::Base64, _) | (_, Err(_)) => write!(
-            out,
-            "base64:{}",
-            base64::engine::general_purpose::STANDARD.encode(bytes)
-        ),
-        (_, Ok(s)) if !s.contains(['\n', '\r']) => out.write_all(bytes),
-        (_, Ok(s)) => out.write_all(s.replace('\n', "\\n").replace('\r', "\\r").as_bytes()),
+/// Appends `n` right-aligned in `width` columns.
+fn put_u64_right(out: &mut Vec<u8>, n: u64, width: usize) {
+    let start = out.len();
+    put_u64(out, n);
+    let len = out.len() - start;
+    if len < width {
+        out.splice(start..start, std::iter::repeat_n(b' ', width - len));
+    }
+}
+
+/// UTF-8 without control characters other than tab and line breaks.
+fn is_text(s: &str) -> bool {
+    if s.is_ascii() {
+        return s
+            .bytes()
+            .all(|b| (b >= 0x20 && b != 0x7f) || matches!(b, b'\t' | b'\n' | b'\r'));
+    }
+    !s.chars()
+        .any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+}
+
+/// Bytes for a person: JSON or text as they are (line breaks escaped), else base64
+/// (the choice of [`Encoding::of`], with the JSON parse only where text alone does not
+/// decide it).
+fn shown(out: &mut Vec<u8>, bytes: &[u8]) {
+    match std::str::from_utf8(bytes)
+        .ok()
+        .filter(|s| is_text(s) || is_exact_json(s))
+    {
+        None => {
+            out.extend_from_slice(b"base64:");
+            out.extend_from_slice(
+                base64::engine::general_purpose::STANDARD
+                    .encode(bytes)
+                    .as_bytes(),
+            );
+        }
+        Some(s) if !s.contains(['\n', '\r']) => out.extend_from_slice(bytes),
+        Some(s) => out.extend_from_slice(s.replace('\n', "\\n").replace('\r', "\\r").as_bytes()),
     }
 }
 
@@ -227,6 +267,70 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The row as `fmt` would write it: the layout the table had before it was put
+    /// together by hand.
+    fn reference_row(e: &RecordView<'_>) -> String {
+        let shown = |b: &[u8]| match (Encoding::of(b), std::str::from_utf8(b)) {
+            (Encoding::Base64, _) | (_, Err(_)) => format!(
+                "base64:{}",
+                base64::engine::general_purpose::STANDARD.encode(b)
+            ),
+            (_, Ok(s)) => s.replace('\n', "\\n").replace('\r', "\\r"),
+        };
+        let mut row = format!(
+            "{:>10}  {}  {:>7}  {:<27}  {:<24}  {}",
+            e.global_position,
+            e.stream_id,
+            e.stream_version,
+            utc(e.recorded_at),
+            e.event_type,
+            shown(e.payload)
+        );
+        if !e.metadata.is_empty() {
+            row.push_str(&format!(" [{}]", shown(e.metadata)));
+        }
+        row + "\n"
+    }
+
+    #[test]
+    fn table_rows_keep_their_layout() {
+        let types = [
+            "OrderPlaced",
+            "Größenänderung",
+            "A-type-longer-than-24-characters",
+        ];
+        let bytes: [&[u8]; 6] = [
+            br#"{"a": 1}"#,
+            b"plain text",
+            b"line\nbreak\r",
+            &[0xff, 0, 1],
+            b"",
+            b"tab\there \x7f",
+        ];
+        let mut n = 0u64;
+        for t in types {
+            for p in bytes {
+                for m in bytes {
+                    n += 1;
+                    let e = RecordView {
+                        global_position: n * 999_999_937 % 10_000_000_000_000,
+                        stream_version: n * 13,
+                        recorded_at: 1_764_172_800_123_456 + n,
+                        stream_id: eventstore::Uuid::from_u128(u128::from(n) << 64 | 0xabc),
+                        event_id: eventstore::Uuid::nil(),
+                        event_type: t,
+                        event_type_with_nul: &[],
+                        metadata: m,
+                        payload: p,
+                    };
+                    let mut out = Vec::new();
+                    event_row(&mut out, &e).unwrap();
+                    assert_eq!(String::from_utf8(out).unwrap(), reference_row(&e));
+                }
+            }
+        }
+    }
 
     #[test]
     fn utc_formats_known_instants() {
