@@ -565,3 +565,68 @@ fn a_copied_multi_stream_batch_is_one_batch_and_a_retry_of_it_is_recognised() {
         Err(Error::InvalidArgument(_))
     ));
 }
+
+/// A wrapper that hides the file: `as_file` is `None`, so a backup reads through it.
+struct Hidden(std::fs::File);
+
+impl eventstore::store::io::StorageFile for Hidden {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+        std::os::unix::fs::FileExt::read_at(&self.0, buf, offset)
+    }
+    fn write_at(&self, buf: &[u8], offset: u64) -> std::io::Result<usize> {
+        std::os::unix::fs::FileExt::write_at(&self.0, buf, offset)
+    }
+    fn sync_data(&self) -> std::io::Result<()> {
+        self.0.sync_data()
+    }
+    fn sync_all(&self) -> std::io::Result<()> {
+        self.0.sync_all()
+    }
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        self.0.set_len(len)
+    }
+    fn file_len(&self) -> std::io::Result<u64> {
+        Ok(self.0.metadata()?.len())
+    }
+}
+
+/// A backup is the source's acknowledged bytes exactly, copied in the kernel from a
+/// plain file and through a buffer from a wrapped one, with progress up to the end.
+#[test]
+fn backup_copies_the_acknowledged_bytes_in_the_kernel_or_through_a_buffer() {
+    let t = temp_store();
+    let store = Store::open(&t.path).unwrap();
+    for i in 0..300u32 {
+        let events = (0..1 + i % 3)
+            .map(|k| event("T", format!("{i}-{k}").as_bytes()))
+            .collect();
+        store
+            .append(
+                Uuid::from_u128(u128::from(i % 7)),
+                ExpectedVersion::Any,
+                events,
+            )
+            .unwrap();
+    }
+    let (len, events) = store.acknowledged_len();
+    let wrapped = Store::open_with(
+        &t.path,
+        eventstore::OpenOptions::new()
+            .read_only()
+            .storage(|f| Box::new(Hidden(f))),
+    )
+    .unwrap();
+    // The writer keeps space preallocated past the data: the copy stops at `len`.
+    let source = fs::read(&t.path).unwrap();
+    assert!(source.len() as u64 >= len);
+    for (name, handle) in [("plain.store", &store), ("wrapped.store", &wrapped)] {
+        let dest = t.dir.path().join(name);
+        let mut last = (0, 0);
+        let report = handle
+            .backup_to(&dest, &mut |done, total| last = (done, total))
+            .unwrap();
+        assert_eq!((report.bytes, report.events), (len, events), "{name}");
+        assert_eq!(fs::read(&dest).unwrap(), &source[..len as usize], "{name}");
+        assert_eq!(last, (2 * len, 2 * len), "{name}");
+    }
+}
