@@ -343,7 +343,7 @@ fn scan_batches(
     let seed = SaltedCrc::new(salt);
     let mut records = Vec::new();
     let mut streams = Vec::new();
-    let mut next_versions: HashMap<Uuid, u64> = HashMap::new();
+    let mut next_versions: HashMap<Uuid, u64, IdHash> = HashMap::with_hasher(IdHash::new());
     let mut found = Inspection {
         format_version: 0,
         file_len,
@@ -509,6 +509,57 @@ fn scan_batches(
     }
     found.streams = next_versions.len() as u64;
     Ok(found)
+}
+
+/// Hashes stream ids for the scan's version check with one keyed 64x64->128-bit
+/// multiply (SipHash costs more than the rest of the check per batch); the random key
+/// keeps ids written into a file from being chosen to collide.
+struct IdHash(u64, u64);
+
+impl IdHash {
+    fn new() -> IdHash {
+        let key = Uuid::new_v4().as_u128();
+        IdHash(key as u64 | 1, (key >> 64) as u64 | 1)
+    }
+}
+
+impl std::hash::BuildHasher for IdHash {
+    type Hasher = IdHasher;
+    fn build_hasher(&self) -> IdHasher {
+        IdHasher {
+            keys: (self.0, self.1),
+            acc: 0,
+        }
+    }
+}
+
+struct IdHasher {
+    keys: (u64, u64),
+    acc: u64,
+}
+
+fn fold_mul(a: u64, b: u64) -> u64 {
+    let p = u128::from(a) * u128::from(b);
+    (p as u64) ^ ((p >> 64) as u64)
+}
+
+impl std::hash::Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(16) {
+            let mut word = [0u8; 16];
+            word[..chunk.len()].copy_from_slice(chunk);
+            let w = u128::from_le_bytes(word);
+            let mixed = fold_mul(w as u64 ^ self.keys.0, (w >> 64) as u64 ^ self.keys.1);
+            self.acc = fold_mul(self.acc ^ mixed, 0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_usize(&mut self, n: usize) {
+        // The length prefix of the id's bytes (always 16).
+        self.acc ^= n as u64;
+    }
+    fn finish(&self) -> u64 {
+        self.acc
+    }
 }
 
 /// The first intact batch at or after byte offset `from` that holds positions at or
