@@ -1175,11 +1175,14 @@ fn copied_batches_keep_a_duplicated_id_and_salvage_copies_them() {
     let t = temp_store();
     let store = Store::open(&t.path).unwrap();
     let s = Uuid::from_u128(1);
-    let copied = |recorded_at| eventstore::CopiedBatch {
-        stream_id: s,
-        expected_version: ExpectedVersion::Any,
-        recorded_at,
-        events: vec![ev(77, "Same")],
+    let copied = |recorded_at| {
+        eventstore::CopiedBatch::new(
+            s,
+            ExpectedVersion::Any,
+            recorded_at,
+            &[ev(77, "Same").as_ref()],
+        )
+        .unwrap()
     };
     store
         .append_copied(vec![copied(1_000), copied(2_000)])
