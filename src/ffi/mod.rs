@@ -111,6 +111,17 @@ pub(crate) fn decode_expected(v: i64) -> Option<ExpectedVersion> {
     }
 }
 
+/// [`decode_expected`] for an argument named `what`, with the message every append
+/// gives for a value that names no rule.
+pub(crate) fn expected_arg(v: i64, what: &str) -> Result<ExpectedVersion, Failure> {
+    decode_expected(v).ok_or_else(|| {
+        Failure::Argument(format!(
+            "{what} {v} is neither >= 0 nor one of ES_EXPECTED_ANY (-2), \
+             ES_EXPECTED_NO_STREAM (-1), ES_EXPECTED_STREAM_EXISTS (-4)"
+        ))
+    })
+}
+
 /// The calling thread's record of its most recent failing call.
 struct LastError {
     status: es_status,

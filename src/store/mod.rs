@@ -549,8 +549,23 @@ impl Store {
         max_count: u64,
         visit: read::Visitor<'_>,
     ) -> Result<EventBatch, Error> {
+        self.read_span_visit(|_| (from_position, max_count), visit)
+    }
+
+    /// Reads the positions `span` picks, `(first, count)` from the index (after the
+    /// catch-up of a read-only handle), into a new batch in ascending order, calling
+    /// `visit` with each record as it is verified.
+    pub(crate) fn read_span_visit(
+        &self,
+        span: impl FnOnce(&Index) -> (u64, u64),
+        visit: read::Visitor<'_>,
+    ) -> Result<EventBatch, Error> {
         self.refresh()?;
-        let (first, locations) = read_lock(&self.index).locate_range(from_position, max_count);
+        let (first, locations) = {
+            let index = read_lock(&self.index);
+            let (from, count) = span(&index);
+            index.locate_range(from, count)
+        };
         let mut batch = EventBatch::default();
         read::read_range(
             self.file.as_ref(),

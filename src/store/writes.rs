@@ -217,22 +217,10 @@ impl Store {
         max_count: u64,
         visit: Visitor<'_>,
     ) -> Result<EventBatch, Error> {
-        self.refresh()?;
-        let (first, locations) = {
-            let index = read_lock(&self.index);
-            let (lo, n) = backward_range(from_position, max_count, index.event_count());
-            index.locate_range(lo, n)
-        };
-        let mut batch = EventBatch::default();
-        read::read_range(
-            self.file.as_ref(),
-            &self.path,
-            first,
-            &locations,
-            &mut batch,
-            Some(visit),
-        )?;
-        Ok(batch)
+        self.read_span_visit(
+            |index| backward_range(from_position, max_count, index.event_count()),
+            visit,
+        )
     }
 
     /// Up to `max_count` streams in order of creation (of their first event), from the
