@@ -24,7 +24,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{event, HeldSync};
+use common::{arm, event, open_held};
 use eventstore::{Error, ExpectedVersion, Filter, OpenOptions, Store};
 use uuid::Uuid;
 
@@ -343,15 +343,7 @@ fn a_batch_written_but_not_synced_is_invisible_to_another_process() {
     let _serial = serial();
     let dir = scratch();
     let path = dir.path().join("held.store");
-    let gate: common::Gate = Default::default();
-    let g = gate.clone();
-    let writer = Store::open_with(
-        &path,
-        OpenOptions::new()
-            .preallocate(false)
-            .storage(move |file| Box::new(HeldSync { file, gate: g })),
-    )
-    .unwrap();
+    let (writer, gate) = open_held(&path);
     let s = Uuid::new_v4();
     writer
         .append(s, ExpectedVersion::Any, vec![event("A", b"")])
@@ -360,9 +352,7 @@ fn a_batch_written_but_not_synced_is_invisible_to_another_process() {
     let mut idle = spawn("idle", &path, &[]);
     let idle_rx = lines(&mut idle);
     assert_eq!(expect_line(&idle_rx, "READY"), "1");
-    let (written_tx, written_rx) = mpsc::channel();
-    let (go_tx, go_rx) = mpsc::channel();
-    *gate.lock().unwrap() = Some((written_tx, go_rx));
+    let (written_rx, go_tx) = arm(&gate);
     std::thread::scope(|scope| {
         let appending = scope.spawn(|| {
             writer
