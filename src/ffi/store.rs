@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use uuid::Uuid;
 
 use super::{expected_arg, fail, guard, guard_value, non_null, types::*, Failure};
-use crate::store::Store;
+use crate::store::{OpenOptions, Store};
 
 /// Opens the event store at `path`, creating it if it does not exist, and sets
 /// `*out_store` to a new handle.
@@ -57,25 +57,37 @@ use crate::store::Store;
 #[no_mangle]
 pub extern "C" fn es_open(path: *const c_char, out_store: *mut *mut es_store) -> es_status {
     guard("es_open", || {
-        non_null(out_store, "out_store")?;
-        // SAFETY: `out_store` is non-NULL and the caller promises it is writable.
-        unsafe { out_store.write(std::ptr::null_mut()) };
-        non_null(path, "path")?;
-        // SAFETY: `path` is non-NULL and the caller promises a NUL-terminated string
-        // that stays valid for the call.
-        let path = Path::new(OsStr::from_bytes(
-            unsafe { CStr::from_ptr(path) }.to_bytes(),
-        ));
-        let store = Store::open(path)?;
-        let handle = Box::into_raw(Box::new(es_store {
-            magic: AtomicU64::new(HANDLE_LIVE),
-            store: ManuallyDrop::new(store),
-            users: AtomicU64::new(0),
-        }));
-        // SAFETY: as above, `out_store` is non-NULL and writable.
-        unsafe { out_store.write(handle) };
-        Ok(())
+        open_into(path, out_store, || Ok(OpenOptions::new()))
     })
+}
+
+/// The body of `es_open` and `es_open_with`: sets `*out_store` to NULL, checks `path`,
+/// takes the options (`options` may refuse its own arguments), opens and hands out
+/// the new handle.
+pub(super) fn open_into(
+    path: *const c_char,
+    out_store: *mut *mut es_store,
+    options: impl FnOnce() -> Result<OpenOptions, Failure>,
+) -> Result<(), Failure> {
+    non_null(out_store, "out_store")?;
+    // SAFETY: `out_store` is non-NULL and the caller promises it is writable.
+    unsafe { out_store.write(std::ptr::null_mut()) };
+    non_null(path, "path")?;
+    let options = options()?;
+    // SAFETY: `path` is non-NULL and the caller promises a NUL-terminated string
+    // that stays valid for the call.
+    let path = Path::new(OsStr::from_bytes(
+        unsafe { CStr::from_ptr(path) }.to_bytes(),
+    ));
+    let store = Store::open_with(path, options)?;
+    let handle = Box::into_raw(Box::new(es_store {
+        magic: AtomicU64::new(HANDLE_LIVE),
+        store: ManuallyDrop::new(store),
+        users: AtomicU64::new(0),
+    }));
+    // SAFETY: as above, `out_store` is non-NULL and writable.
+    unsafe { out_store.write(handle) };
+    Ok(())
 }
 
 /// Closes a store opened by `es_open` and frees what the handle holds: cuts the file
