@@ -44,8 +44,20 @@ impl Store {
                     format!("appends[{i}] (stream {}) has no events", a.stream_id)
                 }));
             }
-            for e in a.events {
-                codec::check_event(e)?;
+            for (j, e) in a.events.iter().enumerate() {
+                codec::check_event(e).map_err(|err| match err {
+                    // Name the event: which one of the call, and its id.
+                    Error::InvalidArgument(why) => Error::InvalidArgument(format!(
+                        "{} (event id {}): {why}",
+                        if appends.len() == 1 {
+                            format!("events[{j}]")
+                        } else {
+                            format!("appends[{i}].events[{j}]")
+                        },
+                        e.event_id
+                    )),
+                    other => other,
+                })?;
             }
         }
         if appends.len() > 1 {

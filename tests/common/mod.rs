@@ -84,6 +84,8 @@ pub struct Hooks {
     pub after_read: Hook<usize>,
     /// Before each sync: an error fails the sync.
     pub before_sync: Hook<SyncKind>,
+    /// Before each write: an error fails the write.
+    pub before_write: Hook<()>,
 }
 
 struct Hooked {
@@ -103,6 +105,9 @@ impl StorageFile for Hooked {
         Ok(n)
     }
     fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<usize> {
+        if let Some(h) = &self.hooks.before_write {
+            h(())?;
+        }
         StorageFile::write_at(&self.file, buf, offset)
     }
     fn sync_data(&self) -> io::Result<()> {
