@@ -856,6 +856,24 @@ es_status es_last_conflict(int64_t *out_expected,
                            int64_t *out_actual);
 
 /**
+ * When the most recent failing `es_*` call on the calling thread failed with
+ * `ES_ERR_WRONG_EXPECTED_VERSION`, copies the 16 bytes of the stream whose check
+ * failed into `out_stream` (the `es_append`'s stream, or for an `es_append_multi` the
+ * one of its streams that conflicted, as `es_last_error()` names it) and returns
+ * `ES_OK`. With `es_last_conflict` it gives a binding the whole conflict without
+ * parsing the message.
+ *
+ * `out_stream` must point to 16 writable bytes (an `es_uuid`'s `bytes`); it is
+ * written only on success. This function never changes the thread's last error,
+ * whatever it returns. Thread-safe (the record is the calling thread's own).
+ *
+ * Returns `ES_OK`; `ES_ERR_INVALID_ARGUMENT` when `out_stream` is NULL (the last
+ * error is then left as it was too), or the thread's last failure was not a version
+ * conflict (or there was none).
+ */
+es_status es_last_conflict_stream(uint8_t *out_stream);
+
+/**
  * The name of a status value as a static NUL-terminated string: `"ES_OK"`,
  * `"ES_ERR_IO"`, ...; `"ES_UNKNOWN"` for a value that is not an `es_status`.
  * Never NULL; never free it. Thread-safe.

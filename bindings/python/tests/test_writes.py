@@ -156,6 +156,30 @@ def test_single_append_conflict_names_its_stream(store: Store):
     assert err.value.stream_id == s
 
 
+def test_conflict_stream_comes_from_the_library_not_the_message():
+    """``WrongExpectedVersion.stream_id`` is what ``es_last_conflict_stream`` says,
+    even when the message names another UUID (or none)."""
+    from eventstore import _errors, _native
+
+    real = uuid.uuid4()
+
+    class Lib:
+        def es_last_error(self) -> bytes:
+            return f"es_append: stream {uuid.uuid4()} metadata mentions a uuid".encode()
+
+        def es_last_conflict(self, expected, actual) -> int:
+            return _native.ES_OK
+
+        def es_last_conflict_stream(self, out) -> int:
+            for i, b in enumerate(real.bytes):
+                out[i] = b
+            return _native.ES_OK
+
+    with pytest.raises(eventstore.WrongExpectedVersion) as err:
+        _errors.raise_for(Lib(), _native.ES_ERR_WRONG_EXPECTED_VERSION)  # type: ignore[arg-type]
+    assert err.value.stream_id == real
+
+
 def test_append_multi_duplicate_id_across_streams_writes_nothing(store: Store):
     a, b = uuid.uuid4(), uuid.uuid4()
     taken = uuid.uuid4()
