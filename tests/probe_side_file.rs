@@ -16,6 +16,8 @@
 //!   `ERR message`.
 //! - `WAIT n ms` (reader): waits for more than n events, answers `WOKE m` or
 //!   `ERR message`.
+//! - `MULTI` (writer): one multi-stream append of 3 events (the first one turns a
+//!   version-1 store into version 2), answers `DONE p` or `ERR message`.
 //! - `OPEN` (reader): (re)opens its read-only handle, answers `OPENED n` or `ERR`.
 
 mod support;
@@ -81,6 +83,26 @@ fn side_child_entry() {
                     .collect();
                 match s.append(stream, ExpectedVersion::Any, events) {
                     Ok(r) => format!("DONE {}", r.last().unwrap().global_position + 1),
+                    Err(e) => format!("ERR {e}"),
+                }
+            }
+            ("MULTI", Some(s)) => {
+                let events: Vec<ProposedEvent> = (0..3).map(|_| support_event()).collect();
+                let refs: Vec<_> = events.iter().map(ProposedEvent::as_ref).collect();
+                let parts = [
+                    eventstore::StreamAppend {
+                        stream_id: Uuid::from_u128(0xa),
+                        expected_version: ExpectedVersion::Any,
+                        events: &refs[..1],
+                    },
+                    eventstore::StreamAppend {
+                        stream_id: Uuid::from_u128(0xb),
+                        expected_version: ExpectedVersion::Any,
+                        events: &refs[1..],
+                    },
+                ];
+                match s.append_multi(&parts) {
+                    Ok(r) => format!("DONE {}", r[1].first_global_position + r[1].count),
                     Err(e) => format!("ERR {e}"),
                 }
             }
@@ -414,5 +436,55 @@ fn support_event() -> ProposedEvent {
         event_type: "E".into(),
         metadata: vec![],
         payload: vec![],
+    }
+}
+
+/// Read-only handles across the version 1 to 2 header upgrade (the 0.1 fixture, then
+/// its first multi-stream append), with the writer SIGKILLed at varying moments around
+/// the rewrite: a reader opened before sees either none or all of the batch, never
+/// part of it, never an error that stays; after a new writer's recovery every reader
+/// agrees with it.
+#[test]
+fn readers_across_the_v1_to_v2_upgrade_with_the_writer_killed_around_it() {
+    let _serial = serial();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v0.1.store");
+    let rounds = support::env_usize("ES_UPGRADE_ROUNDS", 6);
+    let mut rng = support::Rng::new(support::seed() ^ 0x0102);
+    for round in 0..rounds {
+        let dir = scratch();
+        let path = dir.path().join("old.store");
+        std::fs::copy(&fixture, &path).unwrap();
+        let mut reader = Proc::start("reader", &path);
+        let (n0, _) = reader.count().expect("the fixture reads");
+        let mut writer = Proc::start("writer", &path);
+        // Killed after a delay from none to a few ms: before the rewrite, during it,
+        // between it and the batch, or after the acknowledgement.
+        let delay = Duration::from_micros(rng.below(4000));
+        writeln!(writer.stdin, "MULTI").unwrap();
+        writer.stdin.flush().unwrap();
+        std::thread::sleep(delay);
+        writer.kill();
+        let seen = match reader.count() {
+            Ok((n, _)) => n,
+            Err(e) => panic!("round {round} ({delay:?}): the reader failed: {e}"),
+        };
+        assert!(
+            seen == n0 || seen == n0 + 3,
+            "round {round} ({delay:?}): the reader sees {seen} events, the store had {n0}"
+        );
+        // A new writer recovers; every reader, old and new, agrees with it.
+        let mut w2 = Proc::start("writer", &path);
+        let after = w2.append(1);
+        assert!(after == n0 + 1 || after == n0 + 4, "round {round}: {after}");
+        assert_eq!(reader.count(), Ok((after, after)), "round {round}");
+        let mut late = Proc::start("reader", &path);
+        assert_eq!(late.count(), Ok((after, after)), "round {round}");
+        // And the upgrade goes through now if it had not.
+        let end = w2.ask("MULTI");
+        let end: u64 = end.strip_prefix("DONE ").expect(&end).parse().unwrap();
+        assert_eq!(reader.count(), Ok((end, end)), "round {round}");
+        w2.finish();
+        reader.finish();
+        late.finish();
     }
 }
