@@ -139,7 +139,17 @@ struct Proc {
 
 impl Proc {
     fn start(mode: &str, path: &Path) -> Proc {
-        let mut child = child("side_child_entry", &[(MODE, mode.into())])
+        Proc::start_as(mode, path, None)
+    }
+
+    /// [`Proc::start`], as user and group `uid` when given (the test runs as root).
+    fn start_as(mode: &str, path: &Path, uid: Option<u32>) -> Proc {
+        let mut cmd = child("side_child_entry", &[(MODE, mode.into())]);
+        if let Some(uid) = uid {
+            std::os::unix::process::CommandExt::uid(&mut cmd, uid);
+            std::os::unix::process::CommandExt::gid(&mut cmd, uid);
+        }
+        let mut child = cmd
             .env("ES_PATH", path)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -487,4 +497,40 @@ fn readers_across_the_v1_to_v2_upgrade_with_the_writer_killed_around_it() {
         reader.finish();
         late.finish();
     }
+}
+
+/// A side file the writer may not write (root's, mode 0444, the writer running as
+/// `nobody`): the writer runs without one; readers beside it are refused with an error
+/// naming it (never shown unsynced data) and read everything once it is gone.
+#[test]
+fn a_side_file_of_another_user_the_writer_cannot_write() {
+    let _serial = serial();
+    // SAFETY: plain system call.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIP a_side_file_of_another_user_the_writer_cannot_write: needs root");
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let dir = scratch();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let path = dir.path().join("s.store");
+    {
+        let s = Store::open(&path).unwrap();
+        s.append(Uuid::new_v4(), ExpectedVersion::Any, vec![support_event()])
+            .unwrap();
+    }
+    std::os::unix::fs::chown(&path, Some(65534), Some(65534)).unwrap();
+    std::fs::set_permissions(side(&path), std::fs::Permissions::from_mode(0o444)).unwrap();
+    let mut writer = Proc::start_as("writer", &path, Some(65534));
+    assert_eq!(writer.append(2), 3);
+    let mut reader = Proc::start("reader", &path);
+    let opened = reader.ask("OPEN");
+    assert!(
+        opened.starts_with("ERR") && opened.contains("could not open its side file"),
+        "a read-only open beside it is refused, naming the side file: {opened}"
+    );
+    writer.finish();
+    assert_eq!(reader.ask("OPEN"), "OPENED 3");
+    assert_eq!(reader.count(), Ok((3, 3)));
+    reader.finish();
 }

@@ -268,7 +268,7 @@ impl Store {
             ),
         }
         // Only now, with the side file ready, do readers learn that a writer is live.
-        shared::hold_live_mark(&lock)
+        shared::hold_live_mark(&lock, side.get().is_some())
             .map_err(|e| Error::io(format!("take the live mark of {shown}"), e))?;
         Ok(Store {
             follower: None,

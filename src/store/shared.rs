@@ -450,9 +450,13 @@ impl SideFile {
 }
 
 /// Takes the live mark: an OFD write lock on `LIVE_MARK` of the store file, held until
-/// every descriptor of this open file is closed (or the process dies).
-pub fn hold_live_mark(store: &File) -> io::Result<()> {
-    let mut lock = live_lock(libc::F_WRLCK);
+/// every descriptor of this open file is closed (or the process dies); with
+/// `publishes` (the writer has its side file) also on the byte after it, the
+/// publishing mark, which tells readers that the side file at the path is this
+/// writer's (a stale one it could not open must not be trusted).
+pub fn hold_live_mark(store: &File, publishes: bool) -> io::Result<()> {
+    let mut lock = live_lock(libc::F_WRLCK, LIVE_MARK);
+    lock.l_len = if publishes { 2 } else { 1 };
     // SAFETY: fcntl on an open descriptor with a valid `flock` structure.
     let r = unsafe { libc::fcntl(store.as_raw_fd(), libc::F_OFD_SETLK, &mut lock) };
     if r == -1 {
@@ -464,7 +468,17 @@ pub fn hold_live_mark(store: &File) -> io::Result<()> {
 /// Whether another open file description (a writer, in any process) holds the live
 /// mark of the store. Works on a read-only descriptor; takes nothing.
 pub fn writer_is_live(store: &File) -> io::Result<bool> {
-    let mut lock = live_lock(libc::F_WRLCK);
+    marked(store, LIVE_MARK)
+}
+
+/// Whether the live writer holds the publishing mark: it opened its side file, so
+/// the one at the path is its own (see [`hold_live_mark`]).
+pub fn writer_publishes(store: &File) -> io::Result<bool> {
+    marked(store, LIVE_MARK + 1)
+}
+
+fn marked(store: &File, at: i64) -> io::Result<bool> {
+    let mut lock = live_lock(libc::F_WRLCK, at);
     // SAFETY: fcntl on an open descriptor with a valid `flock` structure, which the
     // kernel overwrites with the conflicting lock, if any.
     let r = unsafe { libc::fcntl(store.as_raw_fd(), libc::F_OFD_GETLK, &mut lock) };
@@ -474,13 +488,13 @@ pub fn writer_is_live(store: &File) -> io::Result<bool> {
     Ok(i32::from(lock.l_type) != libc::F_UNLCK)
 }
 
-fn live_lock(kind: i32) -> libc::flock {
+fn live_lock(kind: i32, at: i64) -> libc::flock {
     // SAFETY: `flock` is plain data; all-zero is a valid value (l_pid must be 0 for
     // OFD locks).
     let mut lock: libc::flock = unsafe { std::mem::zeroed() };
     lock.l_type = kind as libc::c_short;
     lock.l_whence = libc::SEEK_SET as libc::c_short;
-    lock.l_start = LIVE_MARK;
+    lock.l_start = at;
     lock.l_len = 1;
     lock
 }
@@ -676,8 +690,9 @@ mod tests {
             .unwrap();
         let reader = File::open(&p).unwrap();
         assert!(!writer_is_live(&reader).unwrap());
-        hold_live_mark(&writer).unwrap();
+        hold_live_mark(&writer, false).unwrap();
         assert!(writer_is_live(&reader).unwrap());
+        assert!(!writer_publishes(&reader).unwrap());
         drop(writer);
         assert!(!writer_is_live(&reader).unwrap());
     }
