@@ -925,8 +925,11 @@ void es_uuid_format(const struct es_uuid *id, char *out);
  *   written but not yet synced is invisible), never part of a batch. A torn or garbage
  *   tail left by a crashed writer is ignored, not repaired. Beside a live writer it
  *   reads the writer's durable end from the side file `<path>-shm`; if that file
- *   cannot be read there, the open (or a later read) fails with `ES_ERR_IO` saying
- *   why, rather than risk showing an unsynced batch. It never creates anything: a
+ *   cannot be read there (missing, unreadable, truncated or overwritten by someone
+ *   else, or not the live writer's because it could not open it), the open (or a
+ *   later read) fails with `ES_ERR_IO` saying why, rather than risk showing an
+ *   unsynced batch or hiding acknowledged ones; the writer's next commit repairs a
+ *   damaged or deleted side file. It never creates anything: a
  *   missing file is `ES_ERR_IO` (ENOENT); a zero-length file is an empty store.
  *   Appends on it return `ES_ERR_READ_ONLY`.
  * - `ES_OPEN_MUST_EXIST`: a missing file is `ES_ERR_IO` (ENOENT) instead of being
@@ -1033,7 +1036,9 @@ es_status es_append_multi(struct es_store *store,
  * Works on writer and read-only handles, for appends made in this process or in
  * another. It costs no CPU while it waits: the thread sleeps on a futex in the side
  * file `<path>-shm`, which the writer changes and wakes after each sync (a read-only
- * handle that finds no side file yet looks again every 100 ms). It wakes as soon as
+ * handle that finds no side file yet looks again every 100 ms; one whose side file was
+ * truncated under it looks again every 10 ms until the writer's next commit repairs
+ * it; one whose side file was replaced follows the new one). It wakes as soon as
  * the append that passes `position` is acknowledged; an unsynced batch never wakes it.
  *
  * Threads: any number of threads may wait on one handle; safe to call concurrently

@@ -34,8 +34,11 @@ const KNOWN_FLAGS: u32 = ES_OPEN_READ_ONLY | ES_OPEN_MUST_EXIST;
 ///   written but not yet synced is invisible), never part of a batch. A torn or garbage
 ///   tail left by a crashed writer is ignored, not repaired. Beside a live writer it
 ///   reads the writer's durable end from the side file `<path>-shm`; if that file
-///   cannot be read there, the open (or a later read) fails with `ES_ERR_IO` saying
-///   why, rather than risk showing an unsynced batch. It never creates anything: a
+///   cannot be read there (missing, unreadable, truncated or overwritten by someone
+///   else, or not the live writer's because it could not open it), the open (or a
+///   later read) fails with `ES_ERR_IO` saying why, rather than risk showing an
+///   unsynced batch or hiding acknowledged ones; the writer's next commit repairs a
+///   damaged or deleted side file. It never creates anything: a
 ///   missing file is `ES_ERR_IO` (ENOENT); a zero-length file is an empty store.
 ///   Appends on it return `ES_ERR_READ_ONLY`.
 /// - `ES_OPEN_MUST_EXIST`: a missing file is `ES_ERR_IO` (ENOENT) instead of being
