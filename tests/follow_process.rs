@@ -15,8 +15,9 @@
 //!   waits for `ES_WANT` events, prints `SAW n`.
 
 mod common;
+mod support;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -194,17 +195,7 @@ fn child_command(mode: &str, path: &Path, envs: &[(&str, String)]) -> Command {
 
 /// The child's stdout lines, as they come, on a channel.
 fn lines(child: &mut Child) -> mpsc::Receiver<String> {
-    let out = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
+    support::stdout_lines(child)
 }
 
 fn expect_line(rx: &mpsc::Receiver<String>, prefix: &str) -> String {

@@ -22,7 +22,7 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Stdio};
@@ -157,17 +157,7 @@ impl Proc {
             .spawn()
             .unwrap();
         let stdin = child.stdin.take().unwrap();
-        let out = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                // The test harness prints its own lines; ours are upper-case words.
-                if line.starts_with(|c: char| c.is_ascii_uppercase()) && tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let rx = support::stdout_lines(&mut child);
         let mut p = Proc { child, stdin, rx };
         p.expect("READY");
         p
@@ -175,7 +165,16 @@ impl Proc {
 
     /// The next answer; panics (naming how the child ended) if none comes in 30 s.
     fn answer(&mut self) -> String {
-        match self.rx.recv_timeout(Duration::from_secs(30)) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let got = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                // The test harness prints its own lines; ours are upper-case words.
+                Ok(line) if !line.starts_with(|c: char| c.is_ascii_uppercase()) => continue,
+                other => break other,
+            }
+        };
+        match got {
             Ok(line) => line,
             Err(_) => {
                 let status = self.child.try_wait().unwrap();
