@@ -187,26 +187,11 @@ impl Store {
         max_count: u64,
         visit: Visitor<'_>,
     ) -> Result<EventBatch, Error> {
-        self.refresh()?;
-        let located = {
-            let index = read_lock(&self.index);
-            let last = index
-                .stream_version(&stream_id)
-                .ok_or(Error::StreamNotFound { stream_id })?;
-            let (lo, n) = backward_range(from_version, max_count, last + 1);
-            index
-                .locate_stream(&stream_id, lo, n)
-                .ok_or(Error::StreamNotFound { stream_id })?
-        };
-        let mut batch = EventBatch::default();
-        read::read_located(
-            self.file.as_ref(),
-            &self.path,
-            &located,
-            &mut batch,
-            Some(visit),
-        )?;
-        Ok(batch)
+        self.read_stream_span_visit(
+            stream_id,
+            |len| backward_range(from_version, max_count, len),
+            visit,
+        )
     }
 
     /// Events of the whole log in descending position order, from `from_position` (a
