@@ -44,7 +44,9 @@ fn timeout_of(timeout_ms: i64) -> Result<Option<Duration>, Failure> {
 /// Works on writer and read-only handles, for appends made in this process or in
 /// another. It costs no CPU while it waits: the thread sleeps on a futex in the side
 /// file `<path>-shm`, which the writer changes and wakes after each sync (a read-only
-/// handle that finds no side file yet looks again every 100 ms). It wakes as soon as
+/// handle that finds no side file yet looks again every 100 ms; one whose side file was
+/// truncated under it looks again every 10 ms until the writer's next commit repairs
+/// it; one whose side file was replaced follows the new one). It wakes as soon as
 /// the append that passes `position` is acknowledged; an unsynced batch never wakes it.
 ///
 /// Threads: any number of threads may wait on one handle; safe to call concurrently

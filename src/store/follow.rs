@@ -100,10 +100,7 @@ impl Store {
     ) -> Result<(u64, bool), Error> {
         loop {
             let side = self.side.get();
-            let shared_word = side.map(|s| {
-                let w = s.wake_word();
-                (w, w.load(Ordering::Acquire))
-            });
+            let shared_word = side.map(|s| s.wake_word());
             let local = self.wakeup.word.load(Ordering::Acquire);
             self.refresh()?;
             let n = read_lock(&self.index).event_count();
@@ -121,6 +118,13 @@ impl Store {
             if shared_word.is_none() && self.follower.is_some() {
                 let recheck = now + NO_SIDE_FILE_RECHECK;
                 until = Some(until.map_or(recheck, |d| d.min(recheck)));
+            }
+            if side
+                .zip(shared_word)
+                .is_some_and(|(s, (w, _))| !s.is_current(w))
+            {
+                // The side file was replaced during the check: look again on the new one.
+                continue;
             }
             shared::futex_wait(shared_word, (&self.wakeup.word, local), until);
         }
