@@ -77,14 +77,16 @@ fn a_nul_in_an_event_type_is_refused_by_every_append_naming_the_event() {
         ]),
         &["appends[1].events[1]", &bad, "NUL"],
     );
-    match store.append_copied(vec![CopiedBatch {
-        stream_id: Uuid::from_u128(4),
-        expected_version: ExpectedVersion::Any,
-        recorded_at: 1,
-        events: vec![ev(5, "Fine"), ev(0xbad, "X\0")],
-    }]) {
+    // A copied batch is checked when it is made, before any store sees it.
+    let (fine, bad_copy) = (ev(5, "Fine"), ev(0xbad, "X\0"));
+    match CopiedBatch::new(
+        Uuid::from_u128(4),
+        ExpectedVersion::Any,
+        1,
+        &[fine.as_ref(), bad_copy.as_ref()],
+    ) {
         Err(Error::InvalidArgument(m)) => assert!(m.contains("NUL"), "{m}"),
-        other => panic!("append_copied: expected InvalidArgument, got {other:?}"),
+        other => panic!("CopiedBatch::new: expected InvalidArgument, got {other:?}"),
     }
     // Nothing written by any of them, and the store goes on.
     assert_eq!(store.global_position(), 1);
