@@ -7,7 +7,8 @@
 //!
 //! Options: `--full`, `--runs N` (median of N runs, default 5), `--dir PATH` (where the
 //! temporary files go; default: a temporary directory under the current directory, so
-//! on its filesystem), `--only SUBSTRING` (run only workloads whose name contains it).
+//! on its filesystem), `--only SUBSTRING` (run only workloads whose name contains it),
+//! `--events10m` (the 10M-event open and memory rows, which `--full` also runs).
 //!
 //! Every workload uses the same events: a 16-byte stream id, a 12-byte event type,
 //! 32 bytes of metadata and a 200-byte (or 4 KiB) payload, spread over 1,000 streams.
@@ -54,6 +55,8 @@ use rusqlite::{params, Connection};
 #[derive(Clone)]
 struct Config {
     full: bool,
+    /// Also the 10M-event open and memory rows (always with `--full`).
+    events10m: bool,
     runs: usize,
     dir: PathBuf,
     only: Option<String>,
@@ -85,6 +88,7 @@ const METADATA_LEN: usize = 32;
 
 fn parse_args() -> Config {
     let mut full = false;
+    let mut events10m = false;
     let mut runs = 5;
     let mut dir = None;
     let mut only = None;
@@ -92,6 +96,14 @@ fn parse_args() -> Config {
     while let Some(a) = args.next() {
         match a.as_str() {
             "--full" => full = true,
+            "--events10m" => events10m = true,
+            "--rss-child" => {
+                let kind = args.next().expect("KIND");
+                let path = PathBuf::from(args.next().expect("PATH"));
+                let n: usize = args.next().and_then(|v| v.parse().ok()).expect("EVENTS");
+                rss_child(&kind, &path, n);
+                std::process::exit(0);
+            }
             "--runs" => runs = args.next().and_then(|v| v.parse().ok()).expect("--runs N"),
             "--dir" => dir = Some(PathBuf::from(args.next().expect("--dir PATH"))),
             "--only" => only = Some(args.next().expect("--only NAME")),
@@ -105,6 +117,13 @@ fn parse_args() -> Config {
                 let path = PathBuf::from(args.next().expect("PATH"));
                 let n: usize = args.next().and_then(|v| v.parse().ok()).expect("N");
                 write_store_file(&path, &Data::new(200), n);
+                std::process::exit(0);
+            }
+            "--make-rare-store" => {
+                // Tooling: the store of follow_filtered (1% of type RareType0001).
+                let path = PathBuf::from(args.next().expect("PATH"));
+                let n: usize = args.next().and_then(|v| v.parse().ok()).expect("N");
+                write_store_file_rare(&path, &Data::new(200), n);
                 std::process::exit(0);
             }
             "--follow-child" => {
@@ -123,6 +142,7 @@ fn parse_args() -> Config {
     if full {
         Config {
             full,
+            events10m,
             runs,
             dir,
             only,
@@ -138,6 +158,7 @@ fn parse_args() -> Config {
     } else {
         Config {
             full,
+            events10m,
             runs,
             dir,
             only,
@@ -300,8 +321,14 @@ impl Report {
         );
         for r in &self.rows {
             let fmt_ratio = |x: Option<f64>| x.map_or("-".to_string(), |x| format!("{x:.2}"));
+            // Times and sizes in ms and MB: SQLite's open is well under 1 ms.
+            let digits = if matches!(self.unit, "ms" | "MB") {
+                2
+            } else {
+                0
+            };
             println!(
-                "{:<18} {:>14.0} {:>11.1} {:>11.1} {:>9} {:>9}{}",
+                "{:<18} {:>14.digits$} {:>11.1} {:>11.1} {:>9} {:>9}{}",
                 r.system,
                 r.rate(),
                 r.percentile(0.5),
@@ -410,7 +437,7 @@ impl Dir {
 
 fn remove(path: &Path) {
     let _ = std::fs::remove_file(path);
-    for suffix in ["-wal", "-shm", "-journal"] {
+    for suffix in ["-wal", "-shm", "-journal", "-index"] {
         let mut p = path.as_os_str().to_owned();
         p.push(suffix);
         let _ = std::fs::remove_file(PathBuf::from(p));
@@ -1778,6 +1805,7 @@ fn main() {
     bench.memory_workload(&small, "200B", cfg.mem_events);
     bench.memory_workload(&big, "4KiB", cfg.mem_events_4k);
     bench.follow_workloads(&small);
+    bench.open_memory_workloads(&small);
 
     println!();
     println!("== summary ==");
@@ -1832,11 +1860,16 @@ fn read_only(path: &Path) -> Store {
 
 /// Drains a subscription from 0 in pages of 1,000, looking at every field.
 fn drain(store: &Store, filter: eventstore::Filter) -> (u64, u64) {
+    drain_pages(store, filter, 1000)
+}
+
+/// Drains a subscription from 0 in pages of `page`, looking at every field.
+fn drain_pages(store: &Store, filter: eventstore::Filter, page: u64) -> (u64, u64) {
     let mut sub = store.subscribe(0, filter);
     let (mut n, mut acc) = (0u64, 0u64);
     let mut batch = eventstore::EventBatch::default();
     loop {
-        sub.next_batch_into(1000, Some(Duration::ZERO), &mut batch)
+        sub.next_batch_into(page, Some(Duration::ZERO), &mut batch)
             .unwrap();
         if batch.is_empty() {
             return (n, acc);
@@ -1876,10 +1909,16 @@ fn follow_child(args: &[String]) {
         }
         "catchup" => {
             let n: u64 = args[2].parse().unwrap();
+            let page: u64 = args.get(3).map_or(1000, |p| p.parse().unwrap());
+            let t0 = mono_ns();
             let store = read_only(path);
-            let (got, acc) = drain(&store, eventstore::Filter::all());
+            let t1 = mono_ns();
+            let (got, acc) = drain_pages(&store, eventstore::Filter::all(), page);
+            let t2 = mono_ns();
             assert_eq!(got, n);
-            writeln!(out, "DONE {acc}").unwrap();
+            // Open and drain times (ns), so that the process's whole time can be
+            // attributed: spawn + open + drain + exit.
+            writeln!(out, "DONE {acc} {} {}", t1 - t0, t2 - t1).unwrap();
         }
         "catchup-sqlite" => {
             let n: u64 = args[2].parse().unwrap();
@@ -2117,10 +2156,16 @@ impl Bench {
             Row::new("floor"),
             Row::new("es-follow-xproc"),
             Row::new("sqlite"),
+            Row::new("es-xproc-open"),
+            Row::new("es-xproc-drain"),
         ];
         rows[0].note = "read + CRC32 of the whole store file".into();
         rows[1].note = "process start + read-only open + subscription drained in 1,000s".into();
         rows[2].note = "process start + WHERE global_position > ? ORDER BY .. LIMIT 1000".into();
+        rows[3].note = "of which the read-only open (timed in the reader)".into();
+        rows[4].note = "of which the drain (timed in the reader)".into();
+        // Process start and exit: the whole time minus open and drain, per run.
+        let mut spawn_ms = Vec::new();
         let mut sink = 0u64;
         for _ in 0..self.cfg.runs {
             warm(&stores.es);
@@ -2135,6 +2180,18 @@ impl Bench {
             assert!(out.status.success());
             rows[1].rates.push(events as f64 / d.as_secs_f64());
             rows[1].latencies.push(d.as_nanos() as u64);
+            let text = String::from_utf8(out.stdout).unwrap();
+            let parts: Vec<u64> = text
+                .split_whitespace()
+                .skip(2)
+                .map(|w| w.parse().unwrap())
+                .collect();
+            let (open_ns, drain_ns) = (parts[0], parts[1]);
+            for (row, ns) in [(3, open_ns), (4, drain_ns)] {
+                rows[row].rates.push(events as f64 / (ns as f64 / 1e9));
+                rows[row].latencies.push(ns);
+            }
+            spawn_ms.push((d.as_nanos() as u64).saturating_sub(open_ns + drain_ns) as f64 / 1e6);
             warm(&stores.sqlite);
             let (out, d) = timed(|| {
                 follow_command("catchup-sqlite", &stores.sqlite, &events.to_string())
@@ -2164,7 +2221,10 @@ impl Bench {
             target: "es >= 0.5x floor and >= 3x sqlite paging".into(),
             met: None,
             extra: format!(
-                "{events} events; read-only index {:.1} B/event without ids (target <= 24)",
+                "{events} events; es-follow-xproc = process start and exit ({:.1} ms, median) \
+                 + es-xproc-open + es-xproc-drain; read-only index {:.1} B/event without ids \
+                 (target <= 24)",
+                median(&spawn_ms),
                 (stats.heap_bytes - stats.id_bytes) as f64 / stats.events as f64
             ),
         };
@@ -2314,5 +2374,389 @@ impl Bench {
             met: Some(max_lag_all < calls as u64 / 2),
             extra: String::new(),
         });
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Open and memory at 1M / 10M events (issue 14): warm and cold opens, resident memory
+// after open and after reading every stream, and the open that rebuilds a deleted index.
+
+/// The on-disk index file issue 14 keeps beside a store (`docs/design.md`); absent
+/// before it lands, when these rows measure today's full-scan open.
+fn index_path(path: &Path) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push("-index");
+    PathBuf::from(p)
+}
+
+/// Drops a file's pages from the page cache (`posix_fadvise(POSIX_FADV_DONTNEED)`,
+/// after syncing it: dirty pages are not dropped); a missing file is skipped.
+fn drop_cache(path: &Path) {
+    let Ok(f) = File::open(path) else { return };
+    f.sync_all().unwrap();
+    // SAFETY: advice on an open descriptor; it changes no data.
+    let rc = unsafe {
+        libc::posix_fadvise(
+            std::os::fd::AsRawFd::as_raw_fd(&f),
+            0,
+            0,
+            libc::POSIX_FADV_DONTNEED,
+        )
+    };
+    assert_eq!(rc, 0, "posix_fadvise {}", path.display());
+}
+
+/// Drops the pages of a store and of its index file.
+fn drop_store_cache(path: &Path) {
+    drop_cache(path);
+    drop_cache(&index_path(path));
+}
+
+/// Drops the pages of a SQLite database and of its WAL and shared-memory files.
+fn drop_sqlite_cache(path: &Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        drop_cache(Path::new(&p));
+    }
+}
+
+/// This process's resident set (`VmRSS` of `/proc/self/status`), in bytes, after
+/// giving freed heap memory back (`malloc_trim`), so that it counts what is in use.
+fn vm_rss() -> u64 {
+    // SAFETY: malloc_trim only releases free memory of the allocator.
+    unsafe { libc::malloc_trim(0) };
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .expect("VmRSS in /proc/self/status");
+    let kb: u64 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    kb * 1024
+}
+
+/// A SQLite database of the read store's rows, written as fast as SQLite allows (no
+/// journal, no syncs until the end; the same table, rows and order as
+/// `build_read_stores`), then switched to WAL like every other database here.
+fn write_sqlite_bulk(path: &Path, data: &Data, events: usize) {
+    {
+        let conn = Connection::open(path).unwrap();
+        conn.execute_batch(
+            "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA cache_size=-524288;",
+        )
+        .unwrap();
+        conn.execute_batch(SQLITE_SCHEMA).unwrap();
+        conn.execute_batch("BEGIN").unwrap();
+        {
+            let mut ins = conn
+                .prepare(
+                    "INSERT INTO events (global_position, stream_id, stream_version, event_id, event_type, metadata, payload, recorded_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )
+                .unwrap();
+            for i in 0..events {
+                let e = data.event(i);
+                ins.execute(params![
+                    i as i64,
+                    data.streams[i % STREAMS].as_bytes().as_slice(),
+                    (i / STREAMS) as i64,
+                    e.event_id.as_bytes().as_slice(),
+                    e.event_type,
+                    e.metadata,
+                    e.payload,
+                    1_700_000_000_000_000i64 + i as i64
+                ])
+                .unwrap();
+            }
+        }
+        conn.execute_batch("COMMIT").unwrap();
+    }
+    let conn = sqlite_open(path);
+    conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+        .unwrap();
+}
+
+/// SQLite's open as an application does it: connect (WAL) and ask for the end of the
+/// log, which reads the schema and the table's last page.
+fn sqlite_open_and_query(path: &Path, events: usize) -> Connection {
+    let conn = sqlite_open(path);
+    let n: i64 = conn
+        .query_row("SELECT max(global_position) FROM events", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n as usize, events - 1);
+    conn
+}
+
+/// What a `--rss-child KIND PATH EVENTS` process does: opens the store (`es`: writer,
+/// `es-ro`: read-only handle, `sqlite`) and prints its resident memory before the open,
+/// after it, and after reading every stream whole (one reused batch).
+fn rss_child(kind: &str, path: &Path, events: usize) {
+    let data = Data::new(200);
+    let mut acc = 0u64;
+    let before = vm_rss();
+    let (after_open, after_read) = match kind {
+        "es" | "es-ro" => {
+            let store = if kind == "es" {
+                Store::open(path).unwrap()
+            } else {
+                read_only(path)
+            };
+            assert_eq!(store.global_position(), events as u64);
+            let after_open = vm_rss();
+            let mut batch = eventstore::EventBatch::default();
+            let mut n = 0;
+            for info in store.list_streams(0, u64::MAX) {
+                store
+                    .read_stream_batch_into(info.stream_id, 0, u64::MAX, &mut batch)
+                    .unwrap();
+                n += batch.len();
+                acc ^= consume_batch(&batch);
+            }
+            assert_eq!(n, events);
+            drop(batch);
+            let after_read = vm_rss();
+            drop(store);
+            (after_open, after_read)
+        }
+        "sqlite" => {
+            let conn = sqlite_open_and_query(path, events);
+            let after_open = vm_rss();
+            let mut n = 0;
+            for s in &data.streams {
+                n += sqlite_read_stream(&conn, *s);
+            }
+            assert_eq!(n, events);
+            let after_read = vm_rss();
+            (after_open, after_read)
+        }
+        other => panic!("unknown rss child kind {other}"),
+    };
+    std::hint::black_box(acc);
+    println!("{before} {after_open} {after_read}");
+}
+
+impl Bench {
+    /// The open and memory rows of issue 14 at 1M events, and at 10M with `--full` or
+    /// `--events10m`.
+    fn open_memory_workloads(&mut self, data: &Data) {
+        let mut sizes = vec![(1_000_000usize, "1M")];
+        if self.cfg.full || self.cfg.events10m {
+            sizes.push((10_000_000, "10M"));
+        }
+        for (events, label) in sizes {
+            self.open_memory_workload(data, events, label);
+        }
+    }
+
+    fn open_memory_workload(&mut self, data: &Data, events: usize, label: &str) {
+        let names = [
+            "open_warm",
+            "open_cold",
+            "rss_open",
+            "rss_read_streams",
+            "open_rebuild",
+        ]
+        .map(|n| format!("{n}_{label}"));
+        if !names.iter().any(|n| self.wants(n)) {
+            return;
+        }
+        let es = self.dir.file(&format!("open{label}.store"));
+        let db = self.dir.file(&format!("open{label}.db"));
+        let (_, es_build) = timed(|| write_store_file(&es, data, events));
+        let (_, db_build) = timed(|| write_sqlite_bulk(&db, data, events));
+        sync_all_filesystems();
+        let es_mb = std::fs::metadata(&es).unwrap().len() as f64 / 1e6;
+        let db_mb = std::fs::metadata(&db).unwrap().len() as f64 / 1e6;
+        println!(
+            "\n{label} stores built: libeventstore {es_mb:.0} MB in {:.1} s, SQLite {db_mb:.0} MB in {:.1} s",
+            es_build.as_secs_f64(),
+            db_build.as_secs_f64()
+        );
+        // A first open and clean close, so that every timed open finds the store as a
+        // writer left it (with the on-disk index: its index file written).
+        Store::open(&es).unwrap().close().unwrap();
+        let runs = if events > 1_000_000 {
+            self.cfg.runs.min(3)
+        } else {
+            self.cfg.runs
+        };
+        for cold in [false, true] {
+            let name = if cold { &names[1] } else { &names[0] };
+            if !self.wants(name) {
+                continue;
+            }
+            let mut rows = vec![
+                Row::new("es-rust"),
+                Row::new("es-rust-ro"),
+                Row::new("sqlite"),
+            ];
+            rows[0].note = "Store::open (writer), then close (not timed)".into();
+            rows[1].note = "Store::open_with(read_only)".into();
+            rows[2].note = "connect (WAL) + SELECT max(global_position)".into();
+            let prepare = |store: bool| {
+                if !cold {
+                    warm(if store { &es } else { &db });
+                    if store && index_path(&es).exists() {
+                        warm(&index_path(&es));
+                    }
+                } else if store {
+                    drop_store_cache(&es);
+                } else {
+                    drop_sqlite_cache(&db);
+                }
+            };
+            for _ in 0..runs {
+                prepare(true);
+                let (store, d) = timed(|| Store::open(&es).unwrap());
+                assert_eq!(store.global_position(), events as u64);
+                rows[0].latencies.push(d.as_nanos() as u64);
+                rows[0].rates.push(d.as_secs_f64() * 1e3);
+                store.close().unwrap();
+                prepare(true);
+                let (store, d) = timed(|| read_only(&es));
+                assert_eq!(store.global_position(), events as u64);
+                rows[1].latencies.push(d.as_nanos() as u64);
+                rows[1].rates.push(d.as_secs_f64() * 1e3);
+                drop(store);
+                prepare(false);
+                let (conn, d) = timed(|| sqlite_open_and_query(&db, events));
+                rows[2].latencies.push(d.as_nanos() as u64);
+                rows[2].rates.push(d.as_secs_f64() * 1e3);
+                drop(conn);
+            }
+            let es_ms = rows[0].rate();
+            let sqlite_ms = rows[2].rate();
+            let mut report = Report {
+                workload: name.clone(),
+                unit: "ms",
+                rows,
+                floor: None,
+                target: if cold {
+                    format!("es-rust open <= 10x sqlite's (here {es_ms:.1} ms vs {sqlite_ms:.2} ms)")
+                } else {
+                    format!(
+                        "es-rust open <= 10 ms and <= 10x sqlite's (here {es_ms:.1} ms vs {sqlite_ms:.2} ms)"
+                    )
+                },
+                met: None,
+                extra: format!(
+                    "{events} events ({es_mb:.0} MB; SQLite {db_mb:.0} MB), {}; ms = median open time (ratios are of times)",
+                    if cold {
+                        "pages dropped before each open (posix_fadvise DONTNEED on the store, its -index file, the database and its -wal/-shm)"
+                    } else {
+                        "files read once before each open (warm page cache)"
+                    }
+                ),
+            };
+            report.met = Some((cold || es_ms <= 10.0) && es_ms <= 10.0 * sqlite_ms);
+            self.finish(report);
+        }
+
+        if self.wants(&names[2]) || self.wants(&names[3]) {
+            // Resident memory, each figure from a fresh process of its own.
+            let kinds = ["es", "es-ro", "sqlite"];
+            let systems = ["es-rust", "es-rust-ro", "sqlite"];
+            let mut open_rows: Vec<Row> = systems.iter().map(|s| Row::new(s)).collect();
+            let mut read_rows: Vec<Row> = systems.iter().map(|s| Row::new(s)).collect();
+            for _ in 0..self.cfg.runs.min(2) {
+                for (k, kind) in kinds.iter().enumerate() {
+                    let path = if *kind == "sqlite" { &db } else { &es };
+                    warm(path);
+                    let out = std::process::Command::new(std::env::current_exe().unwrap())
+                        .arg("--rss-child")
+                        .arg(kind)
+                        .arg(path)
+                        .arg(events.to_string())
+                        .output()
+                        .unwrap();
+                    assert!(
+                        out.status.success(),
+                        "{}",
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                    let text = String::from_utf8(out.stdout).unwrap();
+                    let v: Vec<f64> = text
+                        .split_whitespace()
+                        .map(|w| w.parse().unwrap())
+                        .collect();
+                    open_rows[k].rates.push((v[1] - v[0]) / 1e6);
+                    read_rows[k].rates.push((v[2] - v[0]) / 1e6);
+                    open_rows[k].note = format!(
+                        "VmRSS {:.1} MB before the open, {:.1} MB after",
+                        v[0] / 1e6,
+                        v[1] / 1e6
+                    );
+                    read_rows[k].note =
+                        format!("VmRSS {:.1} MB after reading every stream", v[2] / 1e6);
+                }
+            }
+            for (name, rows, what) in [
+                (&names[2], open_rows, "after the open"),
+                (
+                    &names[3],
+                    read_rows,
+                    "after reading every stream whole (one reused batch)",
+                ),
+            ] {
+                if !self.wants(name) {
+                    continue;
+                }
+                let mb = rows[0].rate();
+                self.finish(Report {
+                    workload: name.clone(),
+                    unit: "MB",
+                    rows,
+                    floor: None,
+                    target: format!("es-rust <= 32 MB (here {mb:.1} MB)"),
+                    met: Some(mb <= 32.0),
+                    extra: format!(
+                        "{events} events, 1,000 streams; MB = VmRSS {what} minus VmRSS before \
+                         the open, in a fresh process (freed heap given back with malloc_trim \
+                         before each reading)"
+                    ),
+                });
+            }
+        }
+
+        if self.wants(&names[4]) {
+            let mut rows = vec![Row::new("es-rust"), Row::new("floor")];
+            rows[0].note = "<path>-index deleted (if any), then Store::open".into();
+            rows[1].note = "sequential read + CRC32 of the store file".into();
+            let mut sink = 0u64;
+            for _ in 0..runs {
+                let _ = std::fs::remove_file(index_path(&es));
+                warm(&es);
+                let (store, d) = timed(|| Store::open(&es).unwrap());
+                assert_eq!(store.global_position(), events as u64);
+                rows[0].latencies.push(d.as_nanos() as u64);
+                rows[0].rates.push(d.as_secs_f64() * 1e3);
+                store.close().unwrap();
+                warm(&es);
+                let (_, d) = timed(|| sink ^= u64::from(read_and_crc(&es)));
+                rows[1].latencies.push(d.as_nanos() as u64);
+                rows[1].rates.push(d.as_secs_f64() * 1e3);
+            }
+            std::hint::black_box(sink);
+            self.finish(Report {
+                workload: names[4].clone(),
+                unit: "ms",
+                rows,
+                floor: Some("floor".into()),
+                target: String::new(),
+                met: None,
+                extra: format!(
+                    "{events} events ({es_mb:.0} MB), warm cache; ms = median open time (ratios \
+                     are of times); before the on-disk index every open rebuilds the index: \
+                     compare open_warm_{label}"
+                ),
+            });
+        }
+        remove(&es);
+        let _ = std::fs::remove_file(index_path(&es));
+        remove(&db);
     }
 }

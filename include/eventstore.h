@@ -856,6 +856,24 @@ es_status es_last_conflict(int64_t *out_expected,
                            int64_t *out_actual);
 
 /**
+ * When the most recent failing `es_*` call on the calling thread failed with
+ * `ES_ERR_WRONG_EXPECTED_VERSION`, copies the 16 bytes of the stream whose check
+ * failed into `out_stream` (the `es_append`'s stream, or for an `es_append_multi` the
+ * one of its streams that conflicted, as `es_last_error()` names it) and returns
+ * `ES_OK`. With `es_last_conflict` it gives a binding the whole conflict without
+ * parsing the message.
+ *
+ * `out_stream` must point to 16 writable bytes (an `es_uuid`'s `bytes`); it is
+ * written only on success. This function never changes the thread's last error,
+ * whatever it returns. Thread-safe (the record is the calling thread's own).
+ *
+ * Returns `ES_OK`; `ES_ERR_INVALID_ARGUMENT` when `out_stream` is NULL (the last
+ * error is then left as it was too), or the thread's last failure was not a version
+ * conflict (or there was none).
+ */
+es_status es_last_conflict_stream(uint8_t *out_stream);
+
+/**
  * The name of a status value as a static NUL-terminated string: `"ES_OK"`,
  * `"ES_ERR_IO"`, ...; `"ES_UNKNOWN"` for a value that is not an `es_status`.
  * Never NULL; never free it. Thread-safe.
@@ -907,8 +925,11 @@ void es_uuid_format(const struct es_uuid *id, char *out);
  *   written but not yet synced is invisible), never part of a batch. A torn or garbage
  *   tail left by a crashed writer is ignored, not repaired. Beside a live writer it
  *   reads the writer's durable end from the side file `<path>-shm`; if that file
- *   cannot be read there, the open (or a later read) fails with `ES_ERR_IO` saying
- *   why, rather than risk showing an unsynced batch. It never creates anything: a
+ *   cannot be read there (missing, unreadable, truncated or overwritten by someone
+ *   else, or not the live writer's because it could not open it), the open (or a
+ *   later read) fails with `ES_ERR_IO` saying why, rather than risk showing an
+ *   unsynced batch or hiding acknowledged ones; the writer's next commit repairs a
+ *   damaged or deleted side file. It never creates anything: a
  *   missing file is `ES_ERR_IO` (ENOENT); a zero-length file is an empty store.
  *   Appends on it return `ES_ERR_READ_ONLY`.
  * - `ES_OPEN_MUST_EXIST`: a missing file is `ES_ERR_IO` (ENOENT) instead of being
@@ -1015,7 +1036,9 @@ es_status es_append_multi(struct es_store *store,
  * Works on writer and read-only handles, for appends made in this process or in
  * another. It costs no CPU while it waits: the thread sleeps on a futex in the side
  * file `<path>-shm`, which the writer changes and wakes after each sync (a read-only
- * handle that finds no side file yet looks again every 100 ms). It wakes as soon as
+ * handle that finds no side file yet looks again every 100 ms; one whose side file was
+ * truncated under it looks again every 10 ms until the writer's next commit repairs
+ * it; one whose side file was replaced follows the new one). It wakes as soon as
  * the append that passes `position` is acknowledged; an unsynced batch never wakes it.
  *
  * Threads: any number of threads may wait on one handle; safe to call concurrently
@@ -1077,7 +1100,10 @@ es_status es_subscribe(const struct es_store *store,
  * milliseconds (`-1`: no limit, `0`: do not wait). An empty result means the time ran
  * out or `es_wake` was called on the store. The subscription's position advances past
  * every event examined, matching or not; after an empty result it is the end of the
- * log as the call saw it. `max_count` 0 gives an empty result at once.
+ * log as the call saw it. `max_count` 0 gives an empty result at once. One call
+ * returns at most 4 MiB of records (at least one event): a caller asking for
+ * `UINT64_MAX` events catches up in pages of that size, and fewer events than asked
+ * never means that the subscription has caught up.
  *
  * Ownership: on success the caller owns `*out_events` and releases it with `es_free`
  * (it outlives the subscription and the store). On failure `*out_events` is set to

@@ -68,6 +68,7 @@ step kill9 ES_KILL9_ROUNDS="${SOAK_KILL9_ROUNDS:-1000}" \
 step index ES_INDEX_FLIP_STRIDE=1 ES_INDEX_KILL_ROUNDS="${SOAK_INDEX_KILL_ROUNDS:-200}" \
     $t index_file -- --nocapture
 step faults ES_FAULT_BATCHES=24 $t crash_io_faults -- --nocapture
+step upgrade ES_UPGRADE_ROUNDS="${SOAK_UPGRADE_ROUNDS:-2000}" $t probe_side_file -- --nocapture
 step strace ES_STRACE_MAX_N="${SOAK_STRACE_MAX_N:-60}" \
     $t crash_kill9 strace -- --ignored --nocapture
 step contention ES_CONTENTION_ROUNDS="${SOAK_CONTENTION_ROUNDS:-3000}" \

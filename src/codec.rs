@@ -418,6 +418,80 @@ fn parse_record_checked(
     })
 }
 
+/// Verifies the record that fills `rec` exactly, as [`parse_record`] does (lengths,
+/// CRC, NUL-terminated UTF-8 type), without building its view: the read path checks
+/// every record it returns this way while the bytes are in cache, and views them
+/// later through [`view_checked_record`].
+pub fn check_record(rec: &[u8]) -> Result<(), Damage> {
+    let shape = match record_shape(rec)? {
+        DecodeOutcome::Complete { value, .. } => value,
+        DecodeOutcome::Incomplete { .. } => {
+            return Err(Damage("record length disagrees with the index".into()))
+        }
+    };
+    if shape.len != rec.len() {
+        return Err(Damage("record length disagrees with the index".into()));
+    }
+    let stored_crc = le_u32(rec, shape.len - 4);
+    if crc32(&rec[..shape.len - 4]) != stored_crc {
+        return Err(Damage("record checksum mismatch".into()));
+    }
+    let type_end = RECORD_FIXED_LEN + shape.type_len;
+    if rec[type_end] != 0 {
+        return Err(Damage("event type is not NUL-terminated".into()));
+    }
+    let ty = &rec[RECORD_FIXED_LEN..type_end];
+    // Event types are nearly always ASCII, which is UTF-8 and checked in a few cycles.
+    if !ty.is_ascii() {
+        std::str::from_utf8(ty).map_err(|e| Damage(format!("event type is not UTF-8: {e}")))?;
+    }
+    Ok(())
+}
+
+/// The global position a record holds (its bytes 4..12; the record is at least
+/// [`RECORD_FIXED_LEN`] bytes long, as every record that passed [`check_record`]).
+pub fn record_global_position(rec: &[u8]) -> u64 {
+    le_u64(rec, 4)
+}
+
+/// CRC32 of `bytes` through a hasher made once per thread: `crc32fast::hash` detects
+/// the CPU's features on every call, which shows at one call per record.
+fn crc32(bytes: &[u8]) -> u32 {
+    thread_local! {
+        static PROTO: crc32fast::Hasher = crc32fast::Hasher::new();
+    }
+    let mut h = PROTO.with(Clone::clone);
+    h.update(bytes);
+    h.finalize()
+}
+
+/// [`view_verified_record`] without checking the event type's UTF-8 again.
+///
+/// # Safety
+/// `rec` must be exactly a record that [`check_record`] (or [`parse_record`]) accepted,
+/// unchanged since: its event type is then valid UTF-8.
+pub unsafe fn view_checked_record(rec: &[u8]) -> RecordView<'_> {
+    let type_len = le_u16(rec, 60) as usize;
+    let metadata_len = le_u32(rec, 64) as usize;
+    let payload_len = le_u32(rec, 68) as usize;
+    let type_end = RECORD_FIXED_LEN + type_len;
+    let meta_start = type_end + 1;
+    let payload_start = meta_start + metadata_len;
+    let ty = &rec[RECORD_FIXED_LEN..type_end];
+    RecordView {
+        global_position: le_u64(rec, 4),
+        stream_version: le_u64(rec, 12),
+        recorded_at: le_u64(rec, 20),
+        stream_id: uuid_at(rec, 28),
+        event_id: uuid_at(rec, 44),
+        // SAFETY: the caller guarantees the record was checked, type UTF-8 included.
+        event_type: unsafe { std::str::from_utf8_unchecked(ty) },
+        event_type_with_nul: &rec[RECORD_FIXED_LEN..=type_end],
+        metadata: &rec[meta_start..payload_start],
+        payload: &rec[payload_start..payload_start + payload_len],
+    }
+}
+
 /// The view of a record that [`parse_record`] accepted before, without checking it
 /// again: its lengths are taken as they stand.
 ///
@@ -989,6 +1063,85 @@ mod tests {
         match decode_record(&bytes) {
             Err(Error::CorruptRecord { detail, .. }) => assert!(detail.contains("UTF-8")),
             other => panic!("{other:?}"),
+        }
+    }
+
+    /// `check_record` (the read path's check) accepts exactly what `parse_record`
+    /// accepts, whole, and `view_checked_record` sees what `parse_record` sees.
+    #[test]
+    fn check_record_agrees_with_parse_record() {
+        for ty in ["Deposited", "Einzahlung\u{e4}\u{df}", "\u{1f600}"] {
+            let bytes = encode_record(&RecordedEvent {
+                event_id: Uuid::from_u128(9),
+                stream_id: Uuid::from_u128(8),
+                stream_version: 3,
+                global_position: 11,
+                recorded_at: 1_700_000_000_000_000,
+                event_type: ty.into(),
+                metadata: b"{}".to_vec(),
+                payload: b"payload bytes".to_vec(),
+            })
+            .unwrap();
+            check_record(&bytes).unwrap();
+            assert_eq!(record_global_position(&bytes), 11);
+            let parsed = match parse_record(&bytes).unwrap() {
+                DecodeOutcome::Complete { value, .. } => value,
+                other => panic!("{other:?}"),
+            };
+            // SAFETY: `check_record` accepted these very bytes.
+            let viewed = unsafe { view_checked_record(&bytes) };
+            assert_eq!(viewed.to_recorded(), parsed.to_recorded());
+            assert_eq!(viewed.event_type, ty);
+            assert_eq!(viewed.event_type_with_nul, parsed.event_type_with_nul);
+            for i in 0..bytes.len() {
+                for mask in [0x01, 0x40, 0x80] {
+                    let mut bad = bytes.clone();
+                    bad[i] ^= mask;
+                    assert!(check_record(&bad).is_err(), "flip {mask:#x} at {i} passed");
+                }
+            }
+            for cut in 0..bytes.len() {
+                assert!(check_record(&bytes[..cut]).is_err(), "cut at {cut} passed");
+            }
+            let mut longer = bytes.clone();
+            longer.push(0);
+            assert!(check_record(&longer).is_err(), "a trailing byte passed");
+        }
+    }
+
+    #[test]
+    fn check_record_refuses_a_type_that_is_not_utf8_or_not_terminated() {
+        let base = encode_record(&RecordedEvent {
+            event_id: Uuid::from_u128(1),
+            stream_id: Uuid::from_u128(2),
+            stream_version: 0,
+            global_position: 0,
+            recorded_at: 0,
+            event_type: "ab".into(),
+            metadata: vec![],
+            payload: vec![],
+        })
+        .unwrap();
+        let reseal = |mut b: Vec<u8>| {
+            let n = b.len();
+            let crc = crc32fast::hash(&b[..n - 4]);
+            b[n - 4..].copy_from_slice(&crc.to_le_bytes());
+            b
+        };
+        // Not UTF-8 (a lone continuation byte, an overlong start), with a valid CRC.
+        for bad in [0xff, 0x80, 0xc0] {
+            let mut b = base.clone();
+            b[RECORD_FIXED_LEN] = bad;
+            match check_record(&reseal(b)) {
+                Err(Damage(detail)) => assert!(detail.contains("UTF-8"), "{detail}"),
+                Ok(()) => panic!("type byte {bad:#x} passed"),
+            }
+        }
+        let mut b = base.clone();
+        b[RECORD_FIXED_LEN + 2] = b'x';
+        match check_record(&reseal(b)) {
+            Err(Damage(detail)) => assert!(detail.contains("NUL"), "{detail}"),
+            Ok(()) => panic!("an unterminated type passed"),
         }
     }
 

@@ -29,7 +29,7 @@ use crate::codec::{
 use crate::error::{Error, HeaderCause};
 use crate::store::io::{read_exact_at, StorageFile};
 use crate::store::{CopiedBatch, OpenOptions, Store};
-use crate::types::{ExpectedVersion, ProposedEvent};
+use crate::types::{ExpectedVersion, ProposedEventRef, StreamAppend};
 
 /// Bytes read at a time.
 const CHUNK: usize = 1 << 20;
@@ -343,7 +343,7 @@ fn scan_batches(
     let seed = SaltedCrc::new(salt);
     let mut records = Vec::new();
     let mut streams = Vec::new();
-    let mut next_versions: HashMap<Uuid, u64> = HashMap::new();
+    let mut next_versions: HashMap<Uuid, u64, IdHash> = HashMap::with_hasher(IdHash::new());
     let mut found = Inspection {
         format_version: 0,
         file_len,
@@ -511,6 +511,57 @@ fn scan_batches(
     Ok(found)
 }
 
+/// Hashes stream ids for the scan's version check with one keyed 64x64->128-bit
+/// multiply (SipHash costs more than the rest of the check per batch); the random key
+/// keeps ids written into a file from being chosen to collide.
+struct IdHash(u64, u64);
+
+impl IdHash {
+    fn new() -> IdHash {
+        let key = Uuid::new_v4().as_u128();
+        IdHash(key as u64 | 1, (key >> 64) as u64 | 1)
+    }
+}
+
+impl std::hash::BuildHasher for IdHash {
+    type Hasher = IdHasher;
+    fn build_hasher(&self) -> IdHasher {
+        IdHasher {
+            keys: (self.0, self.1),
+            acc: 0,
+        }
+    }
+}
+
+struct IdHasher {
+    keys: (u64, u64),
+    acc: u64,
+}
+
+fn fold_mul(a: u64, b: u64) -> u64 {
+    let p = u128::from(a) * u128::from(b);
+    (p as u64) ^ ((p >> 64) as u64)
+}
+
+impl std::hash::Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(16) {
+            let mut word = [0u8; 16];
+            word[..chunk.len()].copy_from_slice(chunk);
+            let w = u128::from_le_bytes(word);
+            let mixed = fold_mul(w as u64 ^ self.keys.0, (w >> 64) as u64 ^ self.keys.1);
+            self.acc = fold_mul(self.acc ^ mixed, 0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_usize(&mut self, n: usize) {
+        // The length prefix of the id's bytes (always 16).
+        self.acc ^= n as u64;
+    }
+    fn finish(&self) -> u64 {
+        self.acc
+    }
+}
+
 /// The first intact batch at or after byte offset `from` that holds positions at or
 /// past `expected`, with its offset.
 fn find_batch(
@@ -606,33 +657,54 @@ pub fn salvage(
         let mut kept_events = 0u64;
         let mut renumbered_from = None;
         let mut file_len = 0;
+        let mut reserved = false;
         let inspection = scan(source, |b| {
             if file_len == 0 {
                 file_len = std::fs::metadata(source).map_or(0, |m| m.len());
             }
-            let mut events = b.events().map(|e| ProposedEvent {
-                event_id: e.event_id,
-                event_type: e.event_type.to_string(),
-                metadata: e.metadata.to_vec(),
-                payload: e.payload.to_vec(),
-            });
             if renumbered_from.is_none() && b.first_position != kept_events {
                 renumbered_from = Some(b.first_position);
             }
-            // A multi-stream batch is copied as one batch per stream, in order, in the
-            // same group commit (the copy is made in a new file, renamed when whole).
-            for &(stream_id, _, count) in b.streams {
-                pending.push(CopiedBatch {
-                    stream_id,
-                    expected_version: ExpectedVersion::Any,
-                    recorded_at: b.recorded_at,
-                    events: events.by_ref().take(count as usize).collect(),
-                });
-            }
+            // One source batch, one copied batch: a multi-stream batch stays whole (an
+            // exact retry of that append against the copy is recognised). The events
+            // are encoded from the bytes the scan read, not copied one by one.
+            let events: Vec<ProposedEventRef<'_>> = b
+                .events()
+                .map(|e| ProposedEventRef {
+                    event_id: e.event_id,
+                    event_type: e.event_type,
+                    metadata: e.metadata,
+                    payload: e.payload,
+                })
+                .collect();
+            let mut at = 0usize;
+            let runs: Vec<StreamAppend<'_>> = b
+                .streams
+                .iter()
+                .map(|&(stream_id, _, count)| {
+                    let run = StreamAppend {
+                        stream_id,
+                        expected_version: ExpectedVersion::Any,
+                        events: &events[at..at + count as usize],
+                    };
+                    at += count as usize;
+                    run
+                })
+                .collect();
+            pending.push(CopiedBatch::multi(b.recorded_at, &runs)?);
             pending_bytes += b.len as usize;
             kept_batches += 1;
             kept_events += u64::from(b.count);
             if pending_bytes >= COPY_GROUP_BYTES {
+                if !reserved {
+                    // Size the index once for the whole copy, estimated from the
+                    // events per byte so far (a hint: it grows as needed beyond).
+                    reserved = true;
+                    let scanned = (b.offset + b.len).max(1);
+                    let estimate =
+                        u128::from(kept_events) * u128::from(file_len) / u128::from(scanned);
+                    store.reserve(u64::try_from(estimate).unwrap_or(u64::MAX))?;
+                }
                 store.append_copied(std::mem::take(&mut pending))?;
                 pending_bytes = 0;
             }

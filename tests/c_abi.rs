@@ -22,6 +22,7 @@ const EXPORTS: &[&str] = &[
     "es_free_streams",
     "es_global_position",
     "es_last_conflict",
+    "es_last_conflict_stream",
     "es_last_error",
     "es_list_streams",
     "es_open",

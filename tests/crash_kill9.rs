@@ -14,7 +14,6 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Stdio};
 use std::sync::mpsc;
@@ -112,18 +111,8 @@ struct Lines {
 
 impl Lines {
     fn of(child: &mut Child) -> Lines {
-        let out = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
         Lines {
-            rx,
+            rx: stdout_lines(child),
             seen: Vec::new(),
         }
     }

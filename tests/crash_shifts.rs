@@ -30,13 +30,25 @@ struct Original {
 }
 
 fn original(dir: &std::path::Path, batches: u64, per_batch: usize) -> Original {
-    let path = dir.join(format!("original-{batches}x{per_batch}.store"));
+    original_of(dir, batches, per_batch, Profile::SMALL)
+}
+
+fn original_of(
+    dir: &std::path::Path,
+    batches: u64,
+    per_batch: usize,
+    profile: Profile,
+) -> Original {
+    let path = dir.join(format!(
+        "original-{batches}x{per_batch}-{}.store",
+        profile.multi_one_in
+    ));
     let store = eventstore::Store::open(&path).unwrap();
     let mut spans = Vec::new();
     let mut acked = Vec::new();
     let mut at = FILE_HEADER_LEN;
     for k in 0..batches {
-        let b = planned(9000 + k, Profile::SMALL, per_batch);
+        let b = planned(9000 + k, profile, per_batch);
         let len = batch_len(&b);
         acked.push(append(&store, &b).unwrap());
         spans.push((at, at + len));
@@ -371,4 +383,54 @@ fn whole_batches_removed_or_repeated() {
         "whole batches removed or repeated: {} images, {} refused (file unchanged), {} opened; nothing acknowledged lost",
         tally.images, tally.refused, tally.opened
     );
+}
+
+/// Format 2's multi-stream batches (every batch of this store spreads over two or
+/// three streams): deleted and inserted ranges of every length up to two batches, at
+/// a few places each, whole batches removed or repeated, lost and doubled blocks.
+#[test]
+fn multi_stream_batches_shifted() {
+    let dir = scratch();
+    let profile = Profile {
+        multi_one_in: 1,
+        ..Profile::SMALL
+    };
+    let o = original_of(dir.path(), 12, 8, profile);
+    assert!(
+        o.acked.iter().all(|a| a.batch.is_multi()),
+        "every batch is a multi-stream batch"
+    );
+    let lock = dir.path().join("lock");
+    let longest = 2 * (o.bytes.len() as u64 / 12);
+    let n = env_usize("ES_SHIFT_PLACES", 3).min(2);
+    let mut rng = Rng::new(seed() ^ 2);
+    let mut tally = Tally::default();
+    for len in 1..=longest {
+        for at in places(&o, len, n, false, &mut rng) {
+            if at + len <= o.bytes.len() as u64 {
+                tally.add(judge(&lock, &o, &Shape::Delete { at, len }, false).unwrap());
+            }
+            let bytes = if len % 2 == 0 {
+                vec![0; len as usize]
+            } else {
+                rng.bytes(len as usize)
+            };
+            tally.add(judge(&lock, &o, &Shape::Insert { at, bytes }, false).unwrap());
+        }
+    }
+    for first in 0..o.spans.len() {
+        let last = (first + 1).min(o.spans.len() - 1);
+        let (at, end) = (o.spans[first].0, o.spans[last].1);
+        tally.add(judge(&lock, &o, &Shape::Delete { at, len: end - at }, false).unwrap());
+        let again = Shape::Insert {
+            at: end,
+            bytes: o.bytes[at as usize..end as usize].to_vec(),
+        };
+        tally.add(judge(&lock, &o, &again, true).unwrap());
+    }
+    eprintln!(
+        "multi-stream batches shifted: {} images, {} refused (file unchanged), {} opened; nothing acknowledged lost",
+        tally.images, tally.refused, tally.opened
+    );
+    assert!(tally.refused > 0 && tally.opened > 0);
 }

@@ -15,8 +15,9 @@
 //!   waits for `ES_WANT` events, prints `SAW n`.
 
 mod common;
+mod support;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -24,7 +25,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{event, HeldSync};
+use common::{arm, event, open_held};
 use eventstore::{Error, ExpectedVersion, Filter, OpenOptions, Store};
 use uuid::Uuid;
 
@@ -194,17 +195,7 @@ fn child_command(mode: &str, path: &Path, envs: &[(&str, String)]) -> Command {
 
 /// The child's stdout lines, as they come, on a channel.
 fn lines(child: &mut Child) -> mpsc::Receiver<String> {
-    let out = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
+    support::stdout_lines(child)
 }
 
 fn expect_line(rx: &mpsc::Receiver<String>, prefix: &str) -> String {
@@ -343,15 +334,7 @@ fn a_batch_written_but_not_synced_is_invisible_to_another_process() {
     let _serial = serial();
     let dir = scratch();
     let path = dir.path().join("held.store");
-    let gate: common::Gate = Default::default();
-    let g = gate.clone();
-    let writer = Store::open_with(
-        &path,
-        OpenOptions::new()
-            .preallocate(false)
-            .storage(move |file| Box::new(HeldSync { file, gate: g })),
-    )
-    .unwrap();
+    let (writer, gate) = open_held(&path);
     let s = Uuid::new_v4();
     writer
         .append(s, ExpectedVersion::Any, vec![event("A", b"")])
@@ -360,9 +343,7 @@ fn a_batch_written_but_not_synced_is_invisible_to_another_process() {
     let mut idle = spawn("idle", &path, &[]);
     let idle_rx = lines(&mut idle);
     assert_eq!(expect_line(&idle_rx, "READY"), "1");
-    let (written_tx, written_rx) = mpsc::channel();
-    let (go_tx, go_rx) = mpsc::channel();
-    *gate.lock().unwrap() = Some((written_tx, go_rx));
+    let (written_rx, go_tx) = arm(&gate);
     std::thread::scope(|scope| {
         let appending = scope.spawn(|| {
             writer

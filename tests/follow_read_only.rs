@@ -5,12 +5,10 @@ mod common;
 
 use std::fs::File;
 use std::io;
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use common::{all, event, temp_store, HeldSync};
-use eventstore::store::io::StorageFile;
+use common::{all, arm, event, hooked, open_held, temp_store, Hooks};
 use eventstore::{Error, ExpectedVersion, OpenOptions, Store};
 use uuid::Uuid;
 
@@ -152,23 +150,13 @@ fn a_torn_tail_is_ignored_never_repaired_and_damage_is_corrupt_record() {
 #[test]
 fn a_batch_written_but_not_synced_is_invisible_to_readers() {
     let t = temp_store();
-    let gate = Arc::new(Mutex::new(None));
-    let g = Arc::clone(&gate);
-    let writer = Store::open_with(
-        &t.path,
-        OpenOptions::new()
-            .preallocate(false)
-            .storage(move |file| Box::new(HeldSync { file, gate: g })),
-    )
-    .unwrap();
+    let (writer, gate) = open_held(&t.path);
     let s = Uuid::new_v4();
     writer
         .append(s, ExpectedVersion::NoStream, vec![event("A", b"synced")])
         .unwrap();
     let reader = read_only(&t.path).unwrap();
-    let (written_tx, written_rx) = mpsc::channel();
-    let (go_tx, go_rx) = mpsc::channel();
-    *gate.lock().unwrap() = Some((written_tx, go_rx));
+    let (written_rx, go_tx) = arm(&gate);
     std::thread::scope(|scope| {
         let appending = scope.spawn(|| {
             writer
@@ -291,36 +279,6 @@ fn filtered_reads_select_by_type_prefix_and_stream_and_report_where_to_go_on() {
     }
 }
 
-/// Counts the bytes read through the seam.
-struct CountingReads {
-    file: File,
-    read: Arc<std::sync::atomic::AtomicU64>,
-}
-
-impl StorageFile for CountingReads {
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        let n = StorageFile::read_at(&self.file, buf, offset)?;
-        self.read
-            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
-        Ok(n)
-    }
-    fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<usize> {
-        StorageFile::write_at(&self.file, buf, offset)
-    }
-    fn sync_data(&self) -> io::Result<()> {
-        self.file.sync_data()
-    }
-    fn sync_all(&self) -> io::Result<()> {
-        self.file.sync_all()
-    }
-    fn set_len(&self, len: u64) -> io::Result<()> {
-        self.file.set_len(len)
-    }
-    fn file_len(&self) -> io::Result<u64> {
-        StorageFile::file_len(&self.file)
-    }
-}
-
 #[test]
 fn a_filter_does_not_read_the_records_it_discards() {
     let t = temp_store();
@@ -338,9 +296,13 @@ fn a_filter_does_not_read_the_records_it_discards() {
     let r = Arc::clone(&read);
     let reader = Store::open_with(
         &t.path,
-        OpenOptions::new()
-            .read_only()
-            .storage(move |file| Box::new(CountingReads { file, read: r })),
+        OpenOptions::new().read_only().storage(hooked(Hooks {
+            after_read: Some(Box::new(move |n| {
+                r.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+                Ok(())
+            })),
+            ..Hooks::default()
+        })),
     )
     .unwrap();
     read.store(0, std::sync::atomic::Ordering::Relaxed);

@@ -10,7 +10,9 @@ use std::sync::Arc;
 
 use common::{all, event, open_exact, temp_store};
 use eventstore::inspect::{self, Inspection, RangeKind};
-use eventstore::{CopiedBatch, Error, ExpectedVersion, HeaderCause, RecordedEvent, Store};
+use eventstore::{
+    CopiedBatch, Error, ExpectedVersion, HeaderCause, ProposedEvent, RecordedEvent, Store,
+};
 use uuid::Uuid;
 
 /// A batch's (offset, len, first position, count).
@@ -334,27 +336,19 @@ fn append_copied_keeps_ids_and_commit_times_and_later_appends_do_not_go_back() {
     let store = open_exact(&t.path);
     let s = Uuid::from_u128(9);
     let future = 4_000_000_000_000_000u64; // year 2096
+    let first = [event("A", b"1"), event("B", b"2")];
+    let second = [event("C", b"3")];
+    fn refs(events: &[ProposedEvent]) -> Vec<eventstore::ProposedEventRef<'_>> {
+        events.iter().map(ProposedEvent::as_ref).collect()
+    }
     let batches = vec![
-        CopiedBatch {
-            stream_id: s,
-            expected_version: ExpectedVersion::NoStream,
-            recorded_at: 1_000,
-            events: vec![event("A", b"1"), event("B", b"2")],
-        },
-        CopiedBatch {
-            stream_id: s,
-            expected_version: ExpectedVersion::Exact(1),
-            recorded_at: future,
-            events: vec![event("C", b"3")],
-        },
+        CopiedBatch::new(s, ExpectedVersion::NoStream, 1_000, &refs(&first)).unwrap(),
+        CopiedBatch::new(s, ExpectedVersion::Exact(1), future, &refs(&second)).unwrap(),
     ];
-    let ids: Vec<Uuid> = batches
-        .iter()
-        .flat_map(|b| b.events.iter().map(|e| e.event_id))
-        .collect();
+    let ids: Vec<Uuid> = first.iter().chain(&second).map(|e| e.event_id).collect();
     let results = store.append_copied(batches).unwrap();
     assert_eq!(results.len(), 2);
-    assert_eq!(results[1].first_global_position, 2);
+    assert_eq!(results[1][0].first_global_position, 2);
     let later = store
         .append(s, ExpectedVersion::Exact(2), vec![event("D", b"4")])
         .unwrap();
@@ -373,12 +367,13 @@ fn append_copied_keeps_ids_and_commit_times_and_later_appends_do_not_go_back() {
     );
     // A failed check is reported; the batch is not written.
     let err = store
-        .append_copied(vec![CopiedBatch {
-            stream_id: s,
-            expected_version: ExpectedVersion::NoStream,
-            recorded_at: 5,
-            events: vec![event("E", b"5")],
-        }])
+        .append_copied(vec![CopiedBatch::new(
+            s,
+            ExpectedVersion::NoStream,
+            5,
+            &refs(&[event("E", b"5")]),
+        )
+        .unwrap()])
         .unwrap_err();
     assert!(matches!(err, Error::WrongExpectedVersion { .. }));
     assert_eq!(store.global_position(), 4);
@@ -462,4 +457,176 @@ fn backup_while_four_threads_append_holds_a_prefix_of_whole_batches() {
     assert!(store
         .backup_to(&t.dir.path().join("backup-0.store"), &mut |_, _| {})
         .is_err());
+}
+
+#[test]
+fn reserve_sizes_the_id_table_once_and_the_store_works_on() {
+    let t = temp_store();
+    let store = open_exact(&t.path);
+    let s = Uuid::from_u128(3);
+    let first = event("A", b"1");
+    store
+        .append(s, ExpectedVersion::NoStream, vec![first.clone()])
+        .unwrap();
+    let before = store.index_stats().id_bytes;
+    store.reserve(100_000).unwrap();
+    let after = store.index_stats().id_bytes;
+    // Room for 100,000 more ids at once (8 bytes each, at most 90% full).
+    assert!(after >= before + 100_000 * 8, "{before} -> {after}");
+    // Appending up to it does not grow the table again.
+    let many: Vec<ProposedEvent> = (0..50_000).map(|_| event("B", b"2")).collect();
+    let ids: Vec<Uuid> = many.iter().map(|e| e.event_id).collect();
+    store.append(s, ExpectedVersion::Exact(0), many).unwrap();
+    assert_eq!(store.index_stats().id_bytes, after);
+    // The ids recorded before and after are found; a retry is still recognised.
+    assert_eq!(store.read_event(first.event_id).unwrap().global_position, 0);
+    assert_eq!(
+        store.read_event(ids[49_999]).unwrap().global_position,
+        50_000
+    );
+    let retry = store.append(s, ExpectedVersion::Any, vec![first]).unwrap();
+    assert_eq!(retry[0].global_position, 0);
+    assert_eq!(store.global_position(), 50_001, "a retry writes nothing");
+    // A hint only: reserving less than there is room for changes nothing.
+    store.reserve(10).unwrap();
+    assert_eq!(store.index_stats().id_bytes, after);
+    drop(store);
+    let reader = Store::open_with(&t.path, eventstore::OpenOptions::new().read_only()).unwrap();
+    assert!(matches!(reader.reserve(10), Err(Error::ReadOnly { .. })));
+}
+
+#[test]
+fn a_copied_multi_stream_batch_is_one_batch_and_a_retry_of_it_is_recognised() {
+    let t = temp_store();
+    let store = open_exact(&t.path);
+    let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
+    let ea = [event("A", b"1"), event("A", b"2")];
+    let eb = [event("B", b"3")];
+    let ra: Vec<_> = ea.iter().map(ProposedEvent::as_ref).collect();
+    let rb: Vec<_> = eb.iter().map(ProposedEvent::as_ref).collect();
+    let runs = |expected| {
+        [
+            eventstore::StreamAppend {
+                stream_id: a,
+                expected_version: expected,
+                events: &ra,
+            },
+            eventstore::StreamAppend {
+                stream_id: b,
+                expected_version: expected,
+                events: &rb,
+            },
+        ]
+    };
+    let batch = CopiedBatch::multi(7_000, &runs(ExpectedVersion::NoStream)).unwrap();
+    assert_eq!((batch.count(), batch.recorded_at()), (3, 7_000));
+    let results = store.append_copied(vec![batch]).unwrap();
+    assert_eq!(results.len(), 1);
+    assert_eq!(
+        results[0]
+            .iter()
+            .map(|r| (r.first_global_position, r.first_stream_version, r.count))
+            .collect::<Vec<_>>(),
+        [(0, 0, 2), (2, 0, 1)]
+    );
+    assert_eq!(store.batch_bounds(1), Some(0..3));
+    assert_eq!(store.batch_bounds(3), None);
+    // One batch on disk, of two streams, with the given commit time.
+    drop(store);
+    let mut batches = Vec::new();
+    inspect::scan(&t.path, |b| {
+        batches.push((b.count, b.streams.len(), b.recorded_at));
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(batches, [(3, 2, 7_000)]);
+    // The same append, retried by an application, is a retry, not a duplicate.
+    let store = open_exact(&t.path);
+    let again = store.append_multi(&runs(ExpectedVersion::Any)).unwrap();
+    assert!(again.iter().all(|r| r.deduplicated));
+    assert_eq!(store.global_position(), 3);
+    // A stream twice, or a run with no events, is refused when the batch is made.
+    let twice = [runs(ExpectedVersion::Any)[0], runs(ExpectedVersion::Any)[0]];
+    assert!(matches!(
+        CopiedBatch::multi(1, &twice),
+        Err(Error::InvalidArgument(_))
+    ));
+    let empty = [eventstore::StreamAppend {
+        stream_id: a,
+        expected_version: ExpectedVersion::Any,
+        events: &[],
+    }];
+    assert!(matches!(
+        CopiedBatch::multi(1, &empty),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        CopiedBatch::multi(1, &[]),
+        Err(Error::InvalidArgument(_))
+    ));
+}
+
+/// A wrapper that hides the file: `as_file` is `None`, so a backup reads through it.
+struct Hidden(std::fs::File);
+
+impl eventstore::store::io::StorageFile for Hidden {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+        std::os::unix::fs::FileExt::read_at(&self.0, buf, offset)
+    }
+    fn write_at(&self, buf: &[u8], offset: u64) -> std::io::Result<usize> {
+        std::os::unix::fs::FileExt::write_at(&self.0, buf, offset)
+    }
+    fn sync_data(&self) -> std::io::Result<()> {
+        self.0.sync_data()
+    }
+    fn sync_all(&self) -> std::io::Result<()> {
+        self.0.sync_all()
+    }
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        self.0.set_len(len)
+    }
+    fn file_len(&self) -> std::io::Result<u64> {
+        Ok(self.0.metadata()?.len())
+    }
+}
+
+/// A backup is the source's acknowledged bytes exactly, copied in the kernel from a
+/// plain file and through a buffer from a wrapped one, with progress up to the end.
+#[test]
+fn backup_copies_the_acknowledged_bytes_in_the_kernel_or_through_a_buffer() {
+    let t = temp_store();
+    let store = Store::open(&t.path).unwrap();
+    for i in 0..300u32 {
+        let events = (0..1 + i % 3)
+            .map(|k| event("T", format!("{i}-{k}").as_bytes()))
+            .collect();
+        store
+            .append(
+                Uuid::from_u128(u128::from(i % 7)),
+                ExpectedVersion::Any,
+                events,
+            )
+            .unwrap();
+    }
+    let (len, events) = store.acknowledged_len();
+    let wrapped = Store::open_with(
+        &t.path,
+        eventstore::OpenOptions::new()
+            .read_only()
+            .storage(|f| Box::new(Hidden(f))),
+    )
+    .unwrap();
+    // The writer keeps space preallocated past the data: the copy stops at `len`.
+    let source = fs::read(&t.path).unwrap();
+    assert!(source.len() as u64 >= len);
+    for (name, handle) in [("plain.store", &store), ("wrapped.store", &wrapped)] {
+        let dest = t.dir.path().join(name);
+        let mut last = (0, 0);
+        let report = handle
+            .backup_to(&dest, &mut |done, total| last = (done, total))
+            .unwrap();
+        assert_eq!((report.bytes, report.events), (len, events), "{name}");
+        assert_eq!(fs::read(&dest).unwrap(), &source[..len as usize], "{name}");
+        assert_eq!(last, (2 * len, 2 * len), "{name}");
+    }
 }

@@ -3,62 +3,31 @@
 
 mod common;
 
-use std::fs::File;
-use std::io;
-use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 
-use common::{event, temp_store};
-use eventstore::store::io::StorageFile;
+use common::{event, hooked, temp_store, Hooks, SyncKind};
 use eventstore::{Error, ExpectedVersion, OpenOptions, Store};
 use uuid::Uuid;
-
-/// Counts syncs; panics in `sync_data` once `panic_next` is set, and blocks the
-/// first sync after `slow` is set long enough for others to queue behind it.
-struct Seam {
-    file: File,
-    syncs: Arc<AtomicU64>,
-    panic_next: Arc<AtomicBool>,
-}
-
-impl StorageFile for Seam {
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        FileExt::read_at(&self.file, buf, offset)
-    }
-    fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<usize> {
-        FileExt::write_at(&self.file, buf, offset)
-    }
-    fn sync_data(&self) -> io::Result<()> {
-        self.syncs.fetch_add(1, Ordering::SeqCst);
-        if self.panic_next.swap(false, Ordering::SeqCst) {
-            std::thread::sleep(std::time::Duration::from_millis(50));
-            panic!("injected panic in fdatasync");
-        }
-        self.file.sync_data()
-    }
-    fn sync_all(&self) -> io::Result<()> {
-        self.file.sync_all()
-    }
-    fn set_len(&self, len: u64) -> io::Result<()> {
-        self.file.set_len(len)
-    }
-    fn file_len(&self) -> io::Result<u64> {
-        StorageFile::file_len(&self.file)
-    }
-}
 
 fn seam_store(path: &std::path::Path) -> (Store, Arc<AtomicU64>, Arc<AtomicBool>) {
     let syncs = Arc::new(AtomicU64::new(0));
     let panic_next = Arc::new(AtomicBool::new(false));
     let (s, p) = (Arc::clone(&syncs), Arc::clone(&panic_next));
-    let options = OpenOptions::new().preallocate(false).storage(move |file| {
-        Box::new(Seam {
-            file,
-            syncs: s,
-            panic_next: p,
-        })
-    });
+    // Counts `fdatasync`s; panics in one once `panic_next` is set.
+    let options = OpenOptions::new().preallocate(false).storage(hooked(Hooks {
+        before_sync: Some(Box::new(move |kind| {
+            if kind == SyncKind::Data {
+                s.fetch_add(1, Ordering::SeqCst);
+                if p.swap(false, Ordering::SeqCst) {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                    panic!("injected panic in fdatasync");
+                }
+            }
+            Ok(())
+        })),
+        ..Hooks::default()
+    }));
     (Store::open_with(path, options).unwrap(), syncs, panic_next)
 }
 

@@ -10,8 +10,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 
-use common::{all, event, temp_store};
-use eventstore::store::io::StorageFile;
+use common::{all, event, hooked, temp_store, Hooks, SyncKind};
 use eventstore::{
     AppendResult, Error, ExpectedVersion, OpenOptions, ProposedEvent, ProposedEventRef, Store,
     StreamAppend,
@@ -274,43 +273,18 @@ fn retries_racing_the_original_from_8_threads_write_once() {
 // ---------------------------------------------------------------------------------
 // Multi-stream appends
 
-/// Counts the syncs made on the file.
-struct CountingFile {
-    file: std::fs::File,
-    syncs: Arc<AtomicUsize>,
-}
-
-impl StorageFile for CountingFile {
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        std::os::unix::fs::FileExt::read_at(&self.file, buf, offset)
-    }
-    fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<usize> {
-        std::os::unix::fs::FileExt::write_at(&self.file, buf, offset)
-    }
-    fn sync_data(&self) -> io::Result<()> {
-        self.syncs.fetch_add(1, Ordering::SeqCst);
-        self.file.sync_data()
-    }
-    fn sync_all(&self) -> io::Result<()> {
-        self.syncs.fetch_add(1, Ordering::SeqCst);
-        self.file.sync_all()
-    }
-    fn set_len(&self, len: u64) -> io::Result<()> {
-        self.file.set_len(len)
-    }
-    fn file_len(&self) -> io::Result<u64> {
-        Ok(self.file.metadata()?.len())
-    }
-}
-
 fn open_counting(path: &Path) -> (Store, Arc<AtomicUsize>) {
     let syncs = Arc::new(AtomicUsize::new(0));
     let s = Arc::clone(&syncs);
     let store = Store::open_with(
         path,
-        OpenOptions::new()
-            .preallocate(false)
-            .storage(move |file| Box::new(CountingFile { file, syncs: s }) as Box<dyn StorageFile>),
+        OpenOptions::new().preallocate(false).storage(hooked(Hooks {
+            before_sync: Some(Box::new(move |_| {
+                s.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            })),
+            ..Hooks::default()
+        })),
     )
     .unwrap();
     (store, syncs)
@@ -941,36 +915,6 @@ fn events_of_a_store_with_many_ids_are_all_indexed_at_open() {
     }
 }
 
-/// Passes everything through, but fails reads while `fail_reads` is set.
-struct FailingReads {
-    file: std::fs::File,
-    fail_reads: Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl StorageFile for FailingReads {
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        if self.fail_reads.load(Ordering::SeqCst) {
-            return Err(io::Error::from_raw_os_error(libc::EIO));
-        }
-        std::os::unix::fs::FileExt::read_at(&self.file, buf, offset)
-    }
-    fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<usize> {
-        std::os::unix::fs::FileExt::write_at(&self.file, buf, offset)
-    }
-    fn sync_data(&self) -> io::Result<()> {
-        self.file.sync_data()
-    }
-    fn sync_all(&self) -> io::Result<()> {
-        self.file.sync_all()
-    }
-    fn set_len(&self, len: u64) -> io::Result<()> {
-        self.file.set_len(len)
-    }
-    fn file_len(&self) -> io::Result<u64> {
-        Ok(self.file.metadata()?.len())
-    }
-}
-
 #[test]
 fn growing_the_id_index_reads_nothing_from_the_log() {
     // A new store's id table has 16 slots: the 15th id makes it grow. Before issue 14
@@ -981,12 +925,15 @@ fn growing_the_id_index_reads_nothing_from_the_log() {
     let f = Arc::clone(&fail);
     let store = Store::open_with(
         &t.path,
-        OpenOptions::new().storage(move |file| {
-            Box::new(FailingReads {
-                file,
-                fail_reads: f,
-            }) as Box<dyn StorageFile>
-        }),
+        OpenOptions::new().storage(hooked(Hooks {
+            before_read: Some(Box::new(move |()| {
+                if f.load(Ordering::SeqCst) {
+                    return Err(io::Error::from_raw_os_error(libc::EIO));
+                }
+                Ok(())
+            })),
+            ..Hooks::default()
+        })),
     )
     .unwrap();
     let s = Uuid::from_u128(1);
@@ -1015,35 +962,6 @@ fn growing_the_id_index_reads_nothing_from_the_log() {
     assert_eq!(Store::open(&t.path).unwrap().global_position(), 15);
 }
 
-/// Makes every `fdatasync` take `delay_ms` while it is non-zero.
-struct SlowSync {
-    file: std::fs::File,
-    delay_ms: Arc<std::sync::atomic::AtomicU64>,
-}
-
-impl StorageFile for SlowSync {
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        std::os::unix::fs::FileExt::read_at(&self.file, buf, offset)
-    }
-    fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<usize> {
-        std::os::unix::fs::FileExt::write_at(&self.file, buf, offset)
-    }
-    fn sync_data(&self) -> io::Result<()> {
-        let ms = self.delay_ms.load(Ordering::SeqCst);
-        std::thread::sleep(std::time::Duration::from_millis(ms));
-        self.file.sync_data()
-    }
-    fn sync_all(&self) -> io::Result<()> {
-        self.file.sync_all()
-    }
-    fn set_len(&self, len: u64) -> io::Result<()> {
-        self.file.set_len(len)
-    }
-    fn file_len(&self) -> io::Result<u64> {
-        Ok(self.file.metadata()?.len())
-    }
-}
-
 #[test]
 fn requests_of_one_group_see_each_others_ids() {
     // The first append's sync is slow; three appends queue behind it and form the next
@@ -1053,9 +971,17 @@ fn requests_of_one_group_see_each_others_ids() {
     let d = Arc::clone(&delay);
     let store = Store::open_with(
         &t.path,
-        OpenOptions::new()
-            .preallocate(false)
-            .storage(move |file| Box::new(SlowSync { file, delay_ms: d }) as Box<dyn StorageFile>),
+        OpenOptions::new().preallocate(false).storage(hooked(Hooks {
+            // Every `fdatasync` takes `d` ms while it is non-zero.
+            before_sync: Some(Box::new(move |kind| {
+                if kind == SyncKind::Data {
+                    let ms = d.load(Ordering::SeqCst);
+                    std::thread::sleep(std::time::Duration::from_millis(ms));
+                }
+                Ok(())
+            })),
+            ..Hooks::default()
+        })),
     )
     .unwrap();
     let (x, y, z) = (Uuid::from_u128(1), Uuid::from_u128(2), Uuid::from_u128(3));
@@ -1172,11 +1098,14 @@ fn copied_batches_keep_a_duplicated_id_and_salvage_copies_them() {
     let t = temp_store();
     let store = Store::open(&t.path).unwrap();
     let s = Uuid::from_u128(1);
-    let copied = |recorded_at| eventstore::CopiedBatch {
-        stream_id: s,
-        expected_version: ExpectedVersion::Any,
-        recorded_at,
-        events: vec![ev(77, "Same")],
+    let copied = |recorded_at| {
+        eventstore::CopiedBatch::new(
+            s,
+            ExpectedVersion::Any,
+            recorded_at,
+            &[ev(77, "Same").as_ref()],
+        )
+        .unwrap()
     };
     store
         .append_copied(vec![copied(1_000), copied(2_000)])

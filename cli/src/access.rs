@@ -19,7 +19,10 @@ const FIRST_PAGE: u64 = 64;
 /// in any process and sees exactly the acknowledged events. Never creates a file.
 pub fn open_for_read(path: &Path) -> Result<Store> {
     must_exist(path)?;
-    Store::open_with(path, OpenOptions::new().read_only()).map_err(|e| Fail::store(path, e))
+    crate::progress::while_running("opening the store", || {
+        Store::open_with(path, OpenOptions::new().read_only())
+    })
+    .map_err(|e| Fail::store(path, e))
 }
 
 /// Opens (and with `create`, creates) a store for a writing command.
@@ -27,7 +30,10 @@ pub fn open_for_write(path: &Path, create: bool) -> Result<Store> {
     if !create {
         must_exist(path)?;
     }
-    Store::open_with(path, OpenOptions::new()).map_err(|e| Fail::store(path, e))
+    crate::progress::while_running("opening the store", || {
+        Store::open_with(path, OpenOptions::new())
+    })
+    .map_err(|e| Fail::store(path, e))
 }
 
 /// Fails unless `path` is an existing regular file of at least a header's length (a
@@ -242,4 +248,22 @@ pub fn list_streams(
         left -= page.len() as u64;
     }
     Ok(())
+}
+
+/// The first position of the batch of each event a command shows (the JSON key
+/// `batch_position`), through `Store::batch_bounds`: asked once per batch, since events
+/// come in order (or in reverse order) and the last answer is kept.
+#[derive(Default)]
+pub struct BatchOf(std::ops::Range<u64>);
+
+impl BatchOf {
+    pub fn of(&mut self, store: &Store, position: u64) -> u64 {
+        if !self.0.contains(&position) {
+            // Unknown only for an event the handle has not read: it is its own batch.
+            self.0 = store
+                .batch_bounds(position)
+                .unwrap_or(position..position + 1);
+        }
+        self.0.start
+    }
 }

@@ -1,5 +1,7 @@
 //! Reading JSON lines: events for `append` and the exported log for `import`.
 
+use std::borrow::Cow;
+
 use base64::Engine;
 use eventstore::{ExpectedVersion, ProposedEvent, Uuid};
 use serde::Deserialize;
@@ -10,17 +12,21 @@ use serde_json::value::RawValue;
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Line<'a> {
-    #[serde(alias = "stream")]
-    stream_id: Option<String>,
-    #[serde(alias = "type")]
-    pub event_type: Option<String>,
+    // Borrowed from the line where it has no escapes: no allocation per field.
+    #[serde(alias = "stream", borrow)]
+    stream_id: Option<Cow<'a, str>>,
+    #[serde(alias = "type", borrow)]
+    pub event_type: Option<Cow<'a, str>>,
     #[serde(borrow)]
     pub payload: Option<&'a RawValue>,
-    pub payload_encoding: Option<String>,
+    #[serde(borrow)]
+    pub payload_encoding: Option<Cow<'a, str>>,
     #[serde(borrow)]
     pub metadata: Option<&'a RawValue>,
-    pub metadata_encoding: Option<String>,
-    event_id: Option<String>,
+    #[serde(borrow)]
+    pub metadata_encoding: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    event_id: Option<Cow<'a, str>>,
     #[serde(borrow)]
     pub expected_version: Option<&'a RawValue>,
     /// A line that is a whole batch: its events (without `stream_id`).
@@ -29,6 +35,9 @@ pub struct Line<'a> {
     pub global_position: Option<u64>,
     pub stream_version: Option<u64>,
     pub recorded_at: Option<u64>,
+    /// The position of the first event of the batch the event was written in
+    /// (`export`): `import` rebuilds the batches from it.
+    pub batch_position: Option<u64>,
     /// Written by `export` for people; ignored when read.
     #[serde(rename = "recorded_at_utc")]
     _recorded_at_utc: Option<serde::de::IgnoredAny>,
@@ -66,19 +75,41 @@ impl Line<'_> {
 
     /// The event this line proposes.
     pub fn event(&self) -> Result<ProposedEvent, String> {
+        let mut e = ProposedEvent {
+            event_id: Uuid::nil(),
+            event_type: String::new(),
+            metadata: Vec::new(),
+            payload: Vec::new(),
+        };
+        self.event_into(&mut e)?;
+        Ok(e)
+    }
+
+    /// [`Line::event`] into `e`, reusing its allocations (for `import`, which reads
+    /// millions of lines).
+    pub fn event_into(&self, e: &mut ProposedEvent) -> Result<(), String> {
         let event_type = self
             .event_type
-            .clone()
+            .as_deref()
             .ok_or("the event has no \"event_type\" (or \"type\")")?;
-        Ok(ProposedEvent {
-            event_id: match &self.event_id {
-                Some(s) => uuid("event_id", s)?,
-                None => Uuid::nil(),
-            },
-            event_type,
-            payload: bytes(self.payload, self.payload_encoding.as_deref(), "payload")?,
-            metadata: bytes(self.metadata, self.metadata_encoding.as_deref(), "metadata")?,
-        })
+        e.event_id = match &self.event_id {
+            Some(s) => uuid("event_id", s)?,
+            None => Uuid::nil(),
+        };
+        e.event_type.clear();
+        e.event_type.push_str(event_type);
+        bytes_into(
+            self.payload,
+            self.payload_encoding.as_deref(),
+            "payload",
+            &mut e.payload,
+        )?;
+        bytes_into(
+            self.metadata,
+            self.metadata_encoding.as_deref(),
+            "metadata",
+            &mut e.metadata,
+        )
     }
 
     pub fn expected(&self) -> Result<Option<ExpectedVersion>, String> {
@@ -91,30 +122,36 @@ fn uuid(what: &str, s: &str) -> Result<Uuid, String> {
 }
 
 /// The bytes of a payload or metadata value in its encoding (default `json`: the
-/// value's exact text). Absent: no bytes.
-fn bytes(value: Option<&RawValue>, encoding: Option<&str>, what: &str) -> Result<Vec<u8>, String> {
+/// value's exact text), into `out` (cleared first). Absent: no bytes.
+fn bytes_into(
+    value: Option<&RawValue>,
+    encoding: Option<&str>,
+    what: &str,
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
+    out.clear();
     let Some(raw) = value else {
-        return Ok(Vec::new());
+        return Ok(());
+    };
+    let string = |why: &str| {
+        // Borrowed when the string has no escapes.
+        serde_json::from_str::<Cow<'_, str>>(raw.get()).map_err(|_| {
+            format!("\"{what}\" must be a JSON string with \"{what}_encoding\": \"{why}\"")
+        })
     };
     match encoding.unwrap_or("json") {
-        "json" => Ok(raw.get().as_bytes().to_vec()),
-        "text" => serde_json::from_str::<String>(raw.get())
-            .map(String::into_bytes)
-            .map_err(|_| {
-                format!("\"{what}\" must be a JSON string with \"{what}_encoding\": \"text\"")
-            }),
-        "base64" => {
-            let s: String = serde_json::from_str(raw.get()).map_err(|_| {
-                format!("\"{what}\" must be a JSON string with \"{what}_encoding\": \"base64\"")
-            })?;
-            base64::engine::general_purpose::STANDARD
-                .decode(s.as_bytes())
-                .map_err(|e| format!("\"{what}\" is not valid base64: {e}"))
+        "json" => out.extend_from_slice(raw.get().as_bytes()),
+        "text" => out.extend_from_slice(string("text")?.as_bytes()),
+        "base64" => base64::engine::general_purpose::STANDARD
+            .decode_vec(string("base64")?.as_bytes(), out)
+            .map_err(|e| format!("\"{what}\" is not valid base64: {e}"))?,
+        other => {
+            return Err(format!(
+                "\"{what}_encoding\" is \"{other}\"; use \"json\", \"text\" or \"base64\""
+            ))
         }
-        other => Err(format!(
-            "\"{what}_encoding\" is \"{other}\"; use \"json\", \"text\" or \"base64\""
-        )),
     }
+    Ok(())
 }
 
 /// `expected_version`: a version number, or "any", "no_stream", "stream_exists".

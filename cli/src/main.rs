@@ -120,7 +120,9 @@ enum Command {
     /// The last N events; with -f, then follow new events as they are acknowledged.
     ///
     /// The store is opened read-only: it follows a writer in any process, showing each
-    /// event once its append is durable (a subscription: no polling).
+    /// event once its append is durable (a subscription: no polling). With --stream ID
+    /// of a stream that has no events yet, -f waits for its first events (without -f
+    /// that is exit 1, not found).
     Tail {
         /// The store file.
         path: PathBuf,
@@ -169,6 +171,9 @@ enum Command {
         /// Start at this global position.
         #[arg(long, value_name = "POS", default_value_t = 0)]
         from: u64,
+        /// Accepted as by every read command; export always writes JSON lines.
+        #[arg(long)]
+        json: bool,
     },
     /// Rebuild a log from `export` output on standard input into a new store: ids,
     /// streams, versions, positions and commit times are kept.
@@ -289,6 +294,7 @@ fn one_line(text: &str) -> String {
 
 fn dispatch(cli: Cli) -> fail::Result<i32> {
     let quiet = cli.quiet;
+    progress::set_quiet(quiet);
     match cli.command {
         Command::Info { path, json } => read::info(&path, json),
         Command::Verify { path, json } => check::verify(&path, json, quiet),
@@ -337,7 +343,11 @@ fn dispatch(cli: Cli) -> fail::Result<i32> {
         Command::Append { path, batch, json } => {
             write::append(&path, batch.map(NonZeroU64::get), json, quiet)
         }
-        Command::Export { path, from } => read::export(&path, from, quiet),
+        Command::Export {
+            path,
+            from,
+            json: _,
+        } => read::export(&path, from, quiet),
         Command::Import { dest, json } => write::import(&dest, json, quiet),
         Command::Backup { path, dest, json } => check::backup(&path, &dest, json, quiet),
         Command::Salvage { path, dest, json } => check::salvage(&path, &dest, json, quiet),

@@ -2,15 +2,35 @@
 //! terminal, nothing when it is not (piped, redirected) or with `--quiet`.
 
 use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use indicatif::{HumanBytes, HumanCount, ProgressBar, ProgressState, ProgressStyle};
 
 pub struct Progress(Option<ProgressBar>);
 
+/// `--quiet`, for the progress shown where the command's options are not at hand
+/// (opening a store).
+static QUIET: AtomicBool = AtomicBool::new(false);
+
+pub fn set_quiet(quiet: bool) {
+    QUIET.store(quiet, Ordering::Relaxed);
+}
+
+/// A spinner while `what` runs (opening a store reads its log: seconds at 10M
+/// events), on a terminal only.
+pub fn while_running<T>(what: &str, f: impl FnOnce() -> T) -> T {
+    let spinner = Progress::new(QUIET.load(Ordering::Relaxed), what, Unit::None, None);
+    let result = f();
+    spinner.done();
+    result
+}
+
 pub enum Unit {
     Bytes,
     Events,
+    /// A spinner with its message only.
+    None,
 }
 
 impl Progress {
@@ -46,13 +66,13 @@ impl Progress {
             }
             None => {
                 let count = match unit {
-                    Unit::Bytes => "{bytes}",
-                    Unit::Events => "{human_pos} events",
+                    Unit::Bytes => "{bytes} {rate}",
+                    Unit::Events => "{human_pos} events {rate}",
+                    Unit::None => "{elapsed}",
                 };
-                let style =
-                    ProgressStyle::with_template(&format!("{{spinner}} {{msg}} {count} {{rate}}"))
-                        .expect("a valid template")
-                        .with_key("rate", rate);
+                let style = ProgressStyle::with_template(&format!("{{spinner}} {{msg}} {count}"))
+                    .expect("a valid template")
+                    .with_key("rate", rate);
                 ProgressBar::new_spinner().with_style(style)
             }
         };

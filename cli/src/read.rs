@@ -130,10 +130,11 @@ pub fn dump(
     }
     let limit = limit.unwrap_or(u64::MAX);
     let mut shown = 0u64;
+    let mut batches = access::BatchOf::default();
     if limit > 0 {
         access::read_matching(&store, filter, range, &mut |e| {
             if json {
-                event_json(&mut out, e)?;
+                event_json(&mut out, e, batches.of(&store, e.global_position))?;
             } else {
                 event_row(&mut out, e)?;
             }
@@ -164,7 +165,8 @@ pub fn event(path: &Path, id: Uuid, json: bool) -> Result<i32> {
         .map_err(|e| crate::fail::Fail::store(path, e))?;
     let mut out = stdout();
     if json {
-        event_json(&mut out, &access::view(&e))?;
+        let batch = access::BatchOf::default().of(&store, e.global_position);
+        event_json(&mut out, &access::view(&e), batch)?;
     } else {
         table_header(&mut out)?;
         event_row(&mut out, &access::view(&e))?;
@@ -204,7 +206,7 @@ pub fn tail(
 ) -> Result<i32> {
     let store = access::open_for_read(path)?;
     let mut out = stdout();
-    let end = last_events(&store, filter, lines, json, &mut out)?;
+    let end = last_events(&store, filter, lines, follow.is_some(), json, &mut out)?;
     out.flush().or_stdout()?;
     if let Some(follow) = follow {
         follow_from(&store, filter, end, json, &mut out, follow)?;
@@ -214,23 +216,30 @@ pub fn tail(
 
 /// Writes the last `n` matching events, oldest first; returns the event count of the
 /// log when it looked (following goes on from there). Without a type filter this is
-/// one backward read of exactly `n` events.
+/// one backward read of exactly `n` events. A stream that has no events is an error,
+/// unless `following` (as `tail -F` waits for a file): then nothing is shown yet and
+/// the stream's first events are followed when they come.
 fn last_events(
     store: &Store,
     filter: &Filter,
     n: u64,
+    following: bool,
     json: bool,
     out: &mut dyn Write,
 ) -> Result<u64> {
     let fail = |e| crate::fail::Fail::store(store.path(), e);
     let end = store.global_position();
     let mut newest_first = Vec::new();
+    let mut absent = false;
     if let Some(s) = filter.stream_id {
         if store.stream_version(&s).is_none() {
-            return Err(fail(eventstore::Error::StreamNotFound { stream_id: s }));
+            if !following {
+                return Err(fail(eventstore::Error::StreamNotFound { stream_id: s }));
+            }
+            absent = true;
         }
     }
-    if n == 0 || end == 0 {
+    if n == 0 || end == 0 || absent {
         // Nothing to show.
     } else if !filter.selects_types() {
         newest_first = match filter.stream_id {
@@ -259,10 +268,11 @@ fn last_events(
             },
         )?;
     }
+    let mut batches = access::BatchOf::default();
     for e in newest_first.iter().rev() {
         let view = access::view(e);
         if json {
-            event_json(out, &view)?;
+            event_json(out, &view, batches.of(store, e.global_position))?;
         } else {
             event_row(out, &view)?;
         }
@@ -288,6 +298,7 @@ pub fn follow_from(
     let mut shown = 0u64;
     let mut subscription = store.subscribe(position, filter.clone());
     let mut batch = EventBatch::default();
+    let mut batches = access::BatchOf::default();
     while shown < max {
         let wait = match deadline {
             Some(d) => match d.checked_duration_since(Instant::now()) {
@@ -301,7 +312,7 @@ pub fn follow_from(
             .map_err(|e| crate::fail::Fail::store(store.path(), e))?;
         for e in batch.iter() {
             if json {
-                event_json(out, &e)?;
+                event_json(out, &e, batches.of(store, e.global_position))?;
             } else {
                 event_row(out, &e)?;
             }

@@ -58,7 +58,7 @@ fn is_exact_json(s: &str) -> bool {
 }
 
 /// Writes `bytes` as a JSON value in `encoding`.
-fn write_bytes(out: &mut dyn Write, bytes: &[u8], encoding: Encoding) -> std::io::Result<()> {
+fn write_bytes(out: &mut Vec<u8>, bytes: &[u8], encoding: Encoding) -> std::io::Result<()> {
     match encoding {
         Encoding::Json => out.write_all(bytes),
         Encoding::Text => {
@@ -72,29 +72,65 @@ fn write_bytes(out: &mut dyn Write, bytes: &[u8], encoding: Encoding) -> std::io
     }
 }
 
-/// One event as a line of JSON (see docs/cli.md, "The event schema").
-pub fn event_json(out: &mut dyn Write, e: &RecordView<'_>) -> Result<()> {
-    (|| -> std::io::Result<()> {
-        write!(
-            out,
-            "{{\"global_position\":{},\"stream_id\":\"{}\",\"stream_version\":{},\"event_id\":\"{}\",\"event_type\":",
-            e.global_position, e.stream_id, e.stream_version, e.event_id
-        )?;
-        serde_json::to_writer(&mut *out, e.event_type).map_err(std::io::Error::other)?;
-        write!(
-            out,
-            ",\"recorded_at\":{},\"recorded_at_utc\":\"{}\",\"payload\":",
-            e.recorded_at,
-            utc(e.recorded_at)
-        )?;
+/// One event as a line of JSON (see docs/cli.md, "The event schema"); `batch` is the
+/// position of the first event of its batch. The line is put together in a reused
+/// buffer without `fmt` (a whole-log export writes millions of them).
+pub fn event_json(out: &mut dyn Write, e: &RecordView<'_>, batch: u64) -> Result<()> {
+    thread_local! {
+        static LINE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    LINE.with_borrow_mut(|line| {
+        line.clear();
+        line.extend_from_slice(b"{\"global_position\":");
+        put_u64(line, e.global_position);
+        line.extend_from_slice(b",\"stream_id\":\"");
+        put_uuid(line, &e.stream_id);
+        line.extend_from_slice(b"\",\"stream_version\":");
+        put_u64(line, e.stream_version);
+        line.extend_from_slice(b",\"event_id\":\"");
+        put_uuid(line, &e.event_id);
+        line.extend_from_slice(b"\",\"event_type\":");
+        serde_json::to_writer(&mut *line, e.event_type).expect("writing to a Vec");
+        line.extend_from_slice(b",\"recorded_at\":");
+        put_u64(line, e.recorded_at);
+        line.extend_from_slice(b",\"recorded_at_utc\":\"");
+        line.extend_from_slice(&utc_bytes(e.recorded_at));
+        line.extend_from_slice(b"\",\"payload\":");
         let p = Encoding::of(e.payload);
-        write_bytes(out, e.payload, p)?;
-        write!(out, ",\"payload_encoding\":\"{}\",\"metadata\":", p.name())?;
+        write_bytes(line, e.payload, p).expect("writing to a Vec");
+        line.extend_from_slice(b",\"payload_encoding\":\"");
+        line.extend_from_slice(p.name().as_bytes());
+        line.extend_from_slice(b"\",\"metadata\":");
         let m = Encoding::of(e.metadata);
-        write_bytes(out, e.metadata, m)?;
-        writeln!(out, ",\"metadata_encoding\":\"{}\"}}", m.name())
-    })()
-    .or_stdout()
+        write_bytes(line, e.metadata, m).expect("writing to a Vec");
+        line.extend_from_slice(b",\"metadata_encoding\":\"");
+        line.extend_from_slice(m.name().as_bytes());
+        line.extend_from_slice(b"\",\"batch_position\":");
+        put_u64(line, batch);
+        line.extend_from_slice(b"}\n");
+        out.write_all(line).or_stdout()
+    })
+}
+
+/// Appends the decimal digits of `n`.
+fn put_u64(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+}
+
+/// Appends a UUID, lowercase and hyphenated.
+fn put_uuid(out: &mut Vec<u8>, id: &eventstore::Uuid) {
+    let mut text = [0u8; 36];
+    out.extend_from_slice(id.hyphenated().encode_lower(&mut text).as_bytes());
 }
 
 /// The table's header line.
@@ -107,55 +143,111 @@ pub fn table_header(out: &mut dyn Write) -> Result<()> {
     .or_stdout()
 }
 
-/// One event as a table row: payload and metadata as JSON, text or base64.
+/// One event as a table row: payload and metadata as JSON, text or base64. Put
+/// together in a reused buffer without `fmt`, as [`event_json`].
 pub fn event_row(out: &mut dyn Write, e: &RecordView<'_>) -> Result<()> {
-    (|| -> std::io::Result<()> {
-        write!(
-            out,
-            "{:>10}  {}  {:>7}  {:<27}  {:<24}  ",
-            e.global_position,
-            e.stream_id,
-            e.stream_version,
-            utc(e.recorded_at),
-            e.event_type
-        )?;
-        shown(out, e.payload)?;
+    thread_local! {
+        static ROW: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    ROW.with_borrow_mut(|row| {
+        row.clear();
+        put_u64_right(row, e.global_position, 10);
+        row.extend_from_slice(b"  ");
+        put_uuid(row, &e.stream_id);
+        row.extend_from_slice(b"  ");
+        put_u64_right(row, e.stream_version, 7);
+        row.extend_from_slice(b"  ");
+        row.extend_from_slice(&utc_bytes(e.recorded_at));
+        row.extend_from_slice(b"  ");
+        row.extend_from_slice(e.event_type.as_bytes());
+        // Padded to 24 characters, as `{:<24}` would.
+        let chars = if e.event_type.is_ascii() {
+            e.event_type.len()
+        } else {
+            e.event_type.chars().count()
+        };
+        row.resize(row.len() + 24usize.saturating_sub(chars), b' ');
+        row.extend_from_slice(b"  ");
+        shown(row, e.payload);
         if !e.metadata.is_empty() {
-            out.write_all(b" [")?;
-            shown(out, e.metadata)?;
-            out.write_all(b"]")?;
+            row.extend_from_slice(b" [");
+            shown(row, e.metadata);
+            row.extend_from_slice(b"]");
         }
-        out.write_all(b"\n")
-    })()
-    .or_stdout()
+        row.push(b'\n');
+        out.write_all(row).or_stdout()
+    })
 }
 
-/// Bytes for a person: JSON or text as they are (line breaks escaped), else base64.
-fn shown(out: &mut dyn Write, bytes: &[u8]) -> std::io::Result<()> {
-    match (Encoding::of(bytes), std::str::from_utf8(bytes)) {
-        (Encoding::Base64, _) | (_, Err(_)) => write!(
-            out,
-            "base64:{}",
-            base64::engine::general_purpose::STANDARD.encode(bytes)
-        ),
-        (_, Ok(s)) if !s.contains(['\n', '\r']) => out.write_all(bytes),
-        (_, Ok(s)) => out.write_all(s.replace('\n', "\\n").replace('\r', "\\r").as_bytes()),
+/// Appends `n` right-aligned in `width` columns.
+fn put_u64_right(out: &mut Vec<u8>, n: u64, width: usize) {
+    let start = out.len();
+    put_u64(out, n);
+    let len = out.len() - start;
+    if len < width {
+        out.splice(start..start, std::iter::repeat_n(b' ', width - len));
+    }
+}
+
+/// UTF-8 without control characters other than tab and line breaks.
+fn is_text(s: &str) -> bool {
+    if s.is_ascii() {
+        return s
+            .bytes()
+            .all(|b| (b >= 0x20 && b != 0x7f) || matches!(b, b'\t' | b'\n' | b'\r'));
+    }
+    !s.chars()
+        .any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+}
+
+/// Bytes for a person: JSON or text as they are (line breaks escaped), else base64
+/// (the choice of [`Encoding::of`], with the JSON parse only where text alone does not
+/// decide it).
+fn shown(out: &mut Vec<u8>, bytes: &[u8]) {
+    match std::str::from_utf8(bytes)
+        .ok()
+        .filter(|s| is_text(s) || is_exact_json(s))
+    {
+        None => {
+            out.extend_from_slice(b"base64:");
+            out.extend_from_slice(
+                base64::engine::general_purpose::STANDARD
+                    .encode(bytes)
+                    .as_bytes(),
+            );
+        }
+        Some(s) if !s.contains(['\n', '\r']) => out.extend_from_slice(bytes),
+        Some(s) => out.extend_from_slice(s.replace('\n', "\\n").replace('\r', "\\r").as_bytes()),
     }
 }
 
 /// Microseconds since the Unix epoch as `2026-11-26T16:00:00.123456Z`.
 pub fn utc(micros: u64) -> String {
+    String::from_utf8(utc_bytes(micros).to_vec()).expect("ASCII digits")
+}
+
+/// [`utc`] without an allocation: 27 ASCII bytes (years after 9999 would not fit
+/// four digits: they are shown as 9999, which no commit time reaches).
+pub fn utc_bytes(micros: u64) -> [u8; 27] {
     let secs = micros / 1_000_000;
     let frac = micros % 1_000_000;
-    let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{frac:06}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
+    let mut b = *b"0000-00-00T00:00:00.000000Z";
+    let mut put = |at: usize, width: usize, mut n: u64| {
+        for i in (at..at + width).rev() {
+            b[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+    };
+    put(0, 4, y.clamp(0, 9999) as u64);
+    put(5, 2, u64::from(m));
+    put(8, 2, u64::from(d));
+    put(11, 2, rem / 3600);
+    put(14, 2, rem % 3600 / 60);
+    put(17, 2, rem % 60);
+    put(20, 6, frac);
+    b
 }
 
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant).
@@ -175,6 +267,70 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The row as `fmt` would write it: the layout the table had before it was put
+    /// together by hand.
+    fn reference_row(e: &RecordView<'_>) -> String {
+        let shown = |b: &[u8]| match (Encoding::of(b), std::str::from_utf8(b)) {
+            (Encoding::Base64, _) | (_, Err(_)) => format!(
+                "base64:{}",
+                base64::engine::general_purpose::STANDARD.encode(b)
+            ),
+            (_, Ok(s)) => s.replace('\n', "\\n").replace('\r', "\\r"),
+        };
+        let mut row = format!(
+            "{:>10}  {}  {:>7}  {:<27}  {:<24}  {}",
+            e.global_position,
+            e.stream_id,
+            e.stream_version,
+            utc(e.recorded_at),
+            e.event_type,
+            shown(e.payload)
+        );
+        if !e.metadata.is_empty() {
+            row.push_str(&format!(" [{}]", shown(e.metadata)));
+        }
+        row + "\n"
+    }
+
+    #[test]
+    fn table_rows_keep_their_layout() {
+        let types = [
+            "OrderPlaced",
+            "Größenänderung",
+            "A-type-longer-than-24-characters",
+        ];
+        let bytes: [&[u8]; 6] = [
+            br#"{"a": 1}"#,
+            b"plain text",
+            b"line\nbreak\r",
+            &[0xff, 0, 1],
+            b"",
+            b"tab\there \x7f",
+        ];
+        let mut n = 0u64;
+        for t in types {
+            for p in bytes {
+                for m in bytes {
+                    n += 1;
+                    let e = RecordView {
+                        global_position: n * 999_999_937 % 10_000_000_000_000,
+                        stream_version: n * 13,
+                        recorded_at: 1_764_172_800_123_456 + n,
+                        stream_id: eventstore::Uuid::from_u128(u128::from(n) << 64 | 0xabc),
+                        event_id: eventstore::Uuid::nil(),
+                        event_type: t,
+                        event_type_with_nul: &[],
+                        metadata: m,
+                        payload: p,
+                    };
+                    let mut out = Vec::new();
+                    event_row(&mut out, &e).unwrap();
+                    assert_eq!(String::from_utf8(out).unwrap(), reference_row(&e));
+                }
+            }
+        }
+    }
 
     #[test]
     fn utc_formats_known_instants() {

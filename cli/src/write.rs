@@ -1,10 +1,11 @@
 //! The writing commands: append, import.
 
-use std::collections::HashMap;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
-use eventstore::{CopiedBatch, Error, ExpectedVersion, ProposedEvent, Store, Uuid};
+use eventstore::{
+    CopiedBatch, Error, ExpectedVersion, ProposedEvent, ProposedEventRef, Store, StreamAppend, Uuid,
+};
 
 use crate::access;
 use crate::fail::{Fail, OrStdout, Result, EXIT_FOUND, EXIT_IO, EXIT_OK};
@@ -17,6 +18,8 @@ struct Lines {
     input: std::io::StdinLock<'static>,
     buf: Vec<u8>,
     number: u64,
+    /// Bytes read so far.
+    bytes: u64,
 }
 
 impl Lines {
@@ -25,6 +28,7 @@ impl Lines {
             input: std::io::stdin().lock(),
             buf: Vec::new(),
             number: 0,
+            bytes: 0,
         }
     }
 
@@ -40,18 +44,18 @@ impl Lines {
                 return Ok(None);
             }
             self.number += 1;
-            if let Err(e) = std::str::from_utf8(&self.buf) {
-                return Err(Fail::usage(format!(
-                    "line {}: not UTF-8 ({e})",
-                    self.number
-                )));
-            }
+            self.bytes += n as u64;
             if !self.buf.iter().all(u8::is_ascii_whitespace) {
                 break;
             }
         }
-        let text = std::str::from_utf8(&self.buf).expect("checked above");
-        Ok(Some((self.number, text.trim_end_matches(['\n', '\r']))))
+        match std::str::from_utf8(&self.buf) {
+            Ok(text) => Ok(Some((self.number, text.trim_end_matches(['\n', '\r'])))),
+            Err(e) => Err(Fail::usage(format!(
+                "line {}: not UTF-8 ({e})",
+                self.number
+            ))),
+        }
     }
 }
 
@@ -275,8 +279,14 @@ pub fn import(dest: &Path, json: bool, quiet: bool) -> Result<i32> {
         .map_or_else(|| "store".into(), |n| n.to_string_lossy().into_owned());
     let tmp: PathBuf = dest.with_file_name(format!(".{name}.import-{}.tmp", std::process::id()));
     let _ = std::fs::remove_file(&tmp);
-    let progress = Progress::new(quiet, "importing", Unit::Events, None);
-    let result = import_into(&tmp, &progress);
+    // A bar of the input's bytes, with rate and ETA, when it is a file; else a
+    // spinner counting events.
+    let input_len = stdin_len();
+    let progress = match input_len {
+        Some(len) => Progress::new(quiet, "importing", Unit::Bytes, Some(len)),
+        None => Progress::new(quiet, "importing", Unit::Events, None),
+    };
+    let result = import_into(&tmp, input_len, &progress);
     progress.done();
     // The temporary store is closed; its side file has no follower.
     let _ = std::fs::remove_file(eventstore::store::side_file_path(&tmp));
@@ -328,28 +338,145 @@ pub fn import(dest: &Path, json: bool, quiet: bool) -> Result<i32> {
     Ok(EXIT_OK)
 }
 
-/// One batch being assembled from consecutive lines of one stream and commit time.
+/// One batch being assembled from consecutive lines. Its events live in a pool that
+/// is reused from batch to batch (no allocation per event once it has grown).
 struct Building {
-    batch: CopiedBatch,
+    /// Global position and line of its first event.
+    first_position: u64,
+    first_line: u64,
+    recorded_at: u64,
+    /// Its lines carry `batch_position`: it is one batch of the exported log, kept
+    /// whole. Otherwise (older exports) consecutive events of one stream with one
+    /// commit time are joined, up to a size.
+    exact: bool,
+    /// Its runs, in order.
+    runs: Vec<RunStart>,
+    /// The first `used` are the batch's events.
+    events: Vec<ProposedEvent>,
+    used: usize,
     bytes: usize,
 }
 
-fn import_into(tmp: &Path, progress: &Progress) -> Result<(u64, u64)> {
-    let store = Store::open(tmp).map_err(|e| Fail::store(tmp, e))?;
-    let mut lines = Lines::new();
-    let mut next_version: HashMap<Uuid, u64> = HashMap::new();
-    let mut position = 0u64;
-    let mut batches = 0u64;
-    let mut building: Option<Building> = None;
-    let mut group: Vec<CopiedBatch> = Vec::new();
-    let mut group_bytes = 0usize;
-    let flush = |group: &mut Vec<CopiedBatch>| -> Result<()> {
-        store
-            .append_copied(std::mem::take(group))
-            .map(|_| ())
-            .map_err(|e| Fail::store(tmp, e))
-    };
-    while let Some((n, text)) = lines.next()? {
+/// One stream's run of events in a batch being built.
+struct RunStart {
+    stream: Uuid,
+    first_version: u64,
+    count: usize,
+    /// The line of its first event.
+    line: u64,
+}
+
+impl Building {
+    /// The next free event of the pool.
+    fn slot(&mut self) -> &mut ProposedEvent {
+        if self.used == self.events.len() {
+            self.events.push(ProposedEvent {
+                event_id: Uuid::nil(),
+                event_type: String::new(),
+                metadata: Vec::new(),
+                payload: Vec::new(),
+            });
+        }
+        &mut self.events[self.used]
+    }
+
+    /// The batch as it stands, encoded; the builder is empty afterwards.
+    fn take(&mut self) -> std::result::Result<CopiedBatch, Error> {
+        let refs: Vec<ProposedEventRef<'_>> = self.events[..self.used]
+            .iter()
+            .map(ProposedEvent::as_ref)
+            .collect();
+        let mut at = 0;
+        let runs: Vec<StreamAppend<'_>> = self
+            .runs
+            .iter()
+            .map(|r| {
+                at += r.count;
+                StreamAppend {
+                    stream_id: r.stream,
+                    expected_version: match r.first_version {
+                        0 => ExpectedVersion::NoStream,
+                        v => ExpectedVersion::Exact(v - 1),
+                    },
+                    events: &refs[at - r.count..at],
+                }
+            })
+            .collect();
+        let batch = CopiedBatch::multi(self.recorded_at, &runs);
+        self.runs.clear();
+        self.used = 0;
+        self.bytes = 0;
+        batch
+    }
+}
+
+/// The length of standard input when it is a regular file (`import DEST < FILE`).
+fn stdin_len() -> Option<u64> {
+    std::fs::metadata("/dev/stdin")
+        .ok()
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+}
+
+/// Batches encoded and waiting for their group commit, and where each of their runs
+/// began: the store checks each run's expected version (the version before the
+/// run's first one), and a conflict it reports is named by the run's line.
+#[derive(Default)]
+struct Group {
+    batches: Vec<CopiedBatch>,
+    bytes: usize,
+    /// Per run: stream, first version, line.
+    runs: Vec<(Uuid, u64, u64)>,
+}
+
+impl Group {
+    /// Appends the batches, many per `fdatasync`.
+    fn flush(&mut self, store: &Store, tmp: &Path) -> Result<()> {
+        let result = store.append_copied(std::mem::take(&mut self.batches));
+        self.bytes = 0;
+        let runs = std::mem::take(&mut self.runs);
+        match result {
+            Ok(_) => Ok(()),
+            Err(Error::WrongExpectedVersion {
+                stream_id,
+                expected,
+                actual,
+            }) => {
+                let version = match expected {
+                    ExpectedVersion::Exact(v) => v + 1,
+                    _ => 0,
+                };
+                let line = runs
+                    .iter()
+                    .find(|r| r.0 == stream_id && r.1 == version)
+                    .map_or_else(|| "a line".to_string(), |r| format!("line {}", r.2));
+                Err(Fail::usage(format!(
+                    "{line}: stream {stream_id} at version {version}, expected {}",
+                    actual.map_or(0, |v| v + 1)
+                )))
+            }
+            Err(e) => Err(Fail::store(tmp, e)),
+        }
+    }
+}
+
+/// The state of an import between lines.
+struct Import<'a> {
+    store: Store,
+    tmp: &'a Path,
+    input_len: Option<u64>,
+    b: Building,
+    group: Group,
+    /// Events and batches so far.
+    position: u64,
+    batches: u64,
+    reserved: bool,
+    last_line: u64,
+}
+
+impl Import<'_> {
+    /// Takes one line: `n` is its number, `read` the input's bytes before it.
+    fn line(&mut self, n: u64, text: &str, read: u64) -> Result<()> {
         let bad = |why: String| Fail::usage(format!("line {n}: {why}"));
         let line = input::parse(text).map_err(bad)?;
         let field = |name: &str, v: Option<u64>| {
@@ -368,67 +495,205 @@ fn import_into(tmp: &Path, progress: &Progress) -> Result<(u64, u64)> {
         if line.events.is_some() || line.expected_version.is_some() {
             return Err(bad("\"events\" and \"expected_version\" belong to `append` input, not to an exported log".into()));
         }
+        let position = self.position;
         if at != position {
             return Err(bad(format!(
                 "global_position {at}, expected {position}: import rebuilds a whole log in order (the output of `eventstore export`); use `append` to add events"
             )));
         }
-        let expected_version = next_version.get(&stream).copied().unwrap_or(0);
-        if version != expected_version {
-            return Err(bad(format!(
-                "stream {stream} at version {version}, expected {expected_version}"
-            )));
+        let b = &mut self.b;
+        {
+            let slot = b.slot();
+            line.event_into(slot).map_err(bad)?;
+            eventstore::codec::check_event(&slot.as_ref()).map_err(|e| bad(e.to_string()))?;
+            if slot.event_id.is_nil() {
+                return Err(bad(
+                    "no \"event_id\" (or the nil id): an exported event always has one".into(),
+                ));
+            }
         }
-        let event = checked(line.event().map_err(bad)?).map_err(bad)?;
-        if event.event_id.is_nil() {
-            return Err(bad(
-                "no \"event_id\" (or the nil id): an exported event always has one".into(),
-            ));
-        }
-        let size = event.as_ref().encoded_len();
-        let joins = building.as_ref().is_some_and(|b| {
-            b.batch.stream_id == stream
-                && b.batch.recorded_at == recorded_at
-                && b.batch.events.len() < IMPORT_BATCH_EVENTS
-                && b.bytes + size <= IMPORT_GROUP_BYTES
-        });
-        if !joins {
-            if let Some(b) = building.take() {
-                group_bytes += b.bytes;
-                group.push(b.batch);
-                batches += 1;
-                if group_bytes >= IMPORT_GROUP_BYTES {
-                    flush(&mut group)?;
-                    group_bytes = 0;
+        let size = b.events[b.used].as_ref().encoded_len();
+        let starts = match line.batch_position {
+            Some(first) if first == at => true,
+            Some(first) => {
+                if first > at || b.used == 0 || !b.exact || b.first_position != first {
+                    return Err(bad(format!(
+                        "batch_position {first} is not the position of the batch the lines before it began (batch_position names the first event of the event's batch, at or before its own global_position {at})"
+                    )));
+                }
+                if recorded_at != b.recorded_at {
+                    return Err(bad(format!(
+                        "recorded_at {recorded_at} differs from {} of the other events of its batch (batch_position {first}): a batch has one commit time",
+                        b.recorded_at
+                    )));
+                }
+                false
+            }
+            None => {
+                !(b.used > 0
+                    && !b.exact
+                    && b.runs.last().is_some_and(|r| r.stream == stream)
+                    && b.recorded_at == recorded_at
+                    && b.used < IMPORT_BATCH_EVENTS
+                    && b.bytes + size <= IMPORT_GROUP_BYTES)
+            }
+        };
+        if starts {
+            if self.b.used > 0 {
+                // The new line's event waits in the pool's next slot: keep it there
+                // while the finished batch is encoded, then move it to the front.
+                let parsed = self.b.used;
+                self.close()?;
+                self.b.events.swap(parsed, 0);
+                if self.group.bytes >= IMPORT_GROUP_BYTES {
+                    self.reserve(read)?;
+                    self.group.flush(&self.store, self.tmp)?;
                 }
             }
-            building = Some(Building {
-                batch: CopiedBatch {
-                    stream_id: stream,
-                    expected_version: match version {
-                        0 => ExpectedVersion::NoStream,
-                        v => ExpectedVersion::Exact(v - 1),
-                    },
-                    recorded_at,
-                    events: Vec::new(),
-                },
-                bytes: 0,
+            let b = &mut self.b;
+            b.first_position = at;
+            b.first_line = n;
+            b.recorded_at = recorded_at;
+            b.exact = line.batch_position.is_some();
+        }
+        let b = &mut self.b;
+        match b.runs.last_mut() {
+            Some(r) if r.stream == stream => {
+                // Within a run the versions must continue; the store checks the version
+                // a run starts at (its expected version), when the group is committed.
+                let want = r.first_version + r.count as u64;
+                if version != want {
+                    return Err(bad(format!(
+                        "stream {stream} at version {version}, expected {want}"
+                    )));
+                }
+                r.count += 1;
+            }
+            _ => {
+                if b.runs.iter().any(|r| r.stream == stream) {
+                    return Err(bad(format!(
+                        "stream {stream} appears twice in the batch at position {} (a batch holds one run of events per stream)",
+                        b.first_position
+                    )));
+                }
+                b.runs.push(RunStart {
+                    stream,
+                    first_version: version,
+                    count: 1,
+                    line: n,
+                });
+            }
+        }
+        b.used += 1;
+        b.bytes += size;
+        self.last_line = n;
+        self.position += 1;
+        Ok(())
+    }
+
+    /// Encodes the batch being built into the group.
+    fn close(&mut self) -> Result<()> {
+        let (first, last) = (self.b.first_line, self.last_line);
+        self.group.runs.extend(
+            self.b
+                .runs
+                .iter()
+                .map(|r| (r.stream, r.first_version, r.line)),
+        );
+        let batch = self
+            .b
+            .take()
+            .map_err(|e| Fail::usage(format!("lines {first}-{last}: {e}; nothing was imported")))?;
+        self.group.bytes += batch.len();
+        self.group.batches.push(batch);
+        self.batches += 1;
+        Ok(())
+    }
+
+    /// Before the first group commit: sizes the index once for the whole import,
+    /// estimated from the lines per byte so far (a hint: it grows as needed beyond).
+    fn reserve(&mut self, read: u64) -> Result<()> {
+        if std::mem::replace(&mut self.reserved, true) {
+            return Ok(());
+        }
+        if let Some(len) = self.input_len {
+            let estimate = u128::from(self.position) * u128::from(len) / u128::from(read.max(1));
+            self.store
+                .reserve(u64::try_from(estimate).unwrap_or(u64::MAX))
+                .map_err(|e| Fail::store(self.tmp, e))?;
+        }
+        Ok(())
+    }
+
+    /// Commits what is left.
+    fn finish(&mut self) -> Result<()> {
+        if self.b.used > 0 {
+            self.close()?;
+        }
+        self.group.flush(&self.store, self.tmp)
+    }
+}
+
+fn import_into(tmp: &Path, input_len: Option<u64>, progress: &Progress) -> Result<(u64, u64)> {
+    let store = Store::open(tmp).map_err(|e| Fail::store(tmp, e))?;
+    let mut import = Import {
+        store,
+        tmp,
+        input_len,
+        b: Building {
+            first_position: 0,
+            first_line: 0,
+            recorded_at: 0,
+            exact: false,
+            runs: Vec::new(),
+            events: Vec::new(),
+            used: 0,
+            bytes: 0,
+        },
+        group: Group::default(),
+        position: 0,
+        batches: 0,
+        reserved: false,
+        last_line: 0,
+    };
+    let mut lines = Lines::new();
+    loop {
+        let read = lines.bytes;
+        let next = match lines.next() {
+            Ok(Some((n, text))) => import.line(n, text, read),
+            Ok(None) => break,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = next {
+            // A version conflict the store would find in the lines before this one
+            // comes first: commit them (into the temporary file, discarded anyway).
+            let earlier = if import.b.used > 0 {
+                import
+                    .close()
+                    .and_then(|()| import.group.flush(&import.store, tmp))
+            } else {
+                import.group.flush(&import.store, tmp)
+            };
+            return Err(match earlier {
+                Err(conflict @ Fail::Exit { code: 2, .. }) => conflict,
+                _ => e,
             });
         }
-        let b = building.as_mut().expect("just set");
-        b.batch.events.push(event);
-        b.bytes += size;
-        next_version.insert(stream, version + 1);
-        position += 1;
-        if position.is_multiple_of(4096) {
-            progress.set(position);
+        if import.position.is_multiple_of(4096) {
+            progress.set(if input_len.is_some() {
+                read
+            } else {
+                import.position
+            });
         }
     }
-    if let Some(b) = building.take() {
-        group.push(b.batch);
-        batches += 1;
-    }
-    flush(&mut group)?;
+    import.finish()?;
+    let Import {
+        store,
+        position,
+        batches,
+        ..
+    } = import;
     store.close().map_err(|e| Fail::store(tmp, e))?;
     Ok((position, batches))
 }

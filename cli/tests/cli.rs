@@ -495,6 +495,72 @@ fn tail_follows_a_writer_in_another_process() {
     assert_eq!(want, [0, 2, 4, 6]);
 }
 
+/// `tail --stream ID` of a stream with no events: exit 1 without -f; with -f it waits
+/// for the stream (as `tail -F` waits for a file) and shows its first events when a
+/// writer in another process appends them, and nothing of other streams.
+#[test]
+fn tail_follow_waits_for_a_stream_that_does_not_exist_yet() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, _) = sample(dir.path());
+    let d = Uuid::from_u128(0xd);
+    fails(
+        &es(&["tail", s(&path), "--stream", &d.to_string()]),
+        1,
+        &["not found", &d.to_string()],
+    );
+    let mut tail = Command::new(EXE)
+        .args([
+            "tail",
+            s(&path),
+            "-f",
+            "--json",
+            "--max",
+            "2",
+            "--timeout",
+            "60",
+        ])
+        .args(["--stream", &d.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        tail.try_wait().unwrap().is_none(),
+        "tail -f exited before the stream appeared"
+    );
+    let mut writer = WriterProcess::start(&path);
+    writer.append(&format!(
+        "{{\"stream\":\"{B}\",\"type\":\"Other\",\"payload\":0}}"
+    ));
+    let first = writer.append(&format!(
+        "{{\"stream\":\"{d}\",\"type\":\"New\",\"payload\":1,\"expected_version\":\"no_stream\"}}"
+    ));
+    writer.append(&format!(
+        "{{\"stream\":\"{B}\",\"type\":\"Other\",\"payload\":2}}"
+    ));
+    let second = writer.append(&format!(
+        "{{\"stream\":\"{d}\",\"type\":\"New\",\"payload\":3}}"
+    ));
+    let out = tail.wait_with_output().unwrap();
+    writer.finish();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines = json_lines(&out);
+    assert_eq!(
+        positions(&lines),
+        [
+            first["first_global_position"].as_u64().unwrap(),
+            second["first_global_position"].as_u64().unwrap()
+        ]
+    );
+    assert!(lines.iter().all(|v| v["stream_id"] == d.to_string()));
+    assert_eq!(lines[0]["stream_version"], 0);
+}
+
 // ---------------------------------------------------------------------------------
 // Read commands
 
@@ -1129,6 +1195,44 @@ fn export_then_import_rebuilds_an_identical_log() {
     );
     drop(store);
     assert_eq!(stdout(&es(&["export", s(&dest)])), text);
+    // Lines without batch_position (an older export) are imported too: consecutive
+    // events of one stream with one commit time make a batch.
+    let older: String = text
+        .lines()
+        .map(|l| {
+            let cut = l.find(",\"batch_position\"").unwrap();
+            format!("{}}}\n", &l[..cut])
+        })
+        .collect();
+    let dest2 = dir.path().join("older.store");
+    let o = es_in(&["import", s(&dest2)], &older);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(
+        Store::open(&dest2).unwrap().read_all(0, u64::MAX).unwrap(),
+        events
+    );
+    // `append` takes exported lines too (their positions, versions, times and
+    // batch_position ignored): the same events, ids and bytes, appended anew.
+    let appended = dir.path().join("appended.store");
+    let o = es_in(&["append", s(&appended), "--quiet"], &text);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let got = Store::open(&appended)
+        .unwrap()
+        .read_all(0, u64::MAX)
+        .unwrap();
+    let key = |e: &RecordedEvent| {
+        (
+            e.event_id,
+            e.stream_id,
+            e.stream_version,
+            e.payload.clone(),
+            e.metadata.clone(),
+        )
+    };
+    assert_eq!(
+        got.iter().map(key).collect::<Vec<_>>(),
+        events.iter().map(key).collect::<Vec<_>>()
+    );
     // `export --from` starts later.
     assert_eq!(
         stdout(&es(&["export", s(&path), "--from", "16"]))
@@ -1159,6 +1263,44 @@ fn import_refuses_bad_input_and_leaves_nothing() {
         (
             lines[0].replace("\"stream_version\":0", "\"stream_version\":3") + "\n",
             "version 3, expected 0",
+        ),
+        // A version gap inside a batch's run of one stream (A at 0, then 5).
+        (
+            format!(
+                "{}\n{}\n",
+                lines[0],
+                lines[1].replace("\"stream_version\":1", "\"stream_version\":5")
+            ),
+            "line 2: stream 00000000-0000-0000-0000-00000000000a at version 5, expected 1",
+        ),
+        // A stream starting at the wrong version (B's first event at 2), found when
+        // the lines are committed, is named before a malformed line after it.
+        (
+            format!(
+                "{}\n{}\n{}\n{{broken\n",
+                lines[0],
+                lines[1],
+                lines[2].replace("\"stream_version\":0", "\"stream_version\":2")
+            ),
+            "line 3: stream 00000000-0000-0000-0000-00000000000b at version 2, expected 0",
+        ),
+        // The second event of the first batch (positions 0-1) names another batch, or
+        // another commit time than its batch's.
+        (
+            format!(
+                "{}\n{}\n",
+                lines[0],
+                lines[1].replace("\"batch_position\":0", "\"batch_position\":5")
+            ),
+            "line 2: batch_position 5",
+        ),
+        (
+            format!(
+                "{}\n{}\n",
+                lines[0],
+                lines[1].replace("\"recorded_at\":", "\"recorded_at\":1")
+            ),
+            "a batch has one commit time",
         ),
     ];
     for (input, needle) in cases {
@@ -1487,16 +1629,19 @@ fn verify_and_salvage_handle_multi_stream_batches() {
     assert_eq!(v["kept_batches"], 11);
     assert_eq!(v["kept_events"], events.len() - 6);
     assert_eq!(code(&es(&["verify", s(&dest)])), 0);
-    // Every other batch kept, in order; a multi-stream batch is copied as one batch
-    // per stream (1 + 2 + 3 events), consecutive, with the same commit time.
+    // Every other batch kept, in order, whole: a multi-stream batch stays one batch.
     let kept: Vec<u32> = layout(&dest).iter().map(|b| b.3).collect();
     let want: Vec<u32> = l
         .iter()
         .enumerate()
         .filter(|(i, _)| *i != 4)
-        .flat_map(|(_, b)| if b.3 == 6 { vec![1, 2, 3] } else { vec![1] })
+        .map(|(_, b)| b.3)
         .collect();
     assert_eq!(kept, want);
+    assert_eq!(
+        json(&es(&["info", s(&dest), "--json"]))["format_version"],
+        2
+    );
     let lost = l[4].2..l[4].2 + 6;
     let expected: Vec<&RecordedEvent> = events
         .iter()
@@ -1518,6 +1663,109 @@ fn verify_and_salvage_handle_multi_stream_batches() {
             .map(|e| e.stream_version)
             .collect();
         assert_eq!(versions, (0..versions.len() as u64).collect::<Vec<_>>());
+    }
+}
+
+/// One source batch is one batch of the salvaged and of the imported copy: a
+/// multi-stream append retried against either copy is recognised as a retry
+/// (deduplicated, with the original positions), not refused as a duplicate id; the
+/// batch boundaries are the source's; export carries `batch_position`.
+#[test]
+fn salvage_and_import_keep_multi_stream_batches_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("multi.store");
+    let store = Store::open(&path).unwrap();
+    let mut multis = Vec::new();
+    for round in 0..6u64 {
+        // A single append between the multi-appends, sometimes of the same stream.
+        store
+            .append(
+                [A, B, C][round as usize % 3],
+                ExpectedVersion::Any,
+                vec![ev("Single", b"1", b"")],
+            )
+            .unwrap();
+        let fresh: Vec<Vec<ProposedEvent>> = (0..3)
+            .map(|k| {
+                (0..=k)
+                    .map(|i| ev("M", format!("{{\"r\":{round},\"i\":{i}}}").as_bytes(), b""))
+                    .collect()
+            })
+            .collect();
+        let refs: Vec<Vec<ProposedEventRef<'_>>> = fresh
+            .iter()
+            .map(|v| v.iter().map(ProposedEvent::as_ref).collect())
+            .collect();
+        let appends: Vec<StreamAppend<'_>> = [C, A, B]
+            .iter()
+            .zip(&refs)
+            .map(|(id, events)| StreamAppend {
+                stream_id: *id,
+                expected_version: ExpectedVersion::Any,
+                events,
+            })
+            .collect();
+        let results = store.append_multi(&appends).unwrap();
+        multis.push((fresh, results));
+    }
+    store.close().unwrap();
+    let original = layout(&path);
+    let counts =
+        |l: &[(u64, u64, u64, u32)]| -> Vec<(u64, u32)> { l.iter().map(|b| (b.2, b.3)).collect() };
+
+    // Export names each event's batch: the first position of its batch.
+    let exported = es(&["export", s(&path)]);
+    assert_eq!(code(&exported), 0, "{}", stderr(&exported));
+    let lines = json_lines(&exported);
+    for b in &original {
+        for p in b.2..b.2 + u64::from(b.3) {
+            assert_eq!(lines[p as usize]["batch_position"], b.2, "event {p}");
+        }
+    }
+    let salvaged = dir.path().join("salvaged.store");
+    let o = es(&["salvage", s(&path), s(&salvaged)]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let imported = dir.path().join("imported.store");
+    let o = es_in(&["import", s(&imported), "--json"], &stdout(&exported));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(json(&o)["batches"], original.len());
+
+    for copy in [&salvaged, &imported] {
+        assert_eq!(
+            counts(&layout(copy)),
+            counts(&original),
+            "{}",
+            copy.display()
+        );
+        let store = Store::open(copy).unwrap();
+        for (fresh, results) in &multis {
+            let refs: Vec<Vec<ProposedEventRef<'_>>> = fresh
+                .iter()
+                .map(|v| v.iter().map(ProposedEvent::as_ref).collect())
+                .collect();
+            let appends: Vec<StreamAppend<'_>> = [C, A, B]
+                .iter()
+                .zip(&refs)
+                .map(|(id, events)| StreamAppend {
+                    stream_id: *id,
+                    expected_version: ExpectedVersion::NoStream,
+                    events,
+                })
+                .collect();
+            let again = store
+                .append_multi(&appends)
+                .unwrap_or_else(|e| panic!("{}: {e}", copy.display()));
+            assert_eq!(again.len(), 3);
+            for (a, r) in again.iter().zip(results) {
+                assert!(a.deduplicated, "{}", copy.display());
+                assert_eq!(
+                    (a.first_global_position, a.first_stream_version, a.count),
+                    (r.first_global_position, r.first_stream_version, r.count)
+                );
+            }
+        }
+        assert_eq!(store.global_position(), 6 * 7);
+        store.close().unwrap();
     }
 }
 
@@ -1617,10 +1865,10 @@ fn make_install_bin_installs_the_tool() {
 fn progress_is_drawn_on_a_terminal_only() {
     let dir = tempfile::tempdir().unwrap();
     let (path, _) = sample(dir.path());
-    let on_terminal = |quiet: &str| {
+    let on_terminal_run = |args: &str| {
         let o = Command::new("script")
             .args(["-q", "-e", "-c"])
-            .arg(format!("{EXE} {quiet} verify {}", s(&path)))
+            .arg(format!("{EXE} {args} {}", s(&path)))
             .arg("/dev/null")
             .stdin(Stdio::null())
             .output()
@@ -1628,6 +1876,7 @@ fn progress_is_drawn_on_a_terminal_only() {
         assert!(o.status.success(), "{o:?}");
         String::from_utf8_lossy(&o.stdout).into_owned()
     };
+    let on_terminal = |quiet: &str| on_terminal_run(&format!("{quiet} verify"));
     let drawn = on_terminal("");
     assert!(
         drawn.contains("verifying") && drawn.contains("ETA"),
@@ -1639,4 +1888,30 @@ fn progress_is_drawn_on_a_terminal_only() {
     assert!(quiet.contains("sound"), "{quiet}");
     let piped = es(&["verify", s(&path)]);
     assert_eq!(stderr(&piped), "");
+    // Opening a store (seconds for a large one) shows a spinner on a terminal.
+    let drawn = on_terminal_run("info");
+    assert!(drawn.contains("opening the store"), "{drawn}");
+    assert!(drawn.contains("events"), "{drawn}");
+    assert!(!on_terminal_run("--quiet info").contains("opening"));
+    let piped = es(&["info", s(&path)]);
+    assert_eq!(code(&piped), 0);
+    assert_eq!(stderr(&piped), "");
+    // import from a file: a bar of its bytes with rate and ETA.
+    let exported = dir.path().join("log.jsonl");
+    std::fs::write(&exported, stdout(&es(&["export", s(&path)]))).unwrap();
+    let dest = dir.path().join("imported.store");
+    let o = Command::new("script")
+        .args(["-q", "-e", "-c"])
+        .arg(format!("{EXE} import {} < {}", s(&dest), s(&exported)))
+        .arg("/dev/null")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run script(1)");
+    let drawn = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{drawn}");
+    assert!(
+        drawn.contains("importing") && drawn.contains("ETA"),
+        "{drawn}"
+    );
+    assert!(drawn.contains("imported 17 events"), "{drawn}");
 }

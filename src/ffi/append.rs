@@ -3,7 +3,7 @@
 
 use uuid::Uuid;
 
-use super::{bytes, decode_expected, guard, non_null, types::*, Failure};
+use super::{bytes, expected_arg, guard, non_null, types::*, Failure};
 use crate::types::{ProposedEventRef, StreamAppend};
 
 /// Borrows `count` C events at `events` as the store's event views, checking every
@@ -12,14 +12,14 @@ use crate::types::{ProposedEventRef, StreamAppend};
 /// # Safety
 /// `events` must be non-NULL and point to `count` readable `es_proposed_event`s whose
 /// pointers are valid for their lengths for `'a`.
-unsafe fn proposed_refs<'a>(
+pub(super) unsafe fn proposed_refs<'a>(
     events: *const es_proposed_event,
     count: usize,
     what: &str,
 ) -> Result<Vec<ProposedEventRef<'a>>, Failure> {
     if count > isize::MAX as usize / std::mem::size_of::<es_proposed_event>() {
         return Err(Failure::Argument(format!(
-            "{what}: count {count} is larger than any array"
+            "count {count} is larger than any array ({what})"
         )));
     }
     // SAFETY: `events` is non-NULL with `count` readable elements (this function's
@@ -120,14 +120,10 @@ pub extern "C" fn es_append_multi(
                     "appends[{i}].count is 0: every stream needs at least one event"
                 )));
             }
-            expected.push(decode_expected(a.expected_version).ok_or_else(|| {
-                Failure::Argument(format!(
-                    "appends[{i}].expected_version {} is neither >= 0 nor one of \
-                     ES_EXPECTED_ANY (-2), ES_EXPECTED_NO_STREAM (-1), \
-                     ES_EXPECTED_STREAM_EXISTS (-4)",
-                    a.expected_version
-                ))
-            })?);
+            expected.push(expected_arg(
+                a.expected_version,
+                &format!("appends[{i}].expected_version"),
+            )?);
             // SAFETY: `a.events` is non-NULL and the caller promises `a.count` readable
             // events whose pointers are valid for the call.
             events.push(unsafe {

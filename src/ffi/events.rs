@@ -9,7 +9,9 @@
 use uuid::Uuid;
 
 use super::{guard, guard_value, non_null, types::*, Failure};
+use crate::store::read::Visitor;
 use crate::store::EventBatch;
+use crate::Store;
 
 /// What `es_events.owner` points to.
 struct Arena {
@@ -113,6 +115,44 @@ pub(crate) fn clear_out(out_events: *mut es_events) -> Result<(), Failure> {
     Ok(())
 }
 
+/// The body of a read of the whole log into `*out_events`: clears it, takes the live
+/// handle, runs `read` (which visits in ascending order; `backward` hands the events
+/// out in reverse) and writes the result.
+fn log_read(
+    store: *const es_store,
+    out_events: *mut es_events,
+    backward: bool,
+    read: impl FnOnce(&Store, Visitor<'_>) -> Result<EventBatch, crate::Error>,
+) -> Result<(), Failure> {
+    clear_out(out_events)?;
+    let handle = super::store::live(store)?;
+    let result = read_into_arena_ordered(|visit| read(handle, visit), backward)?;
+    // SAFETY: checked non-NULL and writable by `clear_out`.
+    unsafe { out_events.write(result) };
+    Ok(())
+}
+
+/// [`log_read`] of a read keyed by a UUID argument (`*id`, named `what` in messages):
+/// a stream's events or one event.
+fn keyed_read(
+    store: *const es_store,
+    id: *const es_uuid,
+    what: &str,
+    out_events: *mut es_events,
+    backward: bool,
+    read: impl FnOnce(&Store, Uuid, Visitor<'_>) -> Result<EventBatch, crate::Error>,
+) -> Result<(), Failure> {
+    clear_out(out_events)?;
+    let handle = super::store::live(store)?;
+    non_null(id, what)?;
+    // SAFETY: `id` is non-NULL and readable (the caller's contract).
+    let key = unsafe { Uuid::from_bytes((*id).bytes) };
+    let result = read_into_arena_ordered(|visit| read(handle, key, visit), backward)?;
+    // SAFETY: checked non-NULL and writable by `clear_out`.
+    unsafe { out_events.write(result) };
+    Ok(())
+}
+
 /// Reads up to `max_count` events of the stream `*stream_id`, from version
 /// `from_version` on, in version order, into `*out_events`.
 ///
@@ -142,17 +182,14 @@ pub extern "C" fn es_read_stream(
     out_events: *mut es_events,
 ) -> es_status {
     guard("es_read_stream", || {
-        clear_out(out_events)?;
-        let handle = super::store::live(store)?;
-        non_null(stream_id, "stream_id")?;
-        // SAFETY: `stream_id` is non-NULL and readable (the caller's contract).
-        let stream = unsafe { Uuid::from_bytes((*stream_id).bytes) };
-        let result = read_into_arena(|visit| {
-            handle.read_stream_batch_visit(stream, from_version, max_count, visit)
-        })?;
-        // SAFETY: checked non-NULL and writable by `clear_out`.
-        unsafe { out_events.write(result) };
-        Ok(())
+        keyed_read(
+            store,
+            stream_id,
+            "stream_id",
+            out_events,
+            false,
+            |h, s, visit| h.read_stream_batch_visit(s, from_version, max_count, visit),
+        )
     })
 }
 
@@ -176,13 +213,9 @@ pub extern "C" fn es_read_all(
     out_events: *mut es_events,
 ) -> es_status {
     guard("es_read_all", || {
-        clear_out(out_events)?;
-        let handle = super::store::live(store)?;
-        let result =
-            read_into_arena(|visit| handle.read_all_batch_visit(from_position, max_count, visit))?;
-        // SAFETY: checked non-NULL and writable by `clear_out`.
-        unsafe { out_events.write(result) };
-        Ok(())
+        log_read(store, out_events, false, |h, visit| {
+            h.read_all_batch_visit(from_position, max_count, visit)
+        })
     })
 }
 
@@ -209,18 +242,14 @@ pub extern "C" fn es_read_stream_backward(
     out_events: *mut es_events,
 ) -> es_status {
     guard("es_read_stream_backward", || {
-        clear_out(out_events)?;
-        let handle = super::store::live(store)?;
-        non_null(stream_id, "stream_id")?;
-        // SAFETY: `stream_id` is non-NULL and readable (the caller's contract).
-        let stream = unsafe { Uuid::from_bytes((*stream_id).bytes) };
-        let result = read_into_arena_ordered(
-            |visit| handle.read_stream_backward_visit(stream, from_version, max_count, visit),
+        keyed_read(
+            store,
+            stream_id,
+            "stream_id",
+            out_events,
             true,
-        )?;
-        // SAFETY: checked non-NULL and writable by `clear_out`.
-        unsafe { out_events.write(result) };
-        Ok(())
+            |h, s, visit| h.read_stream_backward_visit(s, from_version, max_count, visit),
+        )
     })
 }
 
@@ -243,15 +272,9 @@ pub extern "C" fn es_read_all_backward(
     out_events: *mut es_events,
 ) -> es_status {
     guard("es_read_all_backward", || {
-        clear_out(out_events)?;
-        let handle = super::store::live(store)?;
-        let result = read_into_arena_ordered(
-            |visit| handle.read_all_backward_visit(from_position, max_count, visit),
-            true,
-        )?;
-        // SAFETY: checked non-NULL and writable by `clear_out`.
-        unsafe { out_events.write(result) };
-        Ok(())
+        log_read(store, out_events, true, |h, visit| {
+            h.read_all_backward_visit(from_position, max_count, visit)
+        })
     })
 }
 
@@ -275,15 +298,14 @@ pub extern "C" fn es_read_event(
     out_events: *mut es_events,
 ) -> es_status {
     guard("es_read_event", || {
-        clear_out(out_events)?;
-        let handle = super::store::live(store)?;
-        non_null(event_id, "event_id")?;
-        // SAFETY: `event_id` is non-NULL and readable (the caller's contract).
-        let id = unsafe { Uuid::from_bytes((*event_id).bytes) };
-        let result = read_into_arena(|visit| handle.read_event_visit(id, visit))?;
-        // SAFETY: checked non-NULL and writable by `clear_out`.
-        unsafe { out_events.write(result) };
-        Ok(())
+        keyed_read(
+            store,
+            event_id,
+            "event_id",
+            out_events,
+            false,
+            |h, id, visit| h.read_event_visit(id, visit),
+        )
     })
 }
 

@@ -44,7 +44,9 @@ fn timeout_of(timeout_ms: i64) -> Result<Option<Duration>, Failure> {
 /// Works on writer and read-only handles, for appends made in this process or in
 /// another. It costs no CPU while it waits: the thread sleeps on a futex in the side
 /// file `<path>-shm`, which the writer changes and wakes after each sync (a read-only
-/// handle that finds no side file yet looks again every 100 ms). It wakes as soon as
+/// handle that finds no side file yet looks again every 100 ms; one whose side file was
+/// truncated under it looks again every 10 ms until the writer's next commit repairs
+/// it; one whose side file was replaced follows the new one). It wakes as soon as
 /// the append that passes `position` is acknowledged; an unsynced batch never wakes it.
 ///
 /// Threads: any number of threads may wait on one handle; safe to call concurrently
@@ -150,7 +152,10 @@ pub extern "C" fn es_subscribe(
 /// milliseconds (`-1`: no limit, `0`: do not wait). An empty result means the time ran
 /// out or `es_wake` was called on the store. The subscription's position advances past
 /// every event examined, matching or not; after an empty result it is the end of the
-/// log as the call saw it. `max_count` 0 gives an empty result at once.
+/// log as the call saw it. `max_count` 0 gives an empty result at once. One call
+/// returns at most 4 MiB of records (at least one event): a caller asking for
+/// `UINT64_MAX` events catches up in pages of that size, and fewer events than asked
+/// never means that the subscription has caught up.
 ///
 /// Ownership: on success the caller owns `*out_events` and releases it with `es_free`
 /// (it outlives the subscription and the store). On failure `*out_events` is set to

@@ -1,4 +1,4 @@
-//! `es_last_error`, `es_last_conflict`, `es_status_name`, `es_version`,
+//! `es_last_error`, `es_last_conflict`, `es_last_conflict_stream`, `es_status_name`, `es_version`,
 //! `es_uuid_parse`, `es_uuid_format`: functions that need no store.
 
 use std::ffi::{c_char, CStr};
@@ -41,7 +41,7 @@ pub extern "C" fn es_last_error() -> *const c_char {
 #[no_mangle]
 pub extern "C" fn es_last_conflict(out_expected: *mut i64, out_actual: *mut i64) -> es_status {
     guard_value("es_last_conflict", es_status::ES_ERR_INTERNAL, || {
-        let Some((expected, actual)) = last_conflict() else {
+        let Some((expected, actual, _)) = last_conflict() else {
             return es_status::ES_ERR_INVALID_ARGUMENT;
         };
         if !out_expected.is_null() {
@@ -54,6 +54,39 @@ pub extern "C" fn es_last_conflict(out_expected: *mut i64, out_actual: *mut i64)
         }
         es_status::ES_OK
     })
+}
+
+/// When the most recent failing `es_*` call on the calling thread failed with
+/// `ES_ERR_WRONG_EXPECTED_VERSION`, copies the 16 bytes of the stream whose check
+/// failed into `out_stream` (the `es_append`'s stream, or for an `es_append_multi` the
+/// one of its streams that conflicted, as `es_last_error()` names it) and returns
+/// `ES_OK`. With `es_last_conflict` it gives a binding the whole conflict without
+/// parsing the message.
+///
+/// `out_stream` must point to 16 writable bytes (an `es_uuid`'s `bytes`); it is
+/// written only on success. This function never changes the thread's last error,
+/// whatever it returns. Thread-safe (the record is the calling thread's own).
+///
+/// Returns `ES_OK`; `ES_ERR_INVALID_ARGUMENT` when `out_stream` is NULL (the last
+/// error is then left as it was too), or the thread's last failure was not a version
+/// conflict (or there was none).
+#[no_mangle]
+pub extern "C" fn es_last_conflict_stream(out_stream: *mut u8) -> es_status {
+    guard_value(
+        "es_last_conflict_stream",
+        es_status::ES_ERR_INTERNAL,
+        || {
+            if out_stream.is_null() {
+                return es_status::ES_ERR_INVALID_ARGUMENT;
+            }
+            let Some((_, _, stream)) = last_conflict() else {
+                return es_status::ES_ERR_INVALID_ARGUMENT;
+            };
+            // SAFETY: non-NULL, and the caller promises 16 writable bytes.
+            unsafe { std::ptr::copy_nonoverlapping(stream.as_ptr(), out_stream, 16) };
+            es_status::ES_OK
+        },
+    )
 }
 
 /// The name of a status value as a static NUL-terminated string: `"ES_OK"`,

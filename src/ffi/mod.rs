@@ -111,13 +111,28 @@ pub(crate) fn decode_expected(v: i64) -> Option<ExpectedVersion> {
     }
 }
 
+/// [`decode_expected`] for an argument named `what`, with the message every append
+/// gives for a value that names no rule.
+pub(crate) fn expected_arg(v: i64, what: &str) -> Result<ExpectedVersion, Failure> {
+    decode_expected(v).ok_or_else(|| {
+        Failure::Argument(format!(
+            "{what} {v} is neither >= 0 nor one of ES_EXPECTED_ANY (-2), \
+             ES_EXPECTED_NO_STREAM (-1), ES_EXPECTED_STREAM_EXISTS (-4)"
+        ))
+    })
+}
+
 /// The calling thread's record of its most recent failing call.
 struct LastError {
     status: es_status,
     message: CString,
-    /// `(expected, actual)` in the C encoding when `status` is a version conflict.
-    conflict: Option<(i64, i64)>,
+    /// `(expected, actual, stream)` in the C encoding when `status` is a version
+    /// conflict.
+    conflict: Option<Conflict>,
 }
+
+/// A version conflict in the C encoding: expected, actual (-1: no events), the stream.
+pub(crate) type Conflict = (i64, i64, [u8; 16]);
 
 thread_local! {
     static LAST_ERROR: RefCell<LastError> = RefCell::new(LastError {
@@ -132,7 +147,7 @@ pub(crate) fn set_last_error(
     function: &str,
     status: es_status,
     message: &str,
-    conflict: Option<(i64, i64)>,
+    conflict: Option<Conflict>,
 ) {
     let text = format!("{function}: {message}").replace('\0', "\\0");
     let message = CString::new(text).unwrap_or_default();
@@ -161,10 +176,13 @@ pub(crate) fn fail(function: &str, failure: Failure) -> es_status {
             let status = status_of(&e);
             let conflict = match &e {
                 Error::WrongExpectedVersion {
-                    expected, actual, ..
+                    stream_id,
+                    expected,
+                    actual,
                 } => Some((
                     encode_expected(*expected),
                     actual.map_or(-1, |a| i64::try_from(a).unwrap_or(i64::MAX)),
+                    *stream_id.as_bytes(),
                 )),
                 _ => None,
             };
@@ -233,7 +251,7 @@ pub(crate) fn last_error_ptr() -> *const std::ffi::c_char {
 }
 
 /// This thread's last conflict, when its last failure was a version conflict.
-pub(crate) fn last_conflict() -> Option<(i64, i64)> {
+pub(crate) fn last_conflict() -> Option<Conflict> {
     LAST_ERROR
         .try_with(|slot| {
             slot.try_borrow().ok().and_then(|e| {
@@ -394,7 +412,10 @@ mod tests {
                 actual: Some(4),
             }),
         );
-        assert_eq!(last_conflict(), Some((ES_EXPECTED_NO_STREAM, 4)));
+        assert_eq!(
+            last_conflict(),
+            Some((ES_EXPECTED_NO_STREAM, 4, *id.as_bytes()))
+        );
         fail(
             "es_append",
             Failure::Store(Error::WrongExpectedVersion {
@@ -403,7 +424,7 @@ mod tests {
                 actual: None,
             }),
         );
-        assert_eq!(last_conflict(), Some((9, -1)));
+        assert_eq!(last_conflict(), Some((9, -1, *id.as_bytes())));
         fail("es_append", Failure::Argument("nope".into()));
         assert_eq!(last_conflict(), None);
     }

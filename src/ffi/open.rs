@@ -2,14 +2,10 @@
 //! a store that exists. One check of the arguments and one call into
 //! [`crate::Store::open_with`].
 
-use std::ffi::{c_char, CStr, OsStr};
-use std::mem::ManuallyDrop;
-use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
-use std::sync::atomic::AtomicU64;
+use std::ffi::c_char;
 
-use super::{guard, non_null, types::*, Failure};
-use crate::store::{OpenOptions, Store};
+use super::{guard, types::*, Failure};
+use crate::store::OpenOptions;
 
 /// `es_open_with` flag: open a read-only handle. It never writes, truncates or locks
 /// the store file; it may be open beside a writer in this or another process, from a
@@ -38,8 +34,11 @@ const KNOWN_FLAGS: u32 = ES_OPEN_READ_ONLY | ES_OPEN_MUST_EXIST;
 ///   written but not yet synced is invisible), never part of a batch. A torn or garbage
 ///   tail left by a crashed writer is ignored, not repaired. Beside a live writer it
 ///   reads the writer's durable end from the side file `<path>-shm`; if that file
-///   cannot be read there, the open (or a later read) fails with `ES_ERR_IO` saying
-///   why, rather than risk showing an unsynced batch. It never creates anything: a
+///   cannot be read there (missing, unreadable, truncated or overwritten by someone
+///   else, or not the live writer's because it could not open it), the open (or a
+///   later read) fails with `ES_ERR_IO` saying why, rather than risk showing an
+///   unsynced batch or hiding acknowledged ones; the writer's next commit repairs a
+///   damaged or deleted side file. It never creates anything: a
 ///   missing file is `ES_ERR_IO` (ENOENT); a zero-length file is an empty store.
 ///   Appends on it return `ES_ERR_READ_ONLY`.
 /// - `ES_OPEN_MUST_EXIST`: a missing file is `ES_ERR_IO` (ENOENT) instead of being
@@ -62,37 +61,22 @@ pub extern "C" fn es_open_with(
     out_store: *mut *mut es_store,
 ) -> es_status {
     guard("es_open_with", || {
-        non_null(out_store, "out_store")?;
-        // SAFETY: `out_store` is non-NULL and the caller promises it is writable.
-        unsafe { out_store.write(std::ptr::null_mut()) };
-        non_null(path, "path")?;
-        if flags & !KNOWN_FLAGS != 0 {
-            return Err(Failure::Argument(format!(
-                "flags {flags:#x} has unknown bits {:#x} (known: ES_OPEN_READ_ONLY 0x1, \
-                 ES_OPEN_MUST_EXIST 0x2)",
-                flags & !KNOWN_FLAGS
-            )));
-        }
-        // SAFETY: `path` is non-NULL and the caller promises a NUL-terminated string
-        // that stays valid for the call.
-        let path = Path::new(OsStr::from_bytes(
-            unsafe { CStr::from_ptr(path) }.to_bytes(),
-        ));
-        let mut options = OpenOptions::new();
-        if flags & ES_OPEN_READ_ONLY != 0 {
-            options = options.read_only();
-        }
-        if flags & ES_OPEN_MUST_EXIST != 0 {
-            options = options.must_exist();
-        }
-        let store = Store::open_with(path, options)?;
-        let handle = Box::into_raw(Box::new(es_store {
-            magic: AtomicU64::new(HANDLE_LIVE),
-            store: ManuallyDrop::new(store),
-            users: AtomicU64::new(0),
-        }));
-        // SAFETY: as above, `out_store` is non-NULL and writable.
-        unsafe { out_store.write(handle) };
-        Ok(())
+        super::store::open_into(path, out_store, || {
+            if flags & !KNOWN_FLAGS != 0 {
+                return Err(Failure::Argument(format!(
+                    "flags {flags:#x} has unknown bits {:#x} (known: ES_OPEN_READ_ONLY \
+                     0x1, ES_OPEN_MUST_EXIST 0x2)",
+                    flags & !KNOWN_FLAGS
+                )));
+            }
+            let mut options = OpenOptions::new();
+            if flags & ES_OPEN_READ_ONLY != 0 {
+                options = options.read_only();
+            }
+            if flags & ES_OPEN_MUST_EXIST != 0 {
+                options = options.must_exist();
+            }
+            Ok(options)
+        })
     })
 }

@@ -12,9 +12,8 @@ use std::sync::Mutex;
 
 use uuid::Uuid;
 
-use super::{bytes, decode_expected, fail, guard, guard_value, non_null, types::*, Failure};
-use crate::store::Store;
-use crate::types::ProposedEventRef;
+use super::{expected_arg, fail, guard, guard_value, non_null, types::*, Failure};
+use crate::store::{OpenOptions, Store};
 
 /// Opens the event store at `path`, creating it if it does not exist, and sets
 /// `*out_store` to a new handle.
@@ -58,25 +57,37 @@ use crate::types::ProposedEventRef;
 #[no_mangle]
 pub extern "C" fn es_open(path: *const c_char, out_store: *mut *mut es_store) -> es_status {
     guard("es_open", || {
-        non_null(out_store, "out_store")?;
-        // SAFETY: `out_store` is non-NULL and the caller promises it is writable.
-        unsafe { out_store.write(std::ptr::null_mut()) };
-        non_null(path, "path")?;
-        // SAFETY: `path` is non-NULL and the caller promises a NUL-terminated string
-        // that stays valid for the call.
-        let path = Path::new(OsStr::from_bytes(
-            unsafe { CStr::from_ptr(path) }.to_bytes(),
-        ));
-        let store = Store::open(path)?;
-        let handle = Box::into_raw(Box::new(es_store {
-            magic: AtomicU64::new(HANDLE_LIVE),
-            store: ManuallyDrop::new(store),
-            users: AtomicU64::new(0),
-        }));
-        // SAFETY: as above, `out_store` is non-NULL and writable.
-        unsafe { out_store.write(handle) };
-        Ok(())
+        open_into(path, out_store, || Ok(OpenOptions::new()))
     })
+}
+
+/// The body of `es_open` and `es_open_with`: sets `*out_store` to NULL, checks `path`,
+/// takes the options (`options` may refuse its own arguments), opens and hands out
+/// the new handle.
+pub(super) fn open_into(
+    path: *const c_char,
+    out_store: *mut *mut es_store,
+    options: impl FnOnce() -> Result<OpenOptions, Failure>,
+) -> Result<(), Failure> {
+    non_null(out_store, "out_store")?;
+    // SAFETY: `out_store` is non-NULL and the caller promises it is writable.
+    unsafe { out_store.write(std::ptr::null_mut()) };
+    non_null(path, "path")?;
+    let options = options()?;
+    // SAFETY: `path` is non-NULL and the caller promises a NUL-terminated string
+    // that stays valid for the call.
+    let path = Path::new(OsStr::from_bytes(
+        unsafe { CStr::from_ptr(path) }.to_bytes(),
+    ));
+    let store = Store::open_with(path, options)?;
+    let handle = Box::into_raw(Box::new(es_store {
+        magic: AtomicU64::new(HANDLE_LIVE),
+        store: ManuallyDrop::new(store),
+        users: AtomicU64::new(0),
+    }));
+    // SAFETY: as above, `out_store` is non-NULL and writable.
+    unsafe { out_store.write(handle) };
+    Ok(())
 }
 
 /// Closes a store opened by `es_open` and frees what the handle holds: cuts the file
@@ -263,44 +274,10 @@ pub extern "C" fn es_append(
                 "count is 0: an append needs at least one event".into(),
             ));
         }
-        if count > isize::MAX as usize / std::mem::size_of::<es_proposed_event>() {
-            return Err(Failure::Argument(format!(
-                "count {count} is larger than any array"
-            )));
-        }
-        let expected = decode_expected(expected_version).ok_or_else(|| {
-            Failure::Argument(format!(
-                "expected_version {expected_version} is neither >= 0 nor one of \
-                 ES_EXPECTED_ANY (-2), ES_EXPECTED_NO_STREAM (-1), ES_EXPECTED_STREAM_EXISTS (-4)"
-            ))
-        })?;
+        let expected = expected_arg(expected_version, "expected_version")?;
         // SAFETY: `events` is non-NULL and the caller promises `count` readable
-        // elements valid for the call; `count * size_of` fits in `isize` (checked).
-        let proposed = unsafe { std::slice::from_raw_parts(events, count) };
-        let mut refs = Vec::with_capacity(count);
-        for (i, e) in proposed.iter().enumerate() {
-            if e.event_type.is_null() {
-                return Err(Failure::Argument(format!("events[{i}].event_type is NULL")));
-            }
-            // SAFETY: each pointer is non-NULL or paired with length 0 (checked inside
-            // `bytes`), and the caller promises the lengths it gave.
-            let (event_type, metadata, payload) = unsafe {
-                (
-                    bytes(e.event_type.cast(), e.event_type_len, "event_type")?,
-                    bytes(e.metadata, e.metadata_len, "metadata")?,
-                    bytes(e.payload, e.payload_len, "payload")?,
-                )
-            };
-            let event_type = std::str::from_utf8(event_type).map_err(|err| {
-                Failure::Argument(format!("events[{i}].event_type is not valid UTF-8: {err}"))
-            })?;
-            refs.push(ProposedEventRef {
-                event_id: Uuid::from_bytes(e.event_id.bytes),
-                event_type,
-                metadata,
-                payload,
-            });
-        }
+        // elements whose pointers are valid for the call.
+        let refs = unsafe { super::append::proposed_refs(events, count, "events")? };
         // SAFETY: `stream_id` is non-NULL and readable (the caller's contract).
         let stream = unsafe { Uuid::from_bytes((*stream_id).bytes) };
         let result = handle.append_refs(stream, expected, &refs)?;

@@ -13,20 +13,153 @@ use uuid::Uuid;
 use crate::codec::{self, UnsealedBatch, FILE_HEADER_LEN};
 use crate::error::Error;
 use crate::store::io::{self, read_exact_at};
-use crate::store::writer::{Part, Request, Wakeup};
+use crate::store::writer::{Answer, Part, Request, Wakeup};
 use crate::store::{lock, read_lock, Store};
-use crate::types::{AppendResult, ExpectedVersion, ProposedEvent, ProposedEventRef};
+use crate::types::{AppendResult, ExpectedVersion, ProposedEventRef, StreamAppend};
 
-/// One batch for [`Store::append_copied`]: the events of one stream, appended as one
-/// atomic batch as by [`Store::append`], but stamped with `recorded_at` (µs since the
-/// Unix epoch) instead of the commit's own time.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One batch for [`Store::append_copied`]: the events of one or several streams (the
+/// runs of one batch of another log), appended as one atomic batch as by
+/// [`Store::append_multi`], but stamped with `recorded_at` (µs since the Unix epoch)
+/// instead of the commit's own time. The events are checked and encoded when the
+/// batch is made, so that a tool can queue many batches without keeping the events.
 pub struct CopiedBatch {
-    pub stream_id: Uuid,
-    pub expected_version: ExpectedVersion,
-    pub recorded_at: u64,
-    /// Nil event ids are replaced with fresh v4 UUIDs, as by `append`.
-    pub events: Vec<ProposedEvent>,
+    parts: Vec<Part>,
+    batch: UnsealedBatch,
+    recorded_at: u64,
+}
+
+impl std::fmt::Debug for CopiedBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CopiedBatch")
+            .field(
+                "streams",
+                &self.parts.iter().map(|p| p.stream_id).collect::<Vec<_>>(),
+            )
+            .field("events", &self.batch.count())
+            .field("bytes", &self.batch.len())
+            .field("recorded_at", &self.recorded_at)
+            .finish()
+    }
+}
+
+impl CopiedBatch {
+    /// A batch of one stream's `events`.
+    pub fn new(
+        stream_id: Uuid,
+        expected_version: ExpectedVersion,
+        recorded_at: u64,
+        events: &[ProposedEventRef<'_>],
+    ) -> Result<CopiedBatch, Error> {
+        CopiedBatch::multi(
+            recorded_at,
+            &[StreamAppend {
+                stream_id,
+                expected_version,
+                events,
+            }],
+        )
+    }
+
+    /// A batch of several streams' runs, in order, as one multi-stream append (format
+    /// 2; a single run makes a batch any format can hold). Each run's expected version
+    /// is checked when the batch is appended.
+    ///
+    /// `Error::InvalidArgument`: no runs, a run with no events, a stream given twice,
+    /// or a batch too large; an event over the limits is `EventTooLarge` or
+    /// `InvalidArgument` as for `append`. Nil event ids are replaced with fresh v4
+    /// UUIDs, as by `append`; other ids are not checked at all (see
+    /// [`Store::append_copied`]).
+    pub fn multi(recorded_at: u64, runs: &[StreamAppend<'_>]) -> Result<CopiedBatch, Error> {
+        if runs.is_empty() {
+            return Err(Error::InvalidArgument(
+                "an append needs at least one stream".into(),
+            ));
+        }
+        for (i, r) in runs.iter().enumerate() {
+            if r.events.is_empty() {
+                return Err(Error::InvalidArgument(format!(
+                    "run {i} (stream {}) of a copied batch has no events",
+                    r.stream_id
+                )));
+            }
+            for e in r.events {
+                codec::check_event(e)?;
+            }
+        }
+        if runs.len() > 1 {
+            let mut streams = std::collections::HashSet::with_capacity(runs.len());
+            if let Some(r) = runs.iter().find(|r| !streams.insert(r.stream_id)) {
+                return Err(Error::InvalidArgument(format!(
+                    "stream {} appears twice in one copied batch",
+                    r.stream_id
+                )));
+            }
+        }
+        let batch = if runs
+            .iter()
+            .any(|r| r.events.iter().any(|e| e.event_id.is_nil()))
+        {
+            let filled: Vec<Vec<ProposedEventRef<'_>>> = runs
+                .iter()
+                .map(|r| {
+                    r.events
+                        .iter()
+                        .map(|e| ProposedEventRef {
+                            event_id: if e.event_id.is_nil() {
+                                Uuid::new_v4()
+                            } else {
+                                e.event_id
+                            },
+                            ..*e
+                        })
+                        .collect()
+                })
+                .collect();
+            let parts: Vec<(Uuid, &[ProposedEventRef<'_>])> = runs
+                .iter()
+                .zip(&filled)
+                .map(|(r, f)| (r.stream_id, f.as_slice()))
+                .collect();
+            UnsealedBatch::encode_multi(&parts)?
+        } else if let [r] = runs {
+            UnsealedBatch::encode(&r.stream_id, r.events)?
+        } else {
+            let parts: Vec<(Uuid, &[ProposedEventRef<'_>])> =
+                runs.iter().map(|r| (r.stream_id, r.events)).collect();
+            UnsealedBatch::encode_multi(&parts)?
+        };
+        Ok(CopiedBatch {
+            parts: runs
+                .iter()
+                .map(|r| Part {
+                    stream_id: r.stream_id,
+                    expected: r.expected_version,
+                })
+                .collect(),
+            batch,
+            recorded_at,
+        })
+    }
+
+    /// Events in the batch.
+    pub fn count(&self) -> u32 {
+        self.batch.count()
+    }
+
+    /// Bytes the batch takes in the log.
+    pub fn len(&self) -> usize {
+        self.batch.len()
+    }
+
+    /// Never true: a batch holds at least one event.
+    pub fn is_empty(&self) -> bool {
+        self.batch.is_empty()
+    }
+
+    /// The commit time the batch is stamped with.
+    pub fn recorded_at(&self) -> u64 {
+        self.recorded_at
+    }
 }
 
 /// What [`Store::backup_to`] copied.
@@ -44,56 +177,44 @@ const COPY_PIECE: usize = 4 << 20;
 
 impl Store {
     /// Low-level, for tools that copy a log (import, salvage): appends `batches` in
-    /// the order given, queued together so that they are committed by one group
-    /// commit (one write, one `fdatasync`) unless a commit is already under way, each
-    /// with its own commit time. Expected versions are checked in order, as for
-    /// appends from many threads; a batch that fails its check fails alone, and the
-    /// first failure is returned (the other batches may have been committed: callers
-    /// that need all-or-nothing write into a new file and discard it on error).
+    /// the order given, each as one batch (a multi-stream batch stays one batch, as
+    /// its source was: a retry of that append against the copy is recognised), queued
+    /// together so that they are committed by one group commit (one write, one
+    /// `fdatasync`) unless a commit is already under way, each with its own commit
+    /// time. Expected versions are checked in order, as for appends from many
+    /// threads; a batch that fails its check fails alone, and the first failure is
+    /// returned (the other batches may have been committed: callers that need
+    /// all-or-nothing write into a new file and discard it on error). Returns, per
+    /// batch, one result per stream as `append_multi` does.
     ///
     /// Commit times are taken as given, also when they are older than the last one:
     /// ordinary appends after them are never stamped earlier than the latest of them.
     /// Event ids are not checked for uniqueness (a store written by 0.1 may hold an id
     /// twice, and a copy keeps it so); ordinary appends after them still are.
-    pub fn append_copied(&self, batches: Vec<CopiedBatch>) -> Result<Vec<AppendResult>, Error> {
+    pub fn append_copied(
+        &self,
+        batches: Vec<CopiedBatch>,
+    ) -> Result<Vec<Vec<AppendResult>>, Error> {
         self.check_writable()?;
         if batches.is_empty() {
             return Ok(Vec::new());
         }
-        let mut requests = Vec::with_capacity(batches.len());
-        for b in batches {
-            if b.events.is_empty() {
-                return Err(Error::InvalidArgument(
-                    "an append needs at least one event".into(),
-                ));
-            }
-            let mut events = b.events;
-            for e in &mut events {
-                if e.event_id.is_nil() {
-                    e.event_id = Uuid::new_v4();
-                }
-            }
-            let refs: Vec<ProposedEventRef<'_>> =
-                events.iter().map(ProposedEvent::as_ref).collect();
-            for e in &refs {
-                codec::check_event(e)?;
-            }
-            requests.push(Request {
-                parts: vec![Part {
-                    stream_id: b.stream_id,
-                    expected: b.expected_version,
-                }],
-                batch: UnsealedBatch::encode(&b.stream_id, &refs)?,
-                answer: Arc::default(),
-                recorded_at: Some(b.recorded_at),
-                // A copy keeps the log as it is: a 0.1 store may hold an id twice.
-                check_ids: false,
-            });
-        }
-        let slots: Vec<_> = requests.iter().map(|r| Arc::clone(&r.answer)).collect();
+        let mut slots = Vec::with_capacity(batches.len());
         let lead_now = {
             let mut queue = lock(&self.queue);
-            queue.requests.extend(requests);
+            queue.requests.reserve(batches.len());
+            for b in batches {
+                let answer = Answer::default();
+                slots.push(Arc::clone(&answer));
+                queue.requests.push(Request {
+                    parts: b.parts,
+                    batch: b.batch,
+                    answer,
+                    recorded_at: Some(b.recorded_at),
+                    // A copy keeps the log as it is: a 0.1 store may hold an id twice.
+                    check_ids: false,
+                });
+            }
             !std::mem::replace(&mut queue.leader, true)
         };
         if lead_now {
@@ -119,7 +240,7 @@ impl Store {
                 },
             };
             match result {
-                Ok(mut r) => results.push(r.swap_remove(0)),
+                Ok(r) => results.push(r),
                 Err(e) => {
                     first_error.get_or_insert(e);
                 }
@@ -129,6 +250,54 @@ impl Store {
             Some(e) => Err(e),
             None => Ok(results),
         }
+    }
+
+    /// Makes room in the index for `additional` more events at once, so that a tool
+    /// that knows how many events it is about to copy (import, salvage) does not pay
+    /// for the index growing step by step: the event-id table of the events since the
+    /// last index checkpoint grows by a quarter at a time, rehashing the ids it holds.
+    /// Optional, and only a hint: appends grow the index as needed without it. Best
+    /// called before the copy starts (the index is locked while the table is rebuilt).
+    pub fn reserve(&self, additional: u64) -> Result<(), Error> {
+        self.check_writable()?;
+        let additional = usize::try_from(additional).map_err(|_| {
+            Error::InvalidArgument(format!("cannot reserve room for {additional} events"))
+        })?;
+        self.index
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .reserve_ids(additional);
+        Ok(())
+    }
+
+    /// The positions of the batch (the one append) that holds the event at
+    /// `position`: its first event's position up to (not including) the position after
+    /// its last event; `None` when the log has no event there. Events of one batch were
+    /// appended atomically together, with one commit time (`export` writes this, so
+    /// that `import` rebuilds the same batches). Costs a walk over the batch's events
+    /// in the index: a tool going through the log asks once per batch.
+    pub fn batch_bounds(&self, position: u64) -> Option<std::ops::Range<u64>> {
+        let index = read_lock(&self.index);
+        let count = index.event_count();
+        if position >= count {
+            return None;
+        }
+        // The index may have to read its file (or rebuild a damaged segment from the
+        // log); when even that fails, there is no answer to give.
+        let starts = |p: u64| {
+            index.is_append_start(p).map_err(|e| {
+                tracing::warn!(error = %e, "batch_bounds: the index could not be read");
+            })
+        };
+        let mut first = position;
+        while first > 0 && !starts(first).ok()? {
+            first -= 1;
+        }
+        let mut end = position + 1;
+        while end < count && !starts(end).ok()? {
+            end += 1;
+        }
+        Some(first..end)
     }
 
     /// The acknowledged log as it stands now: its length in bytes (the file header
@@ -169,8 +338,22 @@ impl Store {
                 .create_new(true)
                 .open(&tmp)
                 .map_err(|e| Error::io(format!("create {}", tmp.display()), e))?;
-            let mut buf = vec![0u8; COPY_PIECE.min(len as usize)];
-            let mut at = 0u64;
+            // In the kernel when it can (no copy through this process's memory);
+            // what it could not copy, through a buffer.
+            let mut at = match self.file.as_file() {
+                Some(source) => {
+                    copy_in_kernel(source, &out, len, &mut |done| progress(done, 2 * len)).map_err(
+                        |e| {
+                            Error::io(
+                                format!("copy {} to {}", self.path.display(), tmp.display()),
+                                e,
+                            )
+                        },
+                    )?
+                }
+                None => 0,
+            };
+            let mut buf = vec![0u8; COPY_PIECE.min((len - at) as usize)];
             while at < len {
                 let n = (len - at).min(COPY_PIECE as u64) as usize;
                 read_exact_at(self.file.as_ref(), &mut buf[..n], at).map_err(|e| {
@@ -211,4 +394,52 @@ impl Store {
         }
         result
     }
+}
+
+/// Copies bytes `0..len` of `source` to the same offsets of `dest` with
+/// `copy_file_range` (in the kernel: no copy through this process), in pieces,
+/// reporting the bytes done. Returns how far it got: `len`, or less where the kernel
+/// cannot copy between these files (another file system, an old kernel): the caller
+/// copies the rest itself. An I/O error is an error.
+fn copy_in_kernel(
+    source: &std::fs::File,
+    dest: &std::fs::File,
+    len: u64,
+    progress: &mut dyn FnMut(u64),
+) -> std::io::Result<u64> {
+    use std::os::fd::AsRawFd;
+    let mut at = 0u64;
+    while at < len {
+        let mut from = at as libc::loff_t;
+        let mut to = at as libc::loff_t;
+        let piece = (len - at).min(COPY_PIECE as u64 * 16) as usize;
+        // SAFETY: both descriptors are open files borrowed for the call; the offsets
+        // are local variables the kernel updates; no memory of this process is read
+        // or written.
+        let n = unsafe {
+            libc::copy_file_range(
+                source.as_raw_fd(),
+                &mut from,
+                dest.as_raw_fd(),
+                &mut to,
+                piece,
+                0,
+            )
+        };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            return match e.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                Some(libc::EXDEV | libc::ENOSYS | libc::EOPNOTSUPP | libc::EINVAL) => Ok(at),
+                _ => Err(e),
+            };
+        }
+        if n == 0 {
+            // The source ended early: let the buffered copy report it.
+            return Ok(at);
+        }
+        at += n as u64;
+        progress(at);
+    }
+    Ok(at)
 }

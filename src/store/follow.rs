@@ -19,11 +19,22 @@ use crate::store::read::{self, EventBatch, Visitor};
 use crate::store::shared;
 use crate::store::types_table::{Filter, TypeMatch};
 use crate::store::{read_lock, Store};
+use crate::types::RECORD_OVERHEAD;
 
 /// How many events one filtered read examines at most before it returns (with the
 /// position to continue from), so that a filter matching nothing over a huge log
 /// still answers promptly.
 const FILTER_BUDGET: u64 = 1 << 22;
+
+/// Most record bytes one [`Subscription::next_batch`] reads (it returns fewer events
+/// than asked rather than more bytes; at least one event). A caller asking for "all of
+/// them" during a catch-up gets pages this large: big enough that the per-call costs
+/// vanish next to copying and checking the records, small enough that a page stays in
+/// the CPU's caches between being verified and being consumed, and that no catch-up
+/// allocates memory in proportion to the log. Measured over 1M events of 373 bytes:
+/// pages of 1,000 to 16,000 events (0.4 to 6 MB) drain fastest, 100,000 events
+/// (37 MB) a third slower.
+pub(crate) const SUBSCRIPTION_PAGE_BYTES: u64 = 4 << 20;
 
 /// A read-only handle without a side file to wait on (no writer has created one yet,
 /// or it cannot be read) looks again this often.
@@ -89,10 +100,7 @@ impl Store {
     ) -> Result<(u64, bool), Error> {
         loop {
             let side = self.side.get();
-            let shared_word = side.map(|s| {
-                let w = s.wake_word();
-                (w, w.load(Ordering::Acquire))
-            });
+            let shared_word = side.map(|s| s.wake_word());
             let local = self.wakeup.word.load(Ordering::Acquire);
             self.refresh()?;
             let n = read_lock(&self.index).event_count();
@@ -110,6 +118,13 @@ impl Store {
             if shared_word.is_none() && self.follower.is_some() {
                 let recheck = now + NO_SIDE_FILE_RECHECK;
                 until = Some(until.map_or(recheck, |d| d.min(recheck)));
+            }
+            if side
+                .zip(shared_word)
+                .is_some_and(|(s, (w, _))| !s.is_current(w))
+            {
+                // The side file was replaced during the check: look again on the new one.
+                continue;
             }
             shared::futex_wait(shared_word, (&self.wakeup.word, local), until);
         }
@@ -139,8 +154,14 @@ impl Store {
     ) -> Result<(EventBatch, u64), Error> {
         let mut batch = EventBatch::default();
         let mut matcher = TypeMatch::new(filter.clone());
-        let next =
-            self.read_filtered_into(from_position, max_count, &mut matcher, &mut batch, None)?;
+        let next = self.read_filtered_into(
+            from_position,
+            max_count,
+            &mut matcher,
+            &mut batch,
+            None,
+            None,
+        )?;
         Ok((batch, next))
     }
 
@@ -161,11 +182,20 @@ impl Store {
             &mut matcher,
             &mut batch,
             Some(visit),
+            None,
         )?;
         Ok((batch, next))
     }
 
-    /// [`Store::read_all_filtered`] with a compiled filter, into `batch`.
+    /// [`Store::read_all_filtered`] with a compiled filter, into `batch`; with
+    /// `page_bytes`, the events stop before the one whose record would take the batch
+    /// past that many bytes (at least one is read).
+    ///
+    /// The handle catches up with the log (`refresh`) only when the read could reach
+    /// past what its index already holds: a catch-up far behind the end reads page
+    /// after page without the few system calls a refresh costs, and gets the same
+    /// events it would have got after one (the log before the index's end never
+    /// changes).
     pub(crate) fn read_filtered_into(
         &self,
         from: u64,
@@ -173,11 +203,38 @@ impl Store {
         matcher: &mut TypeMatch,
         batch: &mut EventBatch,
         visit: Option<Visitor<'_>>,
+        page_bytes: Option<u64>,
     ) -> Result<u64, Error> {
-        self.refresh()?;
         let f = matcher.filter();
-        if f.stream_id.is_none() && !f.selects_types() {
-            let (first, locations) = read_lock(&self.index).locate_range(from, max_count)?;
+        let unfiltered = f.stream_id.is_none() && !f.selects_types();
+        let max_count = match page_bytes {
+            // Every record takes at least RECORD_OVERHEAD bytes.
+            Some(bytes) => max_count.min((bytes / RECORD_OVERHEAD as u64).max(1)),
+            None => max_count,
+        };
+        let reach = if unfiltered { max_count } else { FILTER_BUDGET };
+        let mut index = read_lock(&self.index);
+        if from.saturating_add(reach) > index.event_count() {
+            drop(index);
+            if let Err(e) = self.refresh() {
+                batch.clear();
+                return Err(e);
+            }
+            index = read_lock(&self.index);
+        }
+        if unfiltered {
+            let located = index.locate_range(from, max_count);
+            drop(index);
+            let (first, mut locations) = match located {
+                Ok(l) => l,
+                Err(e) => {
+                    batch.clear();
+                    return Err(e);
+                }
+            };
+            if let Some(bytes) = page_bytes {
+                locations.truncate(within(bytes, locations.iter().map(|l| l.size())));
+            }
             read::read_range(
                 self.file.as_ref(),
                 &self.path,
@@ -188,11 +245,41 @@ impl Store {
             )?;
             return Ok((first + locations.len() as u64).max(from));
         }
-        let (located, next) =
-            read_lock(&self.index).locate_filtered(from, max_count, FILTER_BUDGET, matcher)?;
+        let found = index.locate_filtered(from, max_count, FILTER_BUDGET, matcher);
+        drop(index);
+        let (mut located, mut next) = match found {
+            Ok(f) => f,
+            Err(e) => {
+                batch.clear();
+                return Err(e);
+            }
+        };
+        if let Some(bytes) = page_bytes {
+            let keep = within(bytes, located.iter().map(|(_, l)| l.size()));
+            if keep < located.len() {
+                // The first match left out is examined again by the next call.
+                next = located[keep].0;
+                located.truncate(keep);
+            }
+        }
         read::read_located(self.file.as_ref(), &self.path, &located, batch, visit)?;
         Ok(next)
     }
+}
+
+/// How many of the records of `sizes` fit in `bytes`, counting from the first; at
+/// least one (when there is one), so that a page always advances.
+fn within(bytes: u64, sizes: impl Iterator<Item = usize>) -> usize {
+    let mut total = 0u64;
+    let mut n = 0;
+    for size in sizes {
+        total += size as u64;
+        if total > bytes && n > 0 {
+            break;
+        }
+        n += 1;
+    }
+    n
 }
 
 /// A position in the log and a filter: delivers every matching event from there on,
@@ -215,7 +302,9 @@ impl Subscription<'_> {
     /// Up to `max_count` matching events: at once when some are available, else the
     /// first to arrive within `timeout` (`None`: no limit). Empty when the time ran out
     /// or [`Store::wake`] was called; the position is then the end of the log as it
-    /// saw it.
+    /// saw it. One call reads at most 4 MiB of records (at least one event), so asking
+    /// for `u64::MAX` pages through a long catch-up in 4 MiB steps; fewer events than
+    /// asked never means that the subscription has caught up.
     pub fn next_batch(
         &mut self,
         max_count: u64,
@@ -260,6 +349,7 @@ impl Subscription<'_> {
                 &mut self.matcher,
                 batch,
                 None,
+                Some(SUBSCRIPTION_PAGE_BYTES),
             )?;
             self.position = next;
             if !batch.is_empty() {
@@ -279,5 +369,115 @@ impl Subscription<'_> {
                 return Ok(());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::OpenOptions;
+    use crate::types::{ExpectedVersion, ProposedEvent};
+    use uuid::Uuid;
+
+    #[test]
+    fn within_keeps_what_fits_and_at_least_one() {
+        assert_eq!(within(10, [4, 4, 4].into_iter()), 2);
+        assert_eq!(within(12, [4, 4, 4].into_iter()), 3);
+        assert_eq!(within(3, [4, 4].into_iter()), 1);
+        assert_eq!(within(3, std::iter::empty()), 0);
+    }
+
+    /// A store of `n` events of 4 KiB (every other one of type "Even"), more than two
+    /// subscription pages, on a writer and a read-only handle.
+    fn large_store(n: usize) -> (tempfile::TempDir, Store, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.store");
+        let writer = Store::open(&path).unwrap();
+        let stream = Uuid::new_v4();
+        for chunk in (0..n).collect::<Vec<_>>().chunks(100) {
+            let events = chunk
+                .iter()
+                .map(|&i| ProposedEvent {
+                    event_id: Uuid::nil(),
+                    event_type: if i % 2 == 0 { "Even" } else { "Odd" }.into(),
+                    metadata: vec![],
+                    payload: vec![(i % 251) as u8; 4096],
+                })
+                .collect();
+            writer.append(stream, ExpectedVersion::Any, events).unwrap();
+        }
+        let reader = Store::open_with(&path, OpenOptions::new().read_only()).unwrap();
+        (dir, writer, reader)
+    }
+
+    fn record_bytes(batch: &EventBatch) -> u64 {
+        batch
+            .iter()
+            .map(|e| (RECORD_OVERHEAD + e.event_type.len() + e.payload.len()) as u64)
+            .sum()
+    }
+
+    /// A subscription asked for everything pages through the log in pages of at most
+    /// SUBSCRIPTION_PAGE_BYTES, delivering every event once, in order, filtered or not.
+    #[test]
+    fn a_subscription_asked_for_everything_reads_bounded_pages() {
+        let n = 2500; // about 10 MiB of records
+        let (_dir, writer, reader) = large_store(n);
+        for store in [&writer, &reader] {
+            for (filter, step) in [(Filter::all(), 1), (Filter::types(["Even"]), 2)] {
+                let mut sub = store.subscribe(0, filter);
+                let mut batch = EventBatch::default();
+                let (mut expect, mut pages, mut bytes) = (0u64, 0, 0);
+                loop {
+                    sub.next_batch_into(u64::MAX, Some(Duration::ZERO), &mut batch)
+                        .unwrap();
+                    if batch.is_empty() {
+                        break;
+                    }
+                    pages += 1;
+                    let page = record_bytes(&batch);
+                    assert!(page <= SUBSCRIPTION_PAGE_BYTES, "a page of {page} bytes");
+                    bytes += page;
+                    for e in batch.iter() {
+                        assert_eq!(e.global_position, expect);
+                        assert_eq!(e.payload[0], (expect % 251) as u8);
+                        expect += step;
+                    }
+                }
+                assert_eq!(expect, n as u64, "every event, once");
+                assert!(
+                    pages >= bytes.div_ceil(SUBSCRIPTION_PAGE_BYTES),
+                    "{pages} pages"
+                );
+                assert!(pages >= 2, "{pages} pages");
+                assert_eq!(sub.position(), n as u64);
+            }
+        }
+    }
+
+    /// A read-only handle far behind the end reads without catching up, yet a page
+    /// that reaches its index's end catches up and delivers what was appended since.
+    #[test]
+    fn a_page_reaching_the_end_of_the_index_catches_up() {
+        let (_dir, writer, reader) = large_store(300);
+        let mut sub = reader.subscribe(0, Filter::all());
+        assert_eq!(sub.next_batch(100, None).unwrap().len(), 100);
+        writer
+            .append(
+                Uuid::new_v4(),
+                ExpectedVersion::Any,
+                vec![ProposedEvent {
+                    event_id: Uuid::nil(),
+                    event_type: "Late".into(),
+                    metadata: vec![],
+                    payload: vec![],
+                }],
+            )
+            .unwrap();
+        assert_eq!(sub.next_batch(100, None).unwrap().len(), 100);
+        let last = sub.next_batch(1000, None).unwrap();
+        assert_eq!(last.len(), 101, "the rest and the late event");
+        assert_eq!(last.get(100).event_type, "Late");
+        assert_eq!(sub.position(), 301);
     }
 }

@@ -274,24 +274,30 @@ impl Delta {
             return;
         }
         let at = self.id_hashes.len();
+        self.grow_ids(n);
         self.id_hashes.extend(hashes.take(n));
         self.id_hashes.resize(at + n, NO_ID);
-        if self.ids.needs_growth(n) {
-            let cap = self.ids.grown_capacity(self.ids.len() + n);
-            let mut t = self.ids.empty_like(cap);
-            for (i, &h) in self.id_hashes[..at].iter().enumerate() {
-                if h != NO_ID {
-                    t.insert_hash(h, self.base + i as u64);
-                }
-            }
-            self.ids = t;
-        }
         for i in at..at + n {
             let h = self.id_hashes[i];
             if h != NO_ID {
                 self.ids.insert_hash(h, self.base + i as u64);
             }
         }
+    }
+
+    /// Grows the id table (rehashing the kept hashes) so that `n` more ids fit.
+    fn grow_ids(&mut self, n: usize) {
+        if self.hashes_dropped || !self.ids.needs_growth(n) {
+            return;
+        }
+        let cap = self.ids.grown_capacity(self.ids.len() + n);
+        let mut t = self.ids.empty_like(cap);
+        for (i, &h) in self.id_hashes.iter().enumerate() {
+            if h != NO_ID {
+                t.insert_hash(h, self.base + i as u64);
+            }
+        }
+        self.ids = t;
     }
 
     pub fn heap_bytes(&self) -> u64 {
@@ -695,6 +701,16 @@ impl Index {
                 n
             }
         }
+    }
+
+    /// Makes room in the delta's id table (and its hashes) for `additional` more ids
+    /// at once (`Store::reserve`).
+    pub(crate) fn reserve_ids(&mut self, additional: usize) {
+        if self.delta.hashes_dropped {
+            return;
+        }
+        self.delta.grow_ids(additional);
+        self.delta.id_hashes.reserve(additional);
     }
 
     /// Records the types of the events just pushed, in order.

@@ -22,6 +22,12 @@ pub trait StorageFile: Send + Sync {
     fn set_len(&self, len: u64) -> io::Result<()>;
     /// The file's current length.
     fn file_len(&self) -> io::Result<u64>;
+    /// The file itself when this is a plain file, so that bytes can be copied from it
+    /// inside the kernel (`copy_file_range`: `Store::backup_to`); `None` (the default)
+    /// for a wrapper, whose bytes are then read through `read_at`.
+    fn as_file(&self) -> Option<&File> {
+        None
+    }
 }
 
 impl StorageFile for File {
@@ -42,6 +48,9 @@ impl StorageFile for File {
     }
     fn file_len(&self) -> io::Result<u64> {
         Ok(self.metadata()?.len())
+    }
+    fn as_file(&self) -> Option<&File> {
+        Some(self)
     }
 }
 

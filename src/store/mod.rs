@@ -358,7 +358,7 @@ impl Store {
             ),
         }
         // Only now, with the side file ready, do readers learn that a writer is live.
-        shared::hold_live_mark(&lock)
+        shared::hold_live_mark(&lock, side.get().is_some())
             .map_err(|e| Error::io(format!("take the live mark of {shown}"), e))?;
         let source = log_source(salt)?;
         scan.index.set_log(Arc::clone(&source));
@@ -648,10 +648,30 @@ impl Store {
         max_count: u64,
         visit: read::Visitor<'_>,
     ) -> Result<EventBatch, Error> {
+        self.read_stream_span_visit(stream_id, |_| (from_version, max_count), visit)
+    }
+
+    /// Reads the versions of `stream_id` that `span` picks, `(first, count)` from the
+    /// stream's event count (after the catch-up of a read-only handle), into a new
+    /// batch in ascending order, calling `visit` with each record as it is verified.
+    /// A stream with no events is `Error::StreamNotFound`.
+    pub(crate) fn read_stream_span_visit(
+        &self,
+        stream_id: Uuid,
+        span: impl FnOnce(u64) -> (u64, u64),
+        visit: read::Visitor<'_>,
+    ) -> Result<EventBatch, Error> {
         self.refresh()?;
-        let located = read_lock(&self.index)
-            .locate_stream(&stream_id, from_version, max_count)?
-            .ok_or(Error::StreamNotFound { stream_id })?;
+        let located = {
+            let index = read_lock(&self.index);
+            let last = index
+                .stream_version(&stream_id)
+                .ok_or(Error::StreamNotFound { stream_id })?;
+            let (from, count) = span(last + 1);
+            index
+                .locate_stream(&stream_id, from, count)?
+                .ok_or(Error::StreamNotFound { stream_id })?
+        };
         let mut batch = EventBatch::default();
         read::read_located(
             self.file.as_ref(),
@@ -671,8 +691,23 @@ impl Store {
         max_count: u64,
         visit: read::Visitor<'_>,
     ) -> Result<EventBatch, Error> {
+        self.read_span_visit(|_| (from_position, max_count), visit)
+    }
+
+    /// Reads the positions `span` picks, `(first, count)` from the index (after the
+    /// catch-up of a read-only handle), into a new batch in ascending order, calling
+    /// `visit` with each record as it is verified.
+    pub(crate) fn read_span_visit(
+        &self,
+        span: impl FnOnce(&Index) -> (u64, u64),
+        visit: read::Visitor<'_>,
+    ) -> Result<EventBatch, Error> {
         self.refresh()?;
-        let (first, locations) = read_lock(&self.index).locate_range(from_position, max_count)?;
+        let (first, locations) = {
+            let index = read_lock(&self.index);
+            let (from, count) = span(&index);
+            index.locate_range(from, count)?
+        };
         let mut batch = EventBatch::default();
         read::read_range(
             self.file.as_ref(),

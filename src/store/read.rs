@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::codec::{self, DecodeOutcome, RecordView};
+use crate::codec::{self, RecordView};
 use crate::error::Error;
 use crate::store::index::RecordLocation;
 use crate::store::io::{read_exact_at, StorageFile};
@@ -21,6 +21,9 @@ pub struct EventBatch {
     buf: Vec<u8>,
     /// Start and length of each record in `buf`.
     records: Vec<(usize, usize)>,
+    /// Scratch space of `read_records` (the spans of the file to read), kept so that
+    /// a batch read into again allocates nothing.
+    spans: Vec<(u64, u64, usize)>,
 }
 
 impl EventBatch {
@@ -48,7 +51,10 @@ impl EventBatch {
     /// When `i >= self.len()`.
     pub fn get(&self, i: usize) -> RecordView<'_> {
         let (at, len) = self.records[i];
-        codec::view_verified_record(&self.buf[at..at + len])
+        // SAFETY: `records` only ever lists records that `verify` accepted (see
+        // `read_records`, the one place that fills it), and `buf` is not written while
+        // they are listed: the fields are private and nothing else writes them.
+        unsafe { codec::view_checked_record(&self.buf[at..at + len]) }
     }
 
     pub fn iter(&self) -> EventBatchIter<'_> {
@@ -140,7 +146,8 @@ fn read_records(
     records.clear();
     records.reserve(count);
     // Spans of the file to read: (file offset, length, offset in the buffer).
-    let mut spans: Vec<(u64, u64, usize)> = Vec::new();
+    let mut spans = std::mem::take(&mut into.spans);
+    spans.clear();
     let mut total = 0usize;
     for i in 0..count {
         let (_, loc) = located(i);
@@ -204,16 +211,22 @@ fn read_records(
                 // SAFETY: the record lies inside the bytes read so far (checked by the
                 // loop condition), which are not written again.
                 let rec = unsafe { std::slice::from_raw_parts(origin.add(at), len) };
-                let view = verify(rec, position, loc)?;
+                verify(rec, position, loc)?;
                 if let Some(visit) = visit.as_mut() {
-                    visit(count, &view);
+                    // SAFETY: `verify` has just accepted these bytes, which are not
+                    // written again.
+                    visit(count, &unsafe { codec::view_checked_record(rec) });
                 }
                 verified += 1;
             }
         }
     }
     debug_assert_eq!(verified, count);
-    *into = EventBatch { buf, records };
+    *into = EventBatch {
+        buf,
+        records,
+        spans,
+    };
     Ok(())
 }
 
@@ -250,23 +263,18 @@ pub(crate) fn advise_huge<T>(v: &Vec<T>) {
     }
 }
 
-fn verify(rec: &[u8], position: u64, loc: RecordLocation) -> Result<RecordView<'_>, Error> {
+/// Verifies the record `rec`, which the index places at `position` and `loc`: its
+/// lengths, CRC and type (`codec::check_record`), and that it holds that position.
+fn verify(rec: &[u8], position: u64, loc: RecordLocation) -> Result<(), Error> {
     let corrupt = |detail: String| Error::CorruptRecord {
         position,
         offset: loc.offset(),
         detail,
     };
-    match codec::parse_record(rec) {
-        Ok(DecodeOutcome::Complete { value, len: used }) if used == rec.len() => {
-            if value.global_position != position {
-                return Err(corrupt(format!(
-                    "record holds global position {}",
-                    value.global_position
-                )));
-            }
-            Ok(value)
-        }
-        Ok(_) => Err(corrupt("record length disagrees with the index".into())),
-        Err(codec::Damage(detail)) => Err(corrupt(detail)),
+    codec::check_record(rec).map_err(|codec::Damage(detail)| corrupt(detail))?;
+    let held = codec::record_global_position(rec);
+    if held != position {
+        return Err(corrupt(format!("record holds global position {held}")));
     }
+    Ok(())
 }

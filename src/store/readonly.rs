@@ -346,6 +346,14 @@ impl Follower {
                     self.side_path.display()
                 )));
             };
+            if !shared::writer_publishes(raw).map_err(|e| lock_error(path, e))? {
+                // A side file is there, but not the live writer's (it could not open
+                // it): its page is stale.
+                return Err(refused(&format!(
+                    "the writer could not open its side file {}",
+                    self.side_path.display()
+                )));
+            }
             return match side_file.read() {
                 Some(p) if p.salt == salt => Ok(Bound::Published(p)),
                 Some(_) => Err(refused(&format!(

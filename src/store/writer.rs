@@ -17,6 +17,7 @@
 //! only once it is durable.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -48,6 +49,10 @@ const LARGE_WRITE: usize = 64 << 10;
 pub struct Slot {
     state: Mutex<SlotState>,
     wake: Condvar,
+    /// Whether the request sleeps on `wake`. Read and written only with `state`
+    /// locked: a notify costs a system call, which most answers (to the leader's own
+    /// request, to a tool's batches collected after the commit) need not pay.
+    sleeping: AtomicBool,
 }
 
 #[derive(Default)]
@@ -69,8 +74,11 @@ pub type Answer = Arc<Slot>;
 
 impl Slot {
     fn set(&self, state: SlotState) {
-        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = state;
-        self.wake.notify_one();
+        let mut locked = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        *locked = state;
+        if self.sleeping.load(Ordering::Relaxed) {
+            self.wake.notify_one();
+        }
     }
 
     /// Leaves the request's answer and wakes it.
@@ -88,7 +96,9 @@ impl Slot {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if !matches!(*state, SlotState::Done(_)) {
             *state = SlotState::Done(result());
-            self.wake.notify_one();
+            if self.sleeping.load(Ordering::Relaxed) {
+                self.wake.notify_one();
+            }
         }
     }
 
@@ -98,7 +108,9 @@ impl Slot {
         loop {
             match std::mem::take(&mut *state) {
                 SlotState::Waiting => {
+                    self.sleeping.store(true, Ordering::Relaxed);
                     state = self.wake.wait(state).unwrap_or_else(|p| p.into_inner());
+                    self.sleeping.store(false, Ordering::Relaxed);
                 }
                 SlotState::Lead => return Wakeup::Lead,
                 SlotState::Done(result) => return Wakeup::Done(result),
@@ -233,7 +245,9 @@ impl Writer {
             let mut next_position = index.event_count();
             let mut in_group: HashMap<Uuid, u64> = HashMap::new();
             let mut group_ids = GroupIds::default();
-            let track_ids = group.len() > 1;
+            // Only appends that check ids look at the group's earlier ids: a group of
+            // copied batches alone (`store/copy.rs`) need not track them.
+            let track_ids = group.len() > 1 && group.iter().any(|r| r.check_ids);
             for r in group {
                 let ids: Vec<(Uuid, Uuid)> = r.batch.record_ids().collect();
                 let verdict = if r.check_ids {

@@ -44,8 +44,20 @@ impl Store {
                     format!("appends[{i}] (stream {}) has no events", a.stream_id)
                 }));
             }
-            for e in a.events {
-                codec::check_event(e)?;
+            for (j, e) in a.events.iter().enumerate() {
+                codec::check_event(e).map_err(|err| match err {
+                    // Name the event: which one of the call, and its id.
+                    Error::InvalidArgument(why) => Error::InvalidArgument(format!(
+                        "{} (event id {}): {why}",
+                        if appends.len() == 1 {
+                            format!("events[{j}]")
+                        } else {
+                            format!("appends[{i}].events[{j}]")
+                        },
+                        e.event_id
+                    )),
+                    other => other,
+                })?;
             }
         }
         if appends.len() > 1 {
@@ -178,26 +190,11 @@ impl Store {
         max_count: u64,
         visit: Visitor<'_>,
     ) -> Result<EventBatch, Error> {
-        self.refresh()?;
-        let located = {
-            let index = read_lock(&self.index);
-            let last = index
-                .stream_version(&stream_id)
-                .ok_or(Error::StreamNotFound { stream_id })?;
-            let (lo, n) = backward_range(from_version, max_count, last + 1);
-            index
-                .locate_stream(&stream_id, lo, n)?
-                .ok_or(Error::StreamNotFound { stream_id })?
-        };
-        let mut batch = EventBatch::default();
-        read::read_located(
-            self.file.as_ref(),
-            &self.path,
-            &located,
-            &mut batch,
-            Some(visit),
-        )?;
-        Ok(batch)
+        self.read_stream_span_visit(
+            stream_id,
+            |len| backward_range(from_version, max_count, len),
+            visit,
+        )
     }
 
     /// Events of the whole log in descending position order, from `from_position` (a
@@ -220,22 +217,10 @@ impl Store {
         max_count: u64,
         visit: Visitor<'_>,
     ) -> Result<EventBatch, Error> {
-        self.refresh()?;
-        let (first, locations) = {
-            let index = read_lock(&self.index);
-            let (lo, n) = backward_range(from_position, max_count, index.event_count());
-            index.locate_range(lo, n)?
-        };
-        let mut batch = EventBatch::default();
-        read::read_range(
-            self.file.as_ref(),
-            &self.path,
-            first,
-            &locations,
-            &mut batch,
-            Some(visit),
-        )?;
-        Ok(batch)
+        self.read_span_visit(
+            |index| backward_range(from_position, max_count, index.event_count()),
+            visit,
+        )
     }
 
     /// Up to `max_count` streams in order of creation (of their first event), from the

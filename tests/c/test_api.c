@@ -166,6 +166,11 @@ static void test_append(es_store *store) {
     LAST_ERROR_HAS("expected version 3, actual version 4");
     OK(es_last_conflict(&expected, &actual));
     CHECK(expected == 3 && actual == 4);
+    {
+        es_uuid conflicted;
+        OK(es_last_conflict_stream(conflicted.bytes));
+        CHECK(memcmp(conflicted.bytes, a.bytes, 16) == 0);
+    }
     EXPECT(ES_ERR_WRONG_EXPECTED_VERSION, es_append(store, &c, ES_EXPECTED_STREAM_EXISTS, ev, 1, NULL));
     LAST_ERROR_HAS("actual no stream");
     OK(es_last_conflict(&expected, &actual));
@@ -184,6 +189,12 @@ static void test_append(es_store *store) {
     /* Any other failure ends es_last_conflict's answer. */
     EXPECT(ES_ERR_INVALID_ARGUMENT, es_append(store, &c, -3, ev, 1, NULL));
     EXPECT(ES_ERR_INVALID_ARGUMENT, es_last_conflict(&expected, &actual));
+    {
+        es_uuid untouched;
+        memset(untouched.bytes, 0x77, 16);
+        EXPECT(ES_ERR_INVALID_ARGUMENT, es_last_conflict_stream(untouched.bytes));
+        CHECK(untouched.bytes[0] == 0x77 && untouched.bytes[15] == 0x77);
+    }
     LAST_ERROR_HAS("expected_version -3");
 }
 

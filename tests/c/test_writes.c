@@ -123,6 +123,7 @@ static void test_multi(void) {
     int64_t expected = 0, actual = 0;
     char text[37];
     es_events read = {NULL, 0, NULL};
+    es_uuid conflicted;
 
     remove(store_path);
     OK(es_open(store_path, &store));
@@ -148,6 +149,13 @@ static void test_multi(void) {
     LAST_ERROR_HAS("es_append_multi");
     OK(es_last_conflict(&expected, &actual));
     CHECK(expected == 5 && actual == 0);
+    /* ... and es_last_conflict_stream gives that stream's bytes, leaving the error. */
+    memset(conflicted.bytes, 0, sizeof conflicted.bytes);
+    OK(es_last_conflict_stream(conflicted.bytes));
+    CHECK(memcmp(conflicted.bytes, b.bytes, 16) == 0);
+    LAST_ERROR_HAS("es_append_multi");
+    EXPECT(ES_ERR_INVALID_ARGUMENT, es_last_conflict_stream(NULL));
+    LAST_ERROR_HAS("es_append_multi");
     CHECK(es_global_position(store) == 1);
     EXPECT(ES_ERR_STREAM_NOT_FOUND, es_read_stream(store, &a, 0, 10, &read));
 

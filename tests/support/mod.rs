@@ -543,6 +543,23 @@ pub fn child(name: &str, envs: &[(&str, String)]) -> Command {
     cmd
 }
 
+/// The lines a child prints on its (piped) stdout, as they come, on a channel fed by
+/// a thread, so that the parent can wait for them with a deadline.
+pub fn stdout_lines(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let out = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
 /// SIGKILL a child process by its pid.
 pub fn kill9(pid: u32) {
     // SAFETY: kill(2) on a pid we spawned and have not yet reaped; no memory involved.

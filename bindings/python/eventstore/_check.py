@@ -92,7 +92,12 @@ def event_type(value: Any) -> bytes:
     if not isinstance(value, str):
         hint = " (decode it first)" if isinstance(value, (bytes, bytearray)) else ""
         raise TypeError(f"event_type must be a str, not {type(value).__name__}{hint}")
-    return value.encode("utf-8")
+    try:
+        return value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise InvalidArgument(
+            f"event_type {value!r} is not valid UTF-8: {e.reason} at index {e.start}"
+        ) from None
 
 
 def bytes_like(value: Any, name: str) -> Any:

@@ -195,11 +195,17 @@ def raise_for(lib: _native.Library, status: int) -> NoReturn:
         expected = ctypes.c_int64()
         actual = ctypes.c_int64()
         lib.es_last_conflict(ctypes.byref(expected), ctypes.byref(actual))
+        stream = (ctypes.c_uint8 * 16)()
+        stream_id = (
+            uuid.UUID(bytes=bytes(stream))
+            if lib.es_last_conflict_stream(stream) == _native.ES_OK
+            else None
+        )
         raise WrongExpectedVersion(
             message,
             expected.value,
             None if actual.value < 0 else actual.value,
-            _named_uuid(message, "stream "),
+            stream_id,
         )
     cls = BY_STATUS.get(status)
     if cls is None:

@@ -215,6 +215,7 @@ SIGNATURES: Dict[str, Tuple[Any, List[Any]]] = {
     "es_global_position": (_c.c_uint64, [_store]),
     "es_last_error": (_c.c_char_p, []),
     "es_last_conflict": (_c.c_int32, [_c.POINTER(_c.c_int64), _c.POINTER(_c.c_int64)]),
+    "es_last_conflict_stream": (_c.c_int32, [_c.POINTER(_c.c_uint8)]),
     "es_status_name": (_c.c_char_p, [_c.c_int32]),
     "es_version": (_c.c_char_p, []),
     # --- 0.2 (issues 9 and 11) ---

@@ -156,6 +156,48 @@ def test_single_append_conflict_names_its_stream(store: Store):
     assert err.value.stream_id == s
 
 
+def test_nul_and_invalid_utf8_event_types_are_refused_naming_the_event(store: Store):
+    a, b = uuid.uuid4(), uuid.uuid4()
+    store.append(a, [ev("Ok")])
+    bad = uuid.uuid4()
+    with pytest.raises(eventstore.InvalidArgument) as err:
+        store.append(a, [ev("Fine"), ev("A\0B", event_id=bad)])
+    assert "events[1]" in str(err.value) and str(bad) in str(err.value)
+    assert "NUL" in str(err.value)
+    with pytest.raises(eventstore.InvalidArgument) as err:
+        store.append_multi({a: (ANY, [ev("Fine")]), b: (ANY, [ev("\0", event_id=bad)])})
+    assert "appends[1].events[0]" in str(err.value) and str(bad) in str(err.value)
+    # A lone surrogate has no UTF-8 form: refused before the call, naming the type.
+    with pytest.raises(eventstore.InvalidArgument) as err:
+        ev("bad\ud800")
+    assert "event_type" in str(err.value) and "UTF-8" in str(err.value)
+    assert store.global_position == 1
+
+
+def test_conflict_stream_comes_from_the_library_not_the_message():
+    """``WrongExpectedVersion.stream_id`` is what ``es_last_conflict_stream`` says,
+    even when the message names another UUID (or none)."""
+    from eventstore import _errors, _native
+
+    real = uuid.uuid4()
+
+    class Lib:
+        def es_last_error(self) -> bytes:
+            return f"es_append: stream {uuid.uuid4()} metadata mentions a uuid".encode()
+
+        def es_last_conflict(self, expected, actual) -> int:
+            return _native.ES_OK
+
+        def es_last_conflict_stream(self, out) -> int:
+            for i, b in enumerate(real.bytes):
+                out[i] = b
+            return _native.ES_OK
+
+    with pytest.raises(eventstore.WrongExpectedVersion) as err:
+        _errors.raise_for(Lib(), _native.ES_ERR_WRONG_EXPECTED_VERSION)  # type: ignore[arg-type]
+    assert err.value.stream_id == real
+
+
 def test_append_multi_duplicate_id_across_streams_writes_nothing(store: Store):
     a, b = uuid.uuid4(), uuid.uuid4()
     taken = uuid.uuid4()
