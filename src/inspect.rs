@@ -742,6 +742,7 @@ pub fn salvage(
         }
         std::fs::rename(&tmp, dest)
             .map_err(|e| Error::io(format!("rename {} to {}", tmp.display(), dest.display()), e))?;
+        crate::store::move_index_file(&tmp, dest);
         sync_parent(dest)?;
         Ok(SalvageReport {
             inspection,
@@ -752,6 +753,7 @@ pub fn salvage(
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
+        let _ = std::fs::remove_file(crate::store::index_file_path(&tmp));
         crate::store::shared::remove_side_file(&tmp);
     }
     result

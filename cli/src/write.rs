@@ -294,6 +294,7 @@ pub fn import(dest: &Path, json: bool, quiet: bool) -> Result<i32> {
         Ok(counts) => counts,
         Err(e) => {
             let _ = std::fs::remove_file(&tmp);
+            let _ = std::fs::remove_file(eventstore::store::index_file_path(&tmp));
             return Err(match e {
                 Fail::Exit { code, message } => Fail::new(
                     code,
@@ -309,15 +310,18 @@ pub fn import(dest: &Path, json: bool, quiet: bool) -> Result<i32> {
     let checked = eventstore::inspect::scan(&tmp, |_| Ok(())).map_err(|e| Fail::store(&tmp, e))?;
     if !checked.is_clean() || checked.events != events {
         let _ = std::fs::remove_file(&tmp);
+        let _ = std::fs::remove_file(eventstore::store::index_file_path(&tmp));
         return Err(Fail::new(EXIT_IO, format!("the imported store did not check out ({} of {events} events); nothing was imported, check the disk", checked.events)));
     }
     std::fs::rename(&tmp, dest).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
+        let _ = std::fs::remove_file(eventstore::store::index_file_path(&tmp));
         Fail::new(
             EXIT_IO,
             format!("rename {} to {}: {e}", tmp.display(), dest.display()),
         )
     })?;
+    eventstore::store::move_index_file(&tmp, dest);
     let mut out = stdout();
     if json {
         writeln!(

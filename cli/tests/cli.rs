@@ -1915,3 +1915,56 @@ fn progress_is_drawn_on_a_terminal_only() {
     );
     assert!(drawn.contains("imported 17 events"), "{drawn}");
 }
+
+/// The names in `dir`, sorted.
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn import_and_salvage_move_the_index_file_along_and_leave_no_temporary_file() {
+    // 2 MiB of log: more than the 1 MiB a store keeps outside its index file, so the
+    // stores built under temporary names are closed with an index file beside them.
+    let dir = tempfile::tempdir().unwrap();
+    let src_dir = dir.path().join("src");
+    std::fs::create_dir(&src_dir).unwrap();
+    let path = src_dir.join("big.store");
+    let store = Store::open(&path).unwrap();
+    let payload = vec![b'x'; 2000];
+    for _ in 0..64 {
+        let batch: Vec<ProposedEvent> = (0..16).map(|_| ev("Big", &payload, b"")).collect();
+        store.append(A, ExpectedVersion::Any, batch).unwrap();
+    }
+    let events = store.read_all(0, u64::MAX).unwrap();
+    store.close().unwrap();
+    let text = stdout(&es(&["export", s(&path)]));
+
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let imported = out.join("imported.store");
+    let o = es_in(&["import", s(&imported), "--quiet"], &text);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let salvaged = out.join("salvaged.store");
+    let o = es(&["salvage", s(&path), s(&salvaged), "--quiet"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(
+        names_in(&out),
+        [
+            "imported.store",
+            "imported.store-index",
+            "salvaged.store",
+            "salvaged.store-index"
+        ],
+        "each copy keeps its index under its own name; no temporary file is left"
+    );
+    for copy in [&imported, &salvaged] {
+        let store = Store::open(copy).unwrap();
+        assert_eq!(store.read_all(0, u64::MAX).unwrap(), events);
+        assert_eq!(store.read_stream(A, 0, u64::MAX).unwrap(), events);
+    }
+}

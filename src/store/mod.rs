@@ -58,6 +58,17 @@ pub fn index_file_path(path: &Path) -> PathBuf {
     ondisk::index_path(path)
 }
 
+/// Moves the derived index file of a closed store built at `from` to where the store
+/// at `to` looks for it (after the store itself was renamed from `from` to `to`). No
+/// index file is fine (small stores have none); one that cannot be moved is removed
+/// instead, since the store's open rebuilds it from the log.
+pub fn move_index_file(from: &Path, to: &Path) {
+    let (src, dst) = (index_file_path(from), index_file_path(to));
+    if std::fs::rename(&src, &dst).is_err() {
+        let _ = std::fs::remove_file(&src);
+    }
+}
+
 /// Wraps the opened file in another [`StorageFile`] (for tests and instrumentation).
 pub type StorageWrapper = Box<dyn FnOnce(File) -> Box<dyn StorageFile> + Send>;
 
