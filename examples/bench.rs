@@ -2152,6 +2152,9 @@ impl Bench {
     fn follow_catchup(&mut self, data: &Data) {
         let events = self.cfg.read_events;
         let stores = build_read_stores(&self.dir, data, events, true);
+        // The reader process finds the store as a writer leaves it after a clean close
+        // (with its index file), as the open rows do.
+        Store::open(&stores.es).unwrap().close().unwrap();
         let mut rows = vec![
             Row::new("floor"),
             Row::new("es-follow-xproc"),

@@ -727,3 +727,25 @@ fn a_large_scan_keeps_no_id_hashes_and_its_checkpoint_reads_them_back() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn the_index_file_gets_the_store_files_permissions_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    for mode in [0o600, 0o640] {
+        let t = temp_store();
+        let store = Store::open_with(&t.path, manual()).unwrap();
+        std::fs::set_permissions(&t.path, std::fs::Permissions::from_mode(mode)).unwrap();
+        let mut next = 0;
+        append_some(&store, &mut next, 20, 3);
+        store.close().unwrap();
+        let got = std::fs::metadata(index_path(&t.path))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(
+            got, mode,
+            "the index holds ids: no wider access than the store"
+        );
+    }
+}

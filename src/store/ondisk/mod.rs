@@ -37,6 +37,14 @@ pub fn index_path(path: &Path) -> PathBuf {
     PathBuf::from(p)
 }
 
+/// The store whose index file is `index` (the inverse of [`index_path`]).
+fn store_of(index: &Path) -> PathBuf {
+    let name = index.as_os_str().as_encoded_bytes();
+    let stem = name.strip_suffix(b"-index").unwrap_or(name);
+    // SAFETY: cutting an ASCII suffix off encoded bytes leaves valid encoded bytes.
+    PathBuf::from(unsafe { std::ffi::OsStr::from_encoded_bytes_unchecked(stem) })
+}
+
 /// `<path>-index.tmp`, where a new index file is written before it is renamed over.
 fn tmp_of(index: &Path) -> PathBuf {
     let mut p = index.as_os_str().to_owned();
@@ -413,6 +421,14 @@ pub(crate) fn write_checkpoint(
             .truncate(true)
             .open(&tmp)
             .map_err(|e| Error::io(format!("create {}", tmp.display()), e))?;
+        // The index holds stream and event ids: it gets the store's permissions, not
+        // the umask's (a 0600 store must not get a world-readable index).
+        if let Ok(meta) = std::fs::metadata(store_of(&w.path)) {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = meta.permissions().mode() & 0o666;
+            file.set_permissions(std::fs::Permissions::from_mode(mode))
+                .map_err(|e| Error::io(format!("set the permissions of {}", tmp.display()), e))?;
+        }
         file.write_all_at(&format::header_page(w.salt, w.keys), 0)
             .map_err(|e| Error::io(format!("write {}", tmp.display()), e))?;
         let reader = file
