@@ -977,6 +977,32 @@ struct ReadStores {
     events: usize,
 }
 
+/// The read store's rows into the `events` table of `conn` (one transaction).
+fn insert_read_rows(conn: &Connection, data: &Data, events: usize) {
+    conn.execute_batch(SQLITE_SCHEMA).unwrap();
+    conn.execute_batch("BEGIN").unwrap();
+    let mut ins = conn
+        .prepare(
+            "INSERT INTO events (global_position, stream_id, stream_version, event_id, event_type, metadata, payload, recorded_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )
+        .unwrap();
+    for i in 0..events {
+        let e = data.event(i);
+        ins.execute(params![
+            i as i64,
+            data.streams[i % STREAMS].as_bytes().as_slice(),
+            (i / STREAMS) as i64,
+            e.event_id.as_bytes().as_slice(),
+            e.event_type,
+            e.metadata,
+            e.payload,
+            1_700_000_000_000_000i64 + i as i64
+        ])
+        .unwrap();
+    }
+}
+
 /// Writes a store file holding `events` single-event appends, round-robin over the
 /// streams (the worst layout for reading one stream), exactly as `append` would have
 /// written them one by one; and the SQLite database with the same rows.
@@ -986,30 +1012,7 @@ fn build_read_stores(dir: &Dir, data: &Data, events: usize, sqlite: bool) -> Rea
     let db = dir.file("read.db");
     if sqlite {
         let conn = sqlite_open(&db);
-        conn.execute_batch(SQLITE_SCHEMA).unwrap();
-        conn.execute_batch("BEGIN").unwrap();
-        {
-            let mut ins = conn
-                .prepare(
-                    "INSERT INTO events (global_position, stream_id, stream_version, event_id, event_type, metadata, payload, recorded_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                )
-                .unwrap();
-            for i in 0..events {
-                let e = data.event(i);
-                ins.execute(params![
-                    i as i64,
-                    data.streams[i % STREAMS].as_bytes().as_slice(),
-                    (i / STREAMS) as i64,
-                    e.event_id.as_bytes().as_slice(),
-                    e.event_type,
-                    e.metadata,
-                    e.payload,
-                    1_700_000_000_000_000i64 + i as i64
-                ])
-                .unwrap();
-            }
-        }
+        insert_read_rows(&conn, data, events);
         conn.execute_batch("COMMIT; PRAGMA wal_checkpoint(TRUNCATE);")
             .unwrap();
     }
@@ -2452,30 +2455,7 @@ fn write_sqlite_bulk(path: &Path, data: &Data, events: usize) {
             "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA cache_size=-524288;",
         )
         .unwrap();
-        conn.execute_batch(SQLITE_SCHEMA).unwrap();
-        conn.execute_batch("BEGIN").unwrap();
-        {
-            let mut ins = conn
-                .prepare(
-                    "INSERT INTO events (global_position, stream_id, stream_version, event_id, event_type, metadata, payload, recorded_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                )
-                .unwrap();
-            for i in 0..events {
-                let e = data.event(i);
-                ins.execute(params![
-                    i as i64,
-                    data.streams[i % STREAMS].as_bytes().as_slice(),
-                    (i / STREAMS) as i64,
-                    e.event_id.as_bytes().as_slice(),
-                    e.event_type,
-                    e.metadata,
-                    e.payload,
-                    1_700_000_000_000_000i64 + i as i64
-                ])
-                .unwrap();
-            }
-        }
+        insert_read_rows(&conn, data, events);
         conn.execute_batch("COMMIT").unwrap();
     }
     let conn = sqlite_open(path);

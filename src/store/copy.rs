@@ -95,39 +95,7 @@ impl CopiedBatch {
                 )));
             }
         }
-        let batch = if runs
-            .iter()
-            .any(|r| r.events.iter().any(|e| e.event_id.is_nil()))
-        {
-            let filled: Vec<Vec<ProposedEventRef<'_>>> = runs
-                .iter()
-                .map(|r| {
-                    r.events
-                        .iter()
-                        .map(|e| ProposedEventRef {
-                            event_id: if e.event_id.is_nil() {
-                                Uuid::new_v4()
-                            } else {
-                                e.event_id
-                            },
-                            ..*e
-                        })
-                        .collect()
-                })
-                .collect();
-            let parts: Vec<(Uuid, &[ProposedEventRef<'_>])> = runs
-                .iter()
-                .zip(&filled)
-                .map(|(r, f)| (r.stream_id, f.as_slice()))
-                .collect();
-            UnsealedBatch::encode_multi(&parts)?
-        } else if let [r] = runs {
-            UnsealedBatch::encode(&r.stream_id, r.events)?
-        } else {
-            let parts: Vec<(Uuid, &[ProposedEventRef<'_>])> =
-                runs.iter().map(|r| (r.stream_id, r.events)).collect();
-            UnsealedBatch::encode_multi(&parts)?
-        };
+        let batch = crate::store::writes::encode_appends(runs)?;
         Ok(CopiedBatch {
             parts: runs
                 .iter()

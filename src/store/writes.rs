@@ -83,36 +83,7 @@ impl Store {
                 }
             }
         }
-        let needs_ids = appends
-            .iter()
-            .any(|a| a.events.iter().any(|e| e.event_id.is_nil()));
-        let filled: Vec<Vec<ProposedEventRef<'_>>>;
-        let parts: Vec<(Uuid, &[ProposedEventRef<'_>])> = if needs_ids {
-            filled = appends
-                .iter()
-                .map(|a| {
-                    a.events
-                        .iter()
-                        .map(|e| ProposedEventRef {
-                            event_id: if e.event_id.is_nil() {
-                                Uuid::new_v4()
-                            } else {
-                                e.event_id
-                            },
-                            ..*e
-                        })
-                        .collect()
-                })
-                .collect();
-            appends
-                .iter()
-                .zip(&filled)
-                .map(|(a, f)| (a.stream_id, f.as_slice()))
-                .collect()
-        } else {
-            appends.iter().map(|a| (a.stream_id, a.events)).collect()
-        };
-        let batch = UnsealedBatch::encode_multi(&parts)?;
+        let batch = encode_appends(appends)?;
         self.commit(Request {
             parts: appends
                 .iter()
@@ -246,6 +217,41 @@ fn backward_range(from: u64, max_count: u64, len: u64) -> (u64, u64) {
     let top = from.min(len - 1);
     let n = max_count.min(top + 1);
     (top + 1 - n, n)
+}
+
+/// Encodes the runs of one append as one batch, stream after stream, nil event ids
+/// replaced with fresh v4 UUIDs (shared by `append_multi` and copied batches).
+pub(crate) fn encode_appends(appends: &[StreamAppend<'_>]) -> Result<UnsealedBatch, Error> {
+    let needs_ids = appends
+        .iter()
+        .any(|a| a.events.iter().any(|e| e.event_id.is_nil()));
+    let filled: Vec<Vec<ProposedEventRef<'_>>>;
+    let parts: Vec<(Uuid, &[ProposedEventRef<'_>])> = if needs_ids {
+        filled = appends
+            .iter()
+            .map(|a| {
+                a.events
+                    .iter()
+                    .map(|e| ProposedEventRef {
+                        event_id: if e.event_id.is_nil() {
+                            Uuid::new_v4()
+                        } else {
+                            e.event_id
+                        },
+                        ..*e
+                    })
+                    .collect()
+            })
+            .collect();
+        appends
+            .iter()
+            .zip(&filled)
+            .map(|(a, f)| (a.stream_id, f.as_slice()))
+            .collect()
+    } else {
+        appends.iter().map(|a| (a.stream_id, a.events)).collect()
+    };
+    UnsealedBatch::encode_multi(&parts)
 }
 
 #[cfg(test)]

@@ -22,12 +22,6 @@ I64 = 2**63 - 1
 
 
 @pytest.fixture
-def store(tmp_path: Path):
-    with Store(tmp_path / "events.store") as s:
-        yield s
-
-
-@pytest.fixture
 def filled(store: Store):
     stream = uuid.uuid4()
     store.append(stream, [ProposedEvent("E", str(i).encode()) for i in range(5)])

@@ -19,17 +19,6 @@ import eventstore
 from eventstore import ProposedEvent, Store, Subscription
 
 
-@pytest.fixture
-def path(tmp_path: Path) -> Path:
-    return tmp_path / "events.store"
-
-
-@pytest.fixture
-def store(path: Path):
-    with Store(path) as s:
-        yield s
-
-
 def ev(event_type: str = "E", payload: bytes = b"x") -> ProposedEvent:
     return ProposedEvent(event_type, payload)
 

@@ -25,17 +25,6 @@ from eventstore import (
 REPO = Path(__file__).resolve().parents[3]
 
 
-@pytest.fixture
-def path(tmp_path: Path) -> Path:
-    return tmp_path / "events.store"
-
-
-@pytest.fixture
-def store(path: Path):
-    with Store(path) as s:
-        yield s
-
-
 def ev(event_type: str = "Happened", payload: bytes = b"x", **kw) -> ProposedEvent:
     return ProposedEvent(event_type, payload, **kw)
 

@@ -23,17 +23,6 @@ from eventstore import (
 U64 = 2**64 - 1
 
 
-@pytest.fixture
-def path(tmp_path: Path) -> Path:
-    return tmp_path / "events.store"
-
-
-@pytest.fixture
-def store(path: Path):
-    with Store(path) as s:
-        yield s
-
-
 def ev(event_type: str = "E", payload: bytes = b"x", event_id: uuid.UUID | None = None):
     return ProposedEvent(event_type, payload, event_id=event_id or uuid.uuid4())
 
