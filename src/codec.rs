@@ -454,16 +454,7 @@ pub fn record_global_position(rec: &[u8]) -> u64 {
     le_u64(rec, 4)
 }
 
-/// CRC32 of `bytes` through a hasher made once per thread: `crc32fast::hash` detects
-/// the CPU's features on every call, which shows at one call per record.
-fn crc32(bytes: &[u8]) -> u32 {
-    thread_local! {
-        static PROTO: crc32fast::Hasher = crc32fast::Hasher::new();
-    }
-    let mut h = PROTO.with(Clone::clone);
-    h.update(bytes);
-    h.finalize()
-}
+use crate::checksum::crc32;
 
 /// [`view_verified_record`] without checking the event type's UTF-8 again.
 ///

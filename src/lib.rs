@@ -24,6 +24,7 @@
 //!
 //! The C ABI lives in [`ffi`]; its header is `include/eventstore.h`.
 
+pub(crate) mod checksum;
 pub mod codec;
 pub mod error;
 pub mod ffi;
