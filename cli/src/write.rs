@@ -639,7 +639,8 @@ impl Import<'_> {
 }
 
 fn import_into(tmp: &Path, input_len: Option<u64>, progress: &Progress) -> Result<(u64, u64)> {
-    let store = Store::open(tmp).map_err(|e| Fail::store(tmp, e))?;
+    let store = Store::open_with(tmp, eventstore::OpenOptions::new().index_at_close_only())
+        .map_err(|e| Fail::store(tmp, e))?;
     let mut import = Import {
         store,
         tmp,

@@ -137,6 +137,23 @@ impl OpenOptions {
         self
     }
 
+    /// For tools that build a new store in one go (`eventstore import`, `salvage`):
+    /// no index checkpoint until `close`, which writes the index file once, from
+    /// memory. Background checkpoints would otherwise write a part every 32 MiB of
+    /// log and merge parts by reading the log back, which a copy of gigabytes pays
+    /// for many times over. The price: the in-memory index of every event appended
+    /// stays in memory until `close` (about 30 bytes per event), and a crash before
+    /// `close` leaves no index file (the next open scans the log, as for any store
+    /// without one).
+    #[doc(hidden)]
+    pub fn index_at_close_only(self) -> Self {
+        self.index_checkpoints(
+            ondisk::checkpoint::MIN_BYTES,
+            u64::MAX,
+            std::time::Duration::from_secs(u64::from(u32::MAX)),
+        )
+    }
+
     /// A scan at open of more than `events` events (no usable index file) keeps no id
     /// hashes in memory (default 2^16; for tests).
     #[doc(hidden)]
