@@ -4,7 +4,8 @@ use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
 use eventstore::{
-    CopiedBatch, Error, ExpectedVersion, ProposedEvent, ProposedEventRef, Store, StreamAppend, Uuid,
+    CopiedBatch, Copier, Error, ExpectedVersion, ProposedEvent, ProposedEventRef, Store,
+    StreamAppend, Uuid,
 };
 
 use crate::access;
@@ -429,44 +430,56 @@ fn stdin_len() -> Option<u64> {
 struct Group {
     batches: Vec<CopiedBatch>,
     bytes: usize,
-    /// Per run: stream, first version, line.
-    runs: Vec<(Uuid, u64, u64)>,
+    runs: Runs,
 }
 
 impl Group {
-    /// Appends the batches, many per `fdatasync`.
-    fn flush(&mut self, store: &Store, tmp: &Path) -> Result<()> {
-        let result = store.append_copied(std::mem::take(&mut self.batches));
+    /// Hands the batches to the appending thread (many per `fdatasync`); false when
+    /// an earlier group failed (its error is the one to report).
+    fn flush(&mut self, copier: &mut Copier<Runs>) -> Result<()> {
         self.bytes = 0;
+        let batches = std::mem::take(&mut self.batches);
         let runs = std::mem::take(&mut self.runs);
-        match result {
-            Ok(_) => Ok(()),
-            Err(Error::WrongExpectedVersion {
-                stream_id,
-                expected,
-                actual,
-            }) => {
-                let version = match expected {
-                    ExpectedVersion::Exact(v) => v + 1,
-                    _ => 0,
-                };
-                let line = runs
-                    .iter()
-                    .find(|r| r.0 == stream_id && r.1 == version)
-                    .map_or_else(|| "a line".to_string(), |r| format!("line {}", r.2));
-                Err(Fail::usage(format!(
-                    "{line}: stream {stream_id} at version {version}, expected {}",
-                    actual.map_or(0, |v| v + 1)
-                )))
-            }
-            Err(e) => Err(Fail::store(tmp, e)),
+        if batches.is_empty() || copier.send(batches, runs) {
+            Ok(())
+        } else {
+            Err(Fail::new(EXIT_IO, "the import stopped"))
         }
     }
 }
 
+/// Per run of a group: stream, first version, line.
+type Runs = Vec<(Uuid, u64, u64)>;
+
+/// The error of a group that failed, named by the line of the run that caused it.
+fn group_failed(e: Error, runs: &Runs, tmp: &Path) -> Fail {
+    match e {
+        Error::WrongExpectedVersion {
+            stream_id,
+            expected,
+            actual,
+        } => {
+            let version = match expected {
+                ExpectedVersion::Exact(v) => v + 1,
+                _ => 0,
+            };
+            let line = runs
+                .iter()
+                .find(|r| r.0 == stream_id && r.1 == version)
+                .map_or_else(|| "a line".to_string(), |r| format!("line {}", r.2));
+            Fail::usage(format!(
+                "{line}: stream {stream_id} at version {version}, expected {}",
+                actual.map_or(0, |v| v + 1)
+            ))
+        }
+        e => Fail::store(tmp, e),
+    }
+}
+
 /// The state of an import between lines.
-struct Import<'a> {
-    store: Store,
+struct Import<'a, 'c> {
+    store: &'a Store,
+    copier: &'a mut Copier<'c, Runs>,
     tmp: &'a Path,
     input_len: Option<u64>,
     b: Building,
@@ -478,7 +491,7 @@ struct Import<'a> {
     last_line: u64,
 }
 
-impl Import<'_> {
+impl Import<'_, '_> {
     /// Takes one line: `n` is its number, `read` the input's bytes before it.
     fn line(&mut self, n: u64, text: &str, read: u64) -> Result<()> {
         let bad = |why: String| Fail::usage(format!("line {n}: {why}"));
@@ -551,7 +564,7 @@ impl Import<'_> {
                 self.b.events.swap(parsed, 0);
                 if self.group.bytes >= IMPORT_GROUP_BYTES {
                     self.reserve(read)?;
-                    self.group.flush(&self.store, self.tmp)?;
+                    self.group.flush(self.copier)?;
                 }
             }
             let b = &mut self.b;
@@ -634,71 +647,71 @@ impl Import<'_> {
         if self.b.used > 0 {
             self.close()?;
         }
-        self.group.flush(&self.store, self.tmp)
+        self.group.flush(self.copier)
     }
 }
 
 fn import_into(tmp: &Path, input_len: Option<u64>, progress: &Progress) -> Result<(u64, u64)> {
     let store = Store::open_with(tmp, eventstore::OpenOptions::new().index_at_close_only())
         .map_err(|e| Fail::store(tmp, e))?;
-    let mut import = Import {
-        store,
-        tmp,
-        input_len,
-        b: Building {
-            first_position: 0,
-            first_line: 0,
-            recorded_at: 0,
-            exact: false,
-            runs: Vec::new(),
-            events: Vec::new(),
-            used: 0,
-            bytes: 0,
-        },
-        group: Group::default(),
-        position: 0,
-        batches: 0,
-        reserved: false,
-        last_line: 0,
-    };
-    let mut lines = Lines::new();
-    loop {
-        let read = lines.bytes;
-        let next = match lines.next() {
-            Ok(Some((n, text))) => import.line(n, text, read),
-            Ok(None) => break,
-            Err(e) => Err(e),
+    // Lines are parsed, checked and encoded on this thread while the groups before
+    // are appended on another.
+    let (parsed, appended) = store.append_copied_in_background(|copier| {
+        let mut import = Import {
+            store: &store,
+            copier,
+            tmp,
+            input_len,
+            b: Building {
+                first_position: 0,
+                first_line: 0,
+                recorded_at: 0,
+                exact: false,
+                runs: Vec::new(),
+                events: Vec::new(),
+                used: 0,
+                bytes: 0,
+            },
+            group: Group::default(),
+            position: 0,
+            batches: 0,
+            reserved: false,
+            last_line: 0,
         };
-        if let Err(e) = next {
-            // A version conflict the store would find in the lines before this one
-            // comes first: commit them (into the temporary file, discarded anyway).
-            let earlier = if import.b.used > 0 {
-                import
-                    .close()
-                    .and_then(|()| import.group.flush(&import.store, tmp))
-            } else {
-                import.group.flush(&import.store, tmp)
+        let mut lines = Lines::new();
+        loop {
+            let read = lines.bytes;
+            let next = match lines.next() {
+                Ok(Some((n, text))) => import.line(n, text, read),
+                Ok(None) => break,
+                Err(e) => Err(e),
             };
-            return Err(match earlier {
-                Err(conflict @ Fail::Exit { code: 2, .. }) => conflict,
-                _ => e,
-            });
+            if let Err(e) = next {
+                // A version conflict the store would find in the lines before this
+                // one comes first: hand them over too (into the temporary file,
+                // discarded anyway); the appending thread's error wins.
+                if import.b.used > 0 && import.close().is_err() {
+                    return Err(e);
+                }
+                let _ = import.group.flush(import.copier);
+                return Err(e);
+            }
+            if import.position.is_multiple_of(4096) {
+                progress.set(if input_len.is_some() {
+                    read
+                } else {
+                    import.position
+                });
+            }
         }
-        if import.position.is_multiple_of(4096) {
-            progress.set(if input_len.is_some() {
-                read
-            } else {
-                import.position
-            });
-        }
-    }
-    import.finish()?;
-    let Import {
-        store,
-        position,
-        batches,
-        ..
-    } = import;
+        import.finish()?;
+        Ok((import.position, import.batches))
+    });
+    let counts = match (parsed, appended) {
+        // The failed group holds earlier lines than whatever stopped the parsing.
+        (_, Err((e, runs))) => return Err(group_failed(e, &runs, tmp)),
+        (parsed, Ok(())) => parsed?,
+    };
     store.close().map_err(|e| Fail::store(tmp, e))?;
-    Ok((position, batches))
+    Ok(counts)
 }
