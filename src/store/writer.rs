@@ -248,7 +248,19 @@ impl Writer {
             // Only appends that check ids look at the group's earlier ids: a group of
             // copied batches alone (`store/copy.rs`) need not track them.
             let track_ids = group.len() > 1 && group.iter().any(|r| r.check_ids);
+            // Every stream's version before the group, looked up in one tight loop
+            // first: with many streams each lookup misses the cache, and independent
+            // lookups overlap their misses where lookups between the encoding of
+            // batches wait for each in turn.
+            let before: Vec<Option<u64>> = group
+                .iter()
+                .flat_map(|r| &r.parts)
+                .map(|p| index.stream_version(&p.stream_id))
+                .collect();
+            let mut looked_up = 0;
             for r in group {
+                let known = &before[looked_up..looked_up + r.parts.len()];
+                looked_up += r.parts.len();
                 let ids: Vec<(Uuid, Uuid)> = r.batch.record_ids().collect();
                 let verdict = if r.check_ids {
                     dedup::classify(&index, file, path, &ids, r.batch.parts(), &group_ids)
@@ -280,10 +292,10 @@ impl Writer {
                 }
                 let mut first_versions = Vec::with_capacity(r.parts.len());
                 let mut conflict = None;
-                for p in &r.parts {
+                for (p, &known) in r.parts.iter().zip(known) {
                     let actual = match in_group.get(&p.stream_id) {
                         Some(&v) => Some(v),
-                        None => index.stream_version(&p.stream_id),
+                        None => known,
                     };
                     if !p.expected.admits(actual) {
                         conflict = Some(Error::WrongExpectedVersion {
