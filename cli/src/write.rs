@@ -323,6 +323,14 @@ pub fn import(dest: &Path, json: bool, quiet: bool) -> Result<i32> {
         )
     })?;
     eventstore::store::move_index_file(&tmp, dest);
+    // The renames are durable once the directory is synced.
+    let dir = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Fail::new(EXIT_IO, format!("fsync directory {}: {e}", dir.display())))?;
     let mut out = stdout();
     if json {
         writeln!(

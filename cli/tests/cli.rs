@@ -1968,3 +1968,99 @@ fn import_and_salvage_move_the_index_file_along_and_leave_no_temporary_file() {
         assert_eq!(store.read_stream(A, 0, u64::MAX).unwrap(), events);
     }
 }
+
+/// Starts `eventstore ARGS` (stdin from `input`, or none) and kills it (SIGKILL) once
+/// the store it builds under a temporary name in `dir` holds more than 1 MB; false
+/// when the command ended before that.
+fn kill_midway(args: &[&str], input: Option<&Path>, dir: &Path) -> bool {
+    let stdin = match input {
+        Some(p) => Stdio::from(std::fs::File::open(p).unwrap()),
+        None => Stdio::null(),
+    };
+    let mut child = Command::new(EXE)
+        .args(args)
+        .stdin(stdin)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return false;
+        }
+        let building = std::fs::read_dir(dir).unwrap().any(|e| {
+            let e = e.unwrap();
+            e.file_name().to_string_lossy().ends_with(".tmp")
+                && e.metadata().is_ok_and(|m| m.len() > 1_000_000)
+        });
+        if building || Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+#[test]
+fn import_and_salvage_killed_midway_leave_no_destination_and_the_source_as_it_was() {
+    // 150,000 exported events over 1,000 streams (about 50 MB of lines, 30 MB of log).
+    let dir = tempfile::tempdir().unwrap();
+    let lines = dir.path().join("log.jsonl");
+    {
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&lines).unwrap());
+        let mut versions = vec![0u64; 1000];
+        for i in 0..150_000u64 {
+            let s = (i * 7919 % 1000) as usize;
+            writeln!(
+                out,
+                "{{\"global_position\":{i},\"stream_id\":\"{}\",\"stream_version\":{},\"event_id\":\"{}\",\"event_type\":\"Killed\",\"recorded_at\":{},\"payload\":{{\"n\":{i},\"note\":\"an event of a long import\"}},\"payload_encoding\":\"json\",\"metadata\":\"\",\"metadata_encoding\":\"text\"}}",
+                Uuid::from_u128(1 << 100 | s as u128),
+                versions[s],
+                Uuid::from_u128(1 << 64 | u128::from(i)),
+                1_764_172_800_000_000 + i
+            )
+            .unwrap();
+            versions[s] += 1;
+        }
+    }
+    let work = dir.path().join("work");
+    std::fs::create_dir(&work).unwrap();
+
+    let dest = work.join("imported.store");
+    let killed = kill_midway(&["import", "--quiet", s(&dest)], Some(&lines), &work);
+    assert!(killed, "the import ended before it could be killed");
+    assert!(!dest.exists(), "no half-written destination");
+    assert!(!eventstore::store::index_file_path(&dest).exists());
+
+    // A whole import as the source of a salvage.
+    let source = dir.path().join("source.store");
+    let o = Command::new(EXE)
+        .args(["import", "--quiet", s(&source)])
+        .stdin(std::fs::File::open(&lines).unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let source_index = eventstore::store::index_file_path(&source);
+    let before = (
+        std::fs::read(&source).unwrap(),
+        std::fs::read(&source_index).unwrap(),
+    );
+    let salvaged = work.join("salvaged.store");
+    let killed = kill_midway(
+        &["salvage", "--quiet", s(&source), s(&salvaged)],
+        None,
+        &work,
+    );
+    assert!(killed, "the salvage ended before it could be killed");
+    assert!(!salvaged.exists(), "no half-written destination");
+    assert!(!eventstore::store::index_file_path(&salvaged).exists());
+    let after = (
+        std::fs::read(&source).unwrap(),
+        std::fs::read(&source_index).unwrap(),
+    );
+    assert!(before == after, "the source and its index are untouched");
+    let o = es(&["verify", "--quiet", s(&source)]);
+    assert_eq!(code(&o), 0, "{}", stdout(&o));
+}
