@@ -27,7 +27,7 @@ use crate::codec::{self, BatchHeader, UnsealedBatch};
 use crate::error::Error;
 use crate::store::dedup::{self, GroupIds, Verdict};
 use crate::store::ids::MAX_POSITION;
-use crate::store::index::{Index, RecordLocation, Run};
+use crate::store::index::{Index, RecordLocation, Run, StreamIdHash};
 use crate::store::io::{write_all_at, StorageFile};
 use crate::types::{AppendResult, ExpectedVersion};
 
@@ -236,14 +236,15 @@ impl Writer {
         let group_start = self.end;
         self.buf.clear();
         let path = std::path::Path::new(&self.path);
-        let mut locations = Vec::new();
+        let mut locations =
+            Vec::with_capacity(group.iter().map(|r| r.batch.count() as usize).sum());
         let mut accepted: Vec<Accepted> = Vec::with_capacity(group.len());
         // Exact retries of appends accepted earlier in this group: (slot, which one).
         let mut repeats: Vec<(Answer, usize)> = Vec::new();
         {
             let index = index.read().unwrap_or_else(|p| p.into_inner());
             let mut next_position = index.event_count();
-            let mut in_group: HashMap<Uuid, u64> = HashMap::new();
+            let mut in_group: HashMap<Uuid, u64, StreamIdHash> = HashMap::default();
             let mut group_ids = GroupIds::default();
             // Only appends that check ids look at the group's earlier ids: a group of
             // copied batches alone (`store/copy.rs`) need not track them.
