@@ -34,8 +34,8 @@ fn a_store_with_its_index_at_close_only_checkpoints_once_at_close() {
     // 40 MiB of log: past the 32 MiB at which a store asks for a checkpoint.
     let payload = vec![b'p'; 4000];
     let stream = Uuid::from_u128(7);
-    for _ in 0..180 {
-        let batch = (0..64).map(|_| event("Big", &payload)).collect();
+    for _ in 0..45 {
+        let batch = (0..256).map(|_| event("Big", &payload)).collect();
         store.append(stream, ExpectedVersion::Any, batch).unwrap();
     }
     assert!(std::fs::metadata(&t.path).unwrap().len() > 40 << 20);
