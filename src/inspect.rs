@@ -650,7 +650,10 @@ pub fn salvage(
     let tmp = sibling(dest, "salvage");
     let _ = std::fs::remove_file(&tmp);
     let result = (|| {
-        let store = Store::open_with(&tmp, OpenOptions::new().index_at_close_only())?;
+        let store = Store::open_with(
+            &tmp,
+            OpenOptions::new().index_at_close_only().preallocate(false),
+        )?;
         let mut pending: Vec<CopiedBatch> = Vec::new();
         let mut pending_bytes = 0usize;
         let mut kept_batches = 0u64;

@@ -660,8 +660,13 @@ impl Import<'_, '_> {
 }
 
 fn import_into(tmp: &Path, input_len: Option<u64>, progress: &Progress) -> Result<(u64, u64)> {
-    let store = Store::open_with(tmp, eventstore::OpenOptions::new().index_at_close_only())
-        .map_err(|e| Fail::store(tmp, e))?;
+    let store = Store::open_with(
+        tmp,
+        eventstore::OpenOptions::new()
+            .index_at_close_only()
+            .preallocate(false),
+    )
+    .map_err(|e| Fail::store(tmp, e))?;
     // Lines are parsed, checked and encoded on this thread while the groups before
     // are appended on another.
     let (parsed, appended) = store.append_copied_in_background(|copier| {
