@@ -1,31 +1,15 @@
 //! The bulk-copy engine behind `import` and `salvage`: a store opened with its index
-//! written at close only (`OpenOptions::index_at_close_only`), and groups of copied
-//! batches appended on a second thread (`Store::append_copied_in_background`).
+//! written at close only (`OpenOptions::index_at_close_only`).
 
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use common::{all, event, open_exact, temp_store};
 use eventstore::inspect;
 use eventstore::store::index_file_path;
-use eventstore::{CopiedBatch, Error, ExpectedVersion, OpenOptions, ProposedEventRef, Store};
+use eventstore::{Error, ExpectedVersion, OpenOptions, Store};
 use uuid::Uuid;
-
-fn copied(stream: Uuid, expected: ExpectedVersion, at: u64, n: usize) -> CopiedBatch {
-    let ids: Vec<Uuid> = (0..n).map(|_| Uuid::new_v4()).collect();
-    let events: Vec<ProposedEventRef<'_>> = ids
-        .iter()
-        .map(|id| ProposedEventRef {
-            event_id: *id,
-            event_type: "Copied",
-            metadata: b"",
-            payload: b"{}",
-        })
-        .collect();
-    CopiedBatch::new(stream, expected, at, &events).unwrap()
-}
 
 #[test]
 fn a_store_with_its_index_at_close_only_checkpoints_once_at_close() {
@@ -98,75 +82,4 @@ fn a_salvaged_copy_has_an_exact_index() {
         copy.append(streams[0], ExpectedVersion::Any, vec![dup]),
         Err(Error::DuplicateEventId { .. })
     ));
-}
-
-#[test]
-fn groups_appended_in_background_stop_at_the_first_failure() {
-    let t = temp_store();
-    let store = open_exact(&t.path);
-    let a = Uuid::from_u128(1);
-    let b = Uuid::from_u128(2);
-    let (produced, appended) = store.append_copied_in_background(|copier| {
-        assert!(copier.send(vec![copied(a, ExpectedVersion::NoStream, 10, 2)], 1));
-        assert!(copier.send(vec![copied(b, ExpectedVersion::NoStream, 11, 1)], 2));
-        // A stream that has events already: this group fails.
-        copier.send(vec![copied(a, ExpectedVersion::NoStream, 12, 1)], 3);
-        // Whatever follows is never appended; the copier says so once the group
-        // before failed.
-        let mut sent_after = 0;
-        while copier.send(vec![copied(b, ExpectedVersion::Exact(0), 13, 1)], 4) {
-            sent_after += 1;
-            assert!(sent_after < 10_000, "the copier never stopped");
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        }
-        "produced"
-    });
-    assert_eq!(produced, "produced");
-    match appended {
-        Err((Error::WrongExpectedVersion { stream_id, .. }, tag)) => {
-            assert_eq!((stream_id, tag), (a, 3));
-        }
-        other => panic!("expected the third group's conflict, got {other:?}"),
-    }
-    let events = all(&store);
-    assert_eq!(events.len(), 3, "the two groups before the failure only");
-    assert_eq!(
-        events.iter().map(|e| e.recorded_at).collect::<Vec<_>>(),
-        [10, 10, 11],
-        "in the order handed over, with their commit times"
-    );
-    assert_eq!(store.stream_version(&b), Some(0));
-}
-
-#[test]
-fn groups_appended_in_background_all_land_in_order() {
-    let t = temp_store();
-    let store = open_exact(&t.path);
-    let a = Uuid::from_u128(1);
-    let ((), appended) = store.append_copied_in_background(|copier| {
-        for g in 0..50u64 {
-            let batches = (0..20u64)
-                .map(|k| {
-                    let v = g * 20 + k;
-                    let expected = match v {
-                        0 => ExpectedVersion::NoStream,
-                        v => ExpectedVersion::Exact(v - 1),
-                    };
-                    copied(a, expected, 1000 + v, 1)
-                })
-                .collect();
-            assert!(copier.send(batches, g));
-        }
-    });
-    appended.unwrap();
-    let events = all(&store);
-    assert_eq!(events.len(), 1000);
-    for (v, e) in events.iter().enumerate() {
-        assert_eq!(
-            (e.stream_version, e.recorded_at),
-            (v as u64, 1000 + v as u64)
-        );
-    }
-    store.close().unwrap();
-    assert!(Path::new(&t.path).exists());
 }

@@ -4,8 +4,7 @@ use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
 use eventstore::{
-    CopiedBatch, Copier, Error, ExpectedVersion, ProposedEvent, ProposedEventRef, Store,
-    StreamAppend, Uuid,
+    CopiedBatch, Error, ExpectedVersion, ProposedEvent, ProposedEventRef, Store, StreamAppend, Uuid,
 };
 
 use crate::access;
@@ -438,56 +437,44 @@ fn stdin_len() -> Option<u64> {
 struct Group {
     batches: Vec<CopiedBatch>,
     bytes: usize,
-    runs: Runs,
+    /// Per run: stream, first version, line.
+    runs: Vec<(Uuid, u64, u64)>,
 }
 
 impl Group {
-    /// Hands the batches to the appending thread (many per `fdatasync`); false when
-    /// an earlier group failed (its error is the one to report).
-    fn flush(&mut self, copier: &mut Copier<Runs>) -> Result<()> {
+    /// Appends the batches, many per `fdatasync`.
+    fn flush(&mut self, store: &Store, tmp: &Path) -> Result<()> {
+        let result = store.append_copied(std::mem::take(&mut self.batches));
         self.bytes = 0;
-        let batches = std::mem::take(&mut self.batches);
         let runs = std::mem::take(&mut self.runs);
-        if batches.is_empty() || copier.send(batches, runs) {
-            Ok(())
-        } else {
-            Err(Fail::new(EXIT_IO, "the import stopped"))
+        match result {
+            Ok(_) => Ok(()),
+            Err(Error::WrongExpectedVersion {
+                stream_id,
+                expected,
+                actual,
+            }) => {
+                let version = match expected {
+                    ExpectedVersion::Exact(v) => v + 1,
+                    _ => 0,
+                };
+                let line = runs
+                    .iter()
+                    .find(|r| r.0 == stream_id && r.1 == version)
+                    .map_or_else(|| "a line".to_string(), |r| format!("line {}", r.2));
+                Err(Fail::usage(format!(
+                    "{line}: stream {stream_id} at version {version}, expected {}",
+                    actual.map_or(0, |v| v + 1)
+                )))
+            }
+            Err(e) => Err(Fail::store(tmp, e)),
         }
-    }
-}
-
-/// Per run of a group: stream, first version, line.
-type Runs = Vec<(Uuid, u64, u64)>;
-
-/// The error of a group that failed, named by the line of the run that caused it.
-fn group_failed(e: Error, runs: &Runs, tmp: &Path) -> Fail {
-    match e {
-        Error::WrongExpectedVersion {
-            stream_id,
-            expected,
-            actual,
-        } => {
-            let version = match expected {
-                ExpectedVersion::Exact(v) => v + 1,
-                _ => 0,
-            };
-            let line = runs
-                .iter()
-                .find(|r| r.0 == stream_id && r.1 == version)
-                .map_or_else(|| "a line".to_string(), |r| format!("line {}", r.2));
-            Fail::usage(format!(
-                "{line}: stream {stream_id} at version {version}, expected {}",
-                actual.map_or(0, |v| v + 1)
-            ))
-        }
-        e => Fail::store(tmp, e),
     }
 }
 
 /// The state of an import between lines.
-struct Import<'a, 'c> {
-    store: &'a Store,
-    copier: &'a mut Copier<'c, Runs>,
+struct Import<'a> {
+    store: Store,
     tmp: &'a Path,
     input_len: Option<u64>,
     b: Building,
@@ -499,7 +486,7 @@ struct Import<'a, 'c> {
     last_line: u64,
 }
 
-impl Import<'_, '_> {
+impl Import<'_> {
     /// Takes one line: `n` is its number, `read` the input's bytes before it.
     fn line(&mut self, n: u64, text: &str, read: u64) -> Result<()> {
         let bad = |why: String| Fail::usage(format!("line {n}: {why}"));
@@ -572,7 +559,7 @@ impl Import<'_, '_> {
                 self.b.events.swap(parsed, 0);
                 if self.group.bytes >= IMPORT_GROUP_BYTES {
                     self.reserve(read)?;
-                    self.group.flush(self.copier)?;
+                    self.group.flush(&self.store, self.tmp)?;
                 }
             }
             let b = &mut self.b;
@@ -655,7 +642,7 @@ impl Import<'_, '_> {
         if self.b.used > 0 {
             self.close()?;
         }
-        self.group.flush(self.copier)
+        self.group.flush(&self.store, self.tmp)
     }
 }
 
@@ -667,64 +654,64 @@ fn import_into(tmp: &Path, input_len: Option<u64>, progress: &Progress) -> Resul
             .preallocate(false),
     )
     .map_err(|e| Fail::store(tmp, e))?;
-    // Lines are parsed, checked and encoded on this thread while the groups before
-    // are appended on another.
-    let (parsed, appended) = store.append_copied_in_background(|copier| {
-        let mut import = Import {
-            store: &store,
-            copier,
-            tmp,
-            input_len,
-            b: Building {
-                first_position: 0,
-                first_line: 0,
-                recorded_at: 0,
-                exact: false,
-                runs: Vec::new(),
-                events: Vec::new(),
-                used: 0,
-                bytes: 0,
-            },
-            group: Group::default(),
-            position: 0,
-            batches: 0,
-            reserved: false,
-            last_line: 0,
-        };
-        let mut lines = Lines::new();
-        loop {
-            let read = lines.bytes;
-            let next = match lines.next() {
-                Ok(Some((n, text))) => import.line(n, text, read),
-                Ok(None) => break,
-                Err(e) => Err(e),
-            };
-            if let Err(e) = next {
-                // A version conflict the store would find in the lines before this
-                // one comes first: hand them over too (into the temporary file,
-                // discarded anyway); the appending thread's error wins.
-                if import.b.used > 0 && import.close().is_err() {
-                    return Err(e);
-                }
-                let _ = import.group.flush(import.copier);
-                return Err(e);
-            }
-            if import.position.is_multiple_of(4096) {
-                progress.set(if input_len.is_some() {
-                    read
-                } else {
-                    import.position
-                });
-            }
-        }
-        import.finish()?;
-        Ok((import.position, import.batches))
-    });
-    let counts = match (parsed, appended) {
-        // The failed group holds earlier lines than whatever stopped the parsing.
-        (_, Err((e, runs))) => return Err(group_failed(e, &runs, tmp)),
-        (parsed, Ok(())) => parsed?,
+    let mut import = Import {
+        store,
+        tmp,
+        input_len,
+        b: Building {
+            first_position: 0,
+            first_line: 0,
+            recorded_at: 0,
+            exact: false,
+            runs: Vec::new(),
+            events: Vec::new(),
+            used: 0,
+            bytes: 0,
+        },
+        group: Group::default(),
+        position: 0,
+        batches: 0,
+        reserved: false,
+        last_line: 0,
     };
+    let mut lines = Lines::new();
+    loop {
+        let read = lines.bytes;
+        let next = match lines.next() {
+            Ok(Some((n, text))) => import.line(n, text, read),
+            Ok(None) => break,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = next {
+            // A version conflict the store would find in the lines before this one
+            // comes first: commit them (into the temporary file, discarded anyway).
+            let earlier = if import.b.used > 0 {
+                import
+                    .close()
+                    .and_then(|()| import.group.flush(&import.store, tmp))
+            } else {
+                import.group.flush(&import.store, tmp)
+            };
+            return Err(match earlier {
+                Err(conflict @ Fail::Exit { code: 2, .. }) => conflict,
+                _ => e,
+            });
+        }
+        if import.position.is_multiple_of(4096) {
+            progress.set(if input_len.is_some() {
+                read
+            } else {
+                import.position
+            });
+        }
+    }
+    import.finish()?;
+    let Import {
+        store,
+        position,
+        batches,
+        ..
+    } = import;
     store.close().map_err(|e| Fail::store(tmp, e))?;
-    Ok(counts)
+    Ok((position, batches))
 }

@@ -130,37 +130,6 @@ impl CopiedBatch {
     }
 }
 
-/// Hands groups of copied batches to the thread of
-/// [`Store::append_copied_in_background`].
-pub struct Copier<'s, T> {
-    tx: Option<std::sync::mpsc::SyncSender<(Vec<CopiedBatch>, T)>>,
-    /// Without a second thread: the store, appended to at once.
-    store: Option<&'s Store>,
-    failed: Option<(Error, T)>,
-}
-
-impl<T> Copier<'_, T> {
-    /// Queues `batches` (one group commit) to be appended after the groups sent
-    /// before; waits while a group is already waiting. False when an earlier group
-    /// failed: nothing more is appended, stop producing.
-    pub fn send(&mut self, batches: Vec<CopiedBatch>, tag: T) -> bool {
-        if self.failed.is_some() {
-            return false;
-        }
-        match (&self.tx, self.store) {
-            (Some(tx), _) => tx.send((batches, tag)).is_ok(),
-            (None, Some(store)) => match store.append_copied(batches) {
-                Ok(_) => true,
-                Err(e) => {
-                    self.failed = Some((e, tag));
-                    false
-                }
-            },
-            (None, None) => false,
-        }
-    }
-}
-
 /// What [`Store::backup_to`] copied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BackupReport {
@@ -249,60 +218,6 @@ impl Store {
             Some(e) => Err(e),
             None => Ok(results),
         }
-    }
-
-    /// Low-level, for tools that copy a log (import, salvage): runs `produce` on this
-    /// thread while a second thread appends, with [`Store::append_copied`], the groups
-    /// of batches it hands to the [`Copier`], in the order handed over. On two cores
-    /// the reading, checking and encoding of the next group overlaps the write and
-    /// `fdatasync` of the one before; at most one group waits between them. The first
-    /// group that fails stops the appends: the groups after it are not appended (the
-    /// copier's `send` then returns false, and `produce` should stop), and its error is
-    /// returned with the group's `tag`. Returns what `produce` returned, and whether
-    /// every group handed over was appended.
-    pub fn append_copied_in_background<T: Send, R>(
-        &self,
-        produce: impl FnOnce(&mut Copier<T>) -> R,
-    ) -> (R, Result<(), (Error, T)>) {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<(Vec<CopiedBatch>, T)>(1);
-        std::thread::scope(|s| {
-            let appender = std::thread::Builder::new()
-                .name("eventstore-copy".into())
-                .spawn_scoped(s, move || {
-                    for (batches, tag) in rx {
-                        if let Err(e) = self.append_copied(batches) {
-                            // Dropping the receiver fails the producer's next send.
-                            return Err((e, tag));
-                        }
-                    }
-                    Ok(())
-                });
-            let appender = match appender {
-                Ok(t) => t,
-                Err(e) => {
-                    // No second thread: append on this one, group by group.
-                    let mut copier = Copier {
-                        tx: None,
-                        store: Some(self),
-                        failed: None,
-                    };
-                    let r = produce(&mut copier);
-                    tracing::debug!(error = %e, "no thread for the copy: appended inline");
-                    return (r, copier.failed.map_or(Ok(()), Err));
-                }
-            };
-            let mut copier = Copier {
-                tx: Some(tx),
-                store: None,
-                failed: None,
-            };
-            let r = produce(&mut copier);
-            drop(copier);
-            let appended = appender
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            (r, appended)
-        })
     }
 
     /// Makes room in the index for `additional` more events at once, so that a tool

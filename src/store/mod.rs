@@ -32,7 +32,7 @@ use crate::codec::{self, FILE_HEADER_LEN};
 use crate::error::Error;
 use crate::types::{AppendResult, ExpectedVersion, ProposedEvent, ProposedEventRef, RecordedEvent};
 
-pub use self::copy::{BackupReport, CopiedBatch, Copier};
+pub use self::copy::{BackupReport, CopiedBatch};
 pub use self::follow::Subscription;
 use self::index::Index;
 pub use self::index::{IndexStats, StreamInfo};
@@ -142,7 +142,8 @@ impl OpenOptions {
     /// memory. Background checkpoints would otherwise write a part every 32 MiB of
     /// log and merge parts by reading the log back, which a copy of gigabytes pays
     /// for many times over. The price: the in-memory index of every event appended
-    /// stays in memory until `close` (about 30 bytes per event), and a crash before
+    /// stays in memory until `close` (about 45 bytes per event: `eventstore import` of
+    /// 10M events peaks at 470 MB, against 160 MB with checkpoints), and a crash before
     /// `close` leaves no index file (the next open scans the log, as for any store
     /// without one).
     #[doc(hidden)]
