@@ -24,6 +24,9 @@
 //!   child with `--follow-child`);
 //! - `es-rust-single` / `es-rust-multi` / `es-c-multi`: one-event appends against
 //!   multi-appends of 2 streams x 1 event (`append_multi_2x1_200B`);
+//! - `checksum_records_*`: CRC32 of 4 MiB of records (317 bytes each, or mixed lengths
+//!   150-700 B), ns per record: `crc32fast` per record, `crc32x4` (four records at a
+//!   time, the read path's call) and the floor, one `crc32fast` over the whole buffer;
 //! - `sqlite`: WAL, `synchronous=FULL`, `UNIQUE(stream_id, stream_version)`, the
 //!   expected-version check in the same `BEGIN IMMEDIATE` transaction as the insert;
 //!   one connection shared behind a mutex (SQLite writers serialize anyway).
@@ -48,6 +51,12 @@ use eventstore::codec::{self, BatchHeader, UnsealedBatch};
 use eventstore::ffi;
 use eventstore::{ExpectedVersion, ProposedEventRef, Store, Uuid};
 use rusqlite::{params, Connection};
+
+// The crate's checksum module is internal (`pub(crate)`); the bench compiles its source
+// to measure the very code the read path calls.
+#[allow(dead_code)]
+#[path = "../src/checksum.rs"]
+mod checksum;
 
 // ---------------------------------------------------------------------------------
 // Configuration
@@ -1809,6 +1818,7 @@ fn main() {
     bench.memory_workload(&big, "4KiB", cfg.mem_events_4k);
     bench.follow_workloads(&small);
     bench.open_memory_workloads(&small);
+    bench.checksum_workloads();
 
     println!();
     println!("== summary ==");
@@ -1833,6 +1843,120 @@ fn main() {
         println!("load average at end: {}", load.trim());
     }
     println!("total time {:.1} s", started.elapsed().as_secs_f64());
+}
+
+// ---------------------------------------------------------------------------------
+// Checksums (session 4): CRC32 of records one at a time, four at a time, and the floor
+
+impl Bench {
+    /// ns per record of the CRC32 of every record in a 4 MiB buffer: `crc32fast` per
+    /// record, `crc32x4` over consecutive groups of four (the read path's call), and one
+    /// `crc32fast` over the whole buffer (the floor: the same bytes in one long chain).
+    fn checksum_workloads(&mut self) {
+        const BUFFER: usize = 4 << 20;
+        let mut rng = Rng(0x5eed);
+        let mixed: Vec<usize> = (0..BUFFER / 150)
+            .map(|_| 150 + (rng.next() % 551) as usize)
+            .collect();
+        for (name, lengths) in [
+            ("checksum_records_317B", vec![317; BUFFER / 317]),
+            ("checksum_records_mixed_150_700B", mixed),
+        ] {
+            if !self.wants(name) {
+                continue;
+            }
+            let mut buf = vec![0u8; BUFFER];
+            buf.iter_mut().for_each(|b| *b = rng.next() as u8);
+            let mut records: Vec<&[u8]> = Vec::new();
+            let mut at = 0;
+            for n in lengths {
+                if at + n > buf.len() {
+                    break;
+                }
+                records.push(&buf[at..at + n]);
+                at += n;
+            }
+            let whole = &buf[..at];
+            let count = records.len();
+            // Each run checks the buffer `passes` times (about 0.1-0.2 s per row).
+            let passes = 40;
+            let time = |f: &dyn Fn() -> u32| {
+                let t = Instant::now();
+                let mut sum = 0u32;
+                for _ in 0..passes {
+                    sum ^= f();
+                }
+                std::hint::black_box(sum);
+                t.elapsed().as_nanos() as f64 / (passes * count) as f64
+            };
+            let per_record = || {
+                records
+                    .iter()
+                    .fold(0, |s, r| s ^ checksum::crc32(std::hint::black_box(r)))
+            };
+            let by_four = || {
+                let mut s = 0;
+                let mut groups = records.chunks_exact(4);
+                for g in &mut groups {
+                    let c = checksum::crc32x4(std::hint::black_box([g[0], g[1], g[2], g[3]]));
+                    s ^= c[0] ^ c[1] ^ c[2] ^ c[3];
+                }
+                groups
+                    .remainder()
+                    .iter()
+                    .fold(s, |s, r| s ^ checksum::crc32(r))
+            };
+            let floor = || crc32fast::hash(std::hint::black_box(whole));
+            // The results must agree before anything is timed.
+            assert_eq!(per_record(), by_four(), "crc32x4 disagrees with crc32");
+            let mut rows = [
+                Row::new("crc32fast-whole"),
+                Row::new("crc32fast-each"),
+                Row::new("crc32x4"),
+            ];
+            for _ in 0..self.cfg.runs {
+                for (row, f) in
+                    rows.iter_mut()
+                        .zip([&floor as &dyn Fn() -> u32, &per_record, &by_four])
+                {
+                    row.rates.push(time(f));
+                }
+            }
+            let groups = records.chunks_exact(4);
+            let eligible = groups
+                .filter(|g| {
+                    let (min, max) = g.iter().fold((usize::MAX, 0), |(lo, hi), r| {
+                        (lo.min(r.len()), hi.max(r.len()))
+                    });
+                    min >= 64 && max <= 4096 && max - min <= 256
+                })
+                .count();
+            rows[0].note = format!("one hash over all {count} records' {at} bytes");
+            rows[2].note = format!(
+                "AVX-512 kernel {}; {eligible} of {} groups of four within its limits",
+                if checksum::kernel_available() {
+                    "available"
+                } else {
+                    "NOT available (fallback measured)"
+                },
+                count / 4
+            );
+            let each = median(&rows[1].rates);
+            let x4 = median(&rows[2].rates);
+            let report = Report {
+                workload: name.into(),
+                unit: "ns/record",
+                rows: rows.to_vec(),
+                floor: Some("crc32fast-whole".into()),
+                target: format!(
+                    "crc32x4 well under crc32fast per record ({each:.1} ns); here {x4:.1} ns"
+                ),
+                met: Some(x4 < 0.5 * each),
+                extra: String::new(),
+            };
+            self.finish(report);
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------
