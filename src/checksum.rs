@@ -47,6 +47,15 @@ pub(crate) fn kernel_available() -> bool {
     return false;
 }
 
+/// Whether `crc32x4(inputs)` runs the four-lane kernel (rather than `crc32` per input).
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) fn uses_kernel(inputs: &[&[u8]; 4]) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return x4::suits(inputs) && x4::available();
+    #[cfg(not(target_arch = "x86_64"))]
+    return false;
+}
+
 /// The four-lane kernel: four CRCs side by side in AVX-512 registers.
 ///
 /// Each input gets its own `ZMM` accumulator, whose four 128-bit lanes are four
@@ -76,20 +85,25 @@ mod x4 {
     /// Longest input the kernel takes: from a few KiB on, `crc32fast`'s 8- and 16-stream
     /// paths run near memory speed on one input.
     pub(super) const MAX_LEN: usize = 4096;
-    /// Largest difference between the longest and the shortest of the four: the kernel
-    /// costs the longest input's time for all four, so very different lengths waste the
-    /// short ones' lanes.
-    pub(super) const MAX_SPREAD: usize = 256;
+    /// Most zero bytes the kernel may compute: it pads every input to the longest, so
+    /// it costs about the longest input's time for all four, and `4 * longest - sum of
+    /// lengths` of its work is padding. Measured here (bench `checksum_records_*`):
+    /// four inputs of 150-700 bytes in random order (padding up to 1650 bytes) take 18
+    /// ns a record through the kernel against 35 through `crc32fast` (whose branches
+    /// mispredict on varying lengths); three of 64 bytes and one of 1088 (padding 3072)
+    /// cost the same either way.
+    pub(super) const MAX_PADDING: usize = 2048;
 
     /// Whether the kernel suits these four inputs (see the constants).
     #[inline]
     pub(super) fn suits(inputs: &[&[u8]; 4]) -> bool {
-        let (mut min, mut max) = (usize::MAX, 0);
+        let (mut min, mut max, mut sum) = (usize::MAX, 0, 0);
         for s in inputs {
             min = min.min(s.len());
             max = max.max(s.len());
+            sum += s.len();
         }
-        min >= MIN_LEN && max <= MAX_LEN && max - min <= MAX_SPREAD
+        min >= MIN_LEN && max <= MAX_LEN && 4 * max - sum <= MAX_PADDING
     }
 
     /// Whether this CPU has every feature the kernel enables; detected once per process.
@@ -432,29 +446,45 @@ mod tests {
         }
     }
 
-    /// Lengths at the limits of `crc32x4`'s choice of path: the spread at the threshold
-    /// and one more, the shortest and longest lengths and one past them.
+    /// Lengths at the limits of `crc32x4`'s choice of path: the padding (`4 * longest -
+    /// sum of lengths`) at the threshold, one under and one over; the shortest and
+    /// longest lengths and one past them.
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn the_fallback_thresholds() {
-        use x4::{MAX_LEN, MAX_SPREAD, MIN_LEN};
+        use x4::{MAX_LEN, MAX_PADDING, MIN_LEN};
         let mut rng = Rng(7);
         let data = rng.bytes(MAX_LEN + 600);
-        for low in [MIN_LEN - 1, MIN_LEN, 150, 313, MAX_LEN - MAX_SPREAD - 1] {
-            for spread in [MAX_SPREAD - 1, MAX_SPREAD, MAX_SPREAD + 1] {
-                let high = low + spread;
+        let third = MAX_PADDING / 3;
+        for longest in [MIN_LEN + MAX_PADDING, 1000 + MAX_PADDING, MAX_LEN] {
+            for padding in [MAX_PADDING - 1, MAX_PADDING, MAX_PADDING + 1] {
+                // Three inputs short of the longest by `x`, `y`, `z`: x + y + z = padding.
+                let (x, y) = (third, third + 1);
+                let z = padding - x - y;
+                let lens = [longest - x, longest - y, longest - z, longest];
                 let inputs: [&[u8]; 4] = [
-                    &data[..low],
-                    &data[3..3 + high],
-                    &data[..low + 1],
-                    &data[9..9 + high],
+                    &data[..lens[0]],
+                    &data[3..3 + lens[1]],
+                    &data[64..64 + lens[2]],
+                    &data[9..9 + lens[3]],
                 ];
                 assert_eq!(
                     x4::suits(&inputs),
-                    low >= MIN_LEN && high <= MAX_LEN && spread <= MAX_SPREAD
+                    padding <= MAX_PADDING && lens.iter().all(|&n| n >= MIN_LEN),
+                    "lengths {lens:?}"
                 );
                 check(inputs);
             }
+        }
+        for shortest in [MIN_LEN - 1, MIN_LEN, MIN_LEN + 1] {
+            let inputs: [&[u8]; 4] = [
+                &data[..100],
+                &data[1..1 + shortest],
+                &data[..90],
+                &data[5..105],
+            ];
+            assert_eq!(x4::suits(&inputs), shortest >= MIN_LEN);
+            check(inputs);
         }
         for longest in [MAX_LEN - 1, MAX_LEN, MAX_LEN + 1] {
             let inputs: [&[u8]; 4] = [
@@ -485,8 +515,7 @@ mod tests {
             &data[800..1100],
             &data[1200..1520],
         ];
-        #[cfg(target_arch = "x86_64")]
-        assert!(x4::suits(&inputs));
+        assert_eq!(uses_kernel(&inputs), kernel_available());
         assert_eq!(check(inputs), kernel_available());
         #[cfg(target_arch = "x86_64")]
         if kernel_available() {
