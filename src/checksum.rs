@@ -186,36 +186,36 @@ mod x4 {
         }
 
         // Collapse each accumulator's four lanes (streams at 16-byte offsets 0, 16, 32,
-        // 48 of the last group) to one: lane j moves forward by 48 - 16 j bytes and
-        // all four are added; lane 3 does not move (its constants are 0, and it is
-        // added back as it is).
-        let kc = _mm512_set_epi64(0, 0, K128.1, K128.0, K256.1, K256.0, K384.1, K384.0);
-        let r = acc.map(|v| {
+        // 48 of the last group) to one: lane j moves forward by 48 - 16 j bytes and the
+        // four are added. First a 4x4 transpose of 128-bit lanes, so that register j
+        // holds lane j of every input (input i in lane i); then each register moves by
+        // its own distance with constants the same in all lanes.
+        let lo = |a, b| _mm512_shuffle_i64x2::<0b01_00_01_00>(a, b);
+        let hi = |a, b| _mm512_shuffle_i64x2::<0b11_10_11_10>(a, b);
+        let even = |a, b| _mm512_shuffle_i64x2::<0b10_00_10_00>(a, b);
+        let odd = |a, b| _mm512_shuffle_i64x2::<0b11_01_11_01>(a, b);
+        // [a0.0, a0.1, a1.0, a1.1], [a0.2, a0.3, a1.2, a1.3], likewise for a2, a3.
+        let (t0, t1) = (lo(acc[0], acc[1]), hi(acc[0], acc[1]));
+        let (t2, t3) = (lo(acc[2], acc[3]), hi(acc[2], acc[3]));
+        let (l0, l1, l2, l3) = (even(t0, t2), odd(t0, t2), even(t1, t3), odd(t1, t3));
+        let (k384, k256, k128) = (pair(K384), pair(K256), pair(K128));
+        let x = _mm512_ternarylogic_epi64::<0x96>(
             _mm512_ternarylogic_epi64::<0x96>(
-                _mm512_clmulepi64_epi128::<0x00>(v, kc),
-                _mm512_clmulepi64_epi128::<0x11>(v, kc),
-                _mm512_maskz_mov_epi64(0xC0, v),
-            )
-        });
-        // Add each register's four lanes, gathering input i's sum into lane i:
-        // [r0.0^r0.2, r0.1^r0.3, r1.0^r1.2, r1.1^r1.3], likewise for r2, r3, then pairs.
-        let h01 = _mm512_xor_si512(
-            _mm512_shuffle_i64x2::<0b01_00_01_00>(r[0], r[1]),
-            _mm512_shuffle_i64x2::<0b11_10_11_10>(r[0], r[1]),
-        );
-        let h23 = _mm512_xor_si512(
-            _mm512_shuffle_i64x2::<0b01_00_01_00>(r[2], r[3]),
-            _mm512_shuffle_i64x2::<0b11_10_11_10>(r[2], r[3]),
-        );
-        let x = _mm512_xor_si512(
-            _mm512_shuffle_i64x2::<0b10_00_10_00>(h01, h23),
-            _mm512_shuffle_i64x2::<0b11_01_11_01>(h01, h23),
+                _mm512_clmulepi64_epi128::<0x00>(l0, k384),
+                _mm512_clmulepi64_epi128::<0x11>(l0, k384),
+                _mm512_clmulepi64_epi128::<0x00>(l1, k256),
+            ),
+            _mm512_ternarylogic_epi64::<0x96>(
+                _mm512_clmulepi64_epi128::<0x11>(l1, k256),
+                _mm512_clmulepi64_epi128::<0x00>(l2, k128),
+                _mm512_clmulepi64_epi128::<0x11>(l2, k128),
+            ),
+            l3,
         );
 
         // 128 -> 96 -> 64 bits, then Barrett to 32, in every lane at once (the steps of
         // crc32fast's `reduce_128_to_crc` with nothing left to fold).
         let low32 = |v: __m512i| _mm512_maskz_mov_epi32(0x1111, v);
-        let k128 = pair(K128);
         let x = _mm512_xor_si512(
             _mm512_clmulepi64_epi128::<0x10>(x, k128),
             _mm512_bsrli_epi128::<8>(x),
