@@ -79,11 +79,13 @@ mod x4 {
     use std::sync::atomic::{AtomicU8, Ordering};
 
     /// Shortest input the kernel takes. It needs four bytes (the initial value is
-    /// folded into the first four); shorter inputs than this cost `crc32fast` little
-    /// (its 16-byte-block path or its table), and the kernel's fixed cost would not pay.
-    pub(super) const MIN_LEN: usize = 64;
+    /// folded into the first four), and it costs the same (about 3.9 ns an input here)
+    /// for anything up to 64 bytes, while `crc32fast` takes 3.9 ns at 16 bytes, 5.2 at
+    /// 32 and 6.2 at 48.
+    pub(super) const MIN_LEN: usize = 32;
     /// Longest input the kernel takes: from a few KiB on, `crc32fast`'s 8- and 16-stream
-    /// paths run near memory speed on one input.
+    /// paths run near memory speed on one input (at 4 KiB the kernel is only 15% ahead
+    /// here: 66 against 76 ns an input).
     pub(super) const MAX_LEN: usize = 4096;
     /// Most zero bytes the kernel may compute: it pads every input to the longest, so
     /// it costs about the longest input's time for all four, and `4 * longest - sum of
