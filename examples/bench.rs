@@ -1939,15 +1939,23 @@ impl Bench {
             );
             let each = median(&rows[1].rates);
             let x4 = median(&rows[2].rates);
+            // Session 4's aim: <= 8 ns a record for records of ~300 bytes; for mixed
+            // lengths, at most half of crc32fast's time per record.
+            let (target, met) = if name.ends_with("317B") {
+                (format!("crc32x4 <= 8 ns/record (here {x4:.2})"), x4 <= 8.0)
+            } else {
+                (
+                    format!("crc32x4 <= half of crc32fast-each ({each:.2}; here {x4:.2})"),
+                    x4 <= 0.5 * each,
+                )
+            };
             let report = Report {
                 workload: name.into(),
                 unit: "ns/record",
                 rows: rows.to_vec(),
                 floor: Some("crc32fast-whole".into()),
-                target: format!(
-                    "crc32x4 well under crc32fast per record ({each:.1} ns); here {x4:.1} ns"
-                ),
-                met: Some(x4 < 0.5 * each),
+                target,
+                met: Some(met),
                 extra: String::new(),
             };
             self.finish(report);
