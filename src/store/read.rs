@@ -177,12 +177,31 @@ fn read_records(
     } else {
         buf.resize(total, 0);
     }
-    // Records lie in the buffer in order; each is verified as soon as its bytes have
-    // arrived, while they are still in the CPU's cache. The buffer is reached through
-    // one raw pointer, so that the views handed to `visit` stay valid while later
-    // pieces are read into other bytes of it.
+    // Records lie in the buffer in order; they are verified in groups of four (their
+    // CRCs computed side by side) as soon as a group's bytes have arrived, while they
+    // are still in the CPU's cache, and the last few one by one. The buffer is reached
+    // through one raw pointer, so that the views handed to `visit` stay valid while
+    // later pieces are read into other bytes of it.
     let origin = buf.as_mut_ptr();
-    let mut verified = 0;
+    // SAFETY (for both): the record `i` lies inside the bytes read so far (the callers
+    // check `i < arrived`), which are not written again.
+    let record = |i: usize| {
+        let (at, len) = records[i];
+        unsafe { std::slice::from_raw_parts(origin.add(at), len) }
+    };
+    let mut deliver = |i: usize, checked: Result<(), codec::Damage>| -> Result<(), Error> {
+        let (position, loc) = located(i);
+        let rec = record(i);
+        verified_at(rec, position, loc, checked)?;
+        if let Some(visit) = visit.as_mut() {
+            // SAFETY: `verified_at` has just accepted these bytes, which are not
+            // written again.
+            visit(count, &unsafe { codec::view_checked_record(rec) });
+        }
+        Ok(())
+    };
+    // Records whose bytes have all arrived, and records verified (and visited).
+    let (mut arrived, mut verified) = (0, 0);
     for &(start, len, base) in &spans {
         let len = len as usize;
         let mut done = 0;
@@ -205,23 +224,23 @@ fn read_records(
                 )
             })?;
             done += piece;
-            while verified < count && records[verified].0 + records[verified].1 <= base + done {
-                let (position, loc) = located(verified);
-                let (at, len) = records[verified];
-                // SAFETY: the record lies inside the bytes read so far (checked by the
-                // loop condition), which are not written again.
-                let rec = unsafe { std::slice::from_raw_parts(origin.add(at), len) };
-                verify(rec, position, loc)?;
-                if let Some(visit) = visit.as_mut() {
-                    // SAFETY: `verify` has just accepted these bytes, which are not
-                    // written again.
-                    visit(count, &unsafe { codec::view_checked_record(rec) });
+            while arrived < count && records[arrived].0 + records[arrived].1 <= base + done {
+                arrived += 1;
+            }
+            while arrived - verified >= 4 {
+                let group: [&[u8]; 4] = std::array::from_fn(|k| record(verified + k));
+                for (k, checked) in codec::check_records4(group).into_iter().enumerate() {
+                    deliver(verified + k, checked)?;
                 }
-                verified += 1;
+                verified += 4;
             }
         }
     }
-    debug_assert_eq!(verified, count);
+    debug_assert_eq!(arrived, count);
+    while verified < count {
+        deliver(verified, codec::check_record(record(verified)))?;
+        verified += 1;
+    }
     *into = EventBatch {
         buf,
         records,
@@ -263,15 +282,21 @@ pub(crate) fn advise_huge<T>(v: &Vec<T>) {
     }
 }
 
-/// Verifies the record `rec`, which the index places at `position` and `loc`: its
-/// lengths, CRC and type (`codec::check_record`), and that it holds that position.
-fn verify(rec: &[u8], position: u64, loc: RecordLocation) -> Result<(), Error> {
+/// Completes the verification of the record `rec`, which the index places at
+/// `position` and `loc`, given `checked`, the verdict of `codec::check_record` (or
+/// `check_records4`) on it (lengths, CRC, type): that it holds that position.
+fn verified_at(
+    rec: &[u8],
+    position: u64,
+    loc: RecordLocation,
+    checked: Result<(), codec::Damage>,
+) -> Result<(), Error> {
     let corrupt = |detail: String| Error::CorruptRecord {
         position,
         offset: loc.offset(),
         detail,
     };
-    codec::check_record(rec).map_err(|codec::Damage(detail)| corrupt(detail))?;
+    checked.map_err(|codec::Damage(detail)| corrupt(detail))?;
     let held = codec::record_global_position(rec);
     if held != position {
         return Err(corrupt(format!("record holds global position {held}")));
