@@ -2051,6 +2051,17 @@ fn follow_child(args: &[String]) {
             // attributed: spawn + open + drain + exit.
             writeln!(out, "DONE {acc} {} {}", t1 - t0, t2 - t1).unwrap();
         }
+        "filtered" => {
+            // Tooling (profiling follow_filtered): drains the rare store, filtered on
+            // RareType0001, REPEAT times on one read-only handle; prints the time of each.
+            let repeat: u64 = args[2].parse().unwrap();
+            let store = read_only(path);
+            for _ in 0..repeat {
+                let t0 = mono_ns();
+                let (got, acc) = drain(&store, eventstore::Filter::types(["RareType0001"]));
+                writeln!(out, "DONE {got} {acc} {}", mono_ns() - t0).unwrap();
+            }
+        }
         "catchup-sqlite" => {
             let n: u64 = args[2].parse().unwrap();
             let conn = sqlite_open(path);

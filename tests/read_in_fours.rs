@@ -9,8 +9,8 @@ use std::os::unix::fs::FileExt;
 use std::time::Duration;
 
 use common::{event, open_exact, temp_store};
-use eventstore::{EventBatch, ExpectedVersion, Filter, Store};
 use eventstore::Error;
+use eventstore::{EventBatch, ExpectedVersion, Filter, Store};
 use uuid::Uuid;
 
 const EVENTS: u64 = 11;

@@ -68,6 +68,12 @@ impl EventBatch {
     pub fn to_recorded(&self) -> Vec<RecordedEvent> {
         self.iter().map(|v| v.to_recorded()).collect()
     }
+
+    /// Bytes the batch's record buffer holds (for tests of its reuse).
+    #[cfg(test)]
+    pub(crate) fn buffer_capacity(&self) -> usize {
+        self.buf.capacity()
+    }
 }
 
 /// Iterator over an [`EventBatch`].
