@@ -15,6 +15,10 @@ use crate::error::Error;
 use crate::store::ids;
 use crate::store::index::{Delta, RecordLocation};
 
+/// Runs of at least this many locations are read past the page cache
+/// ([`IndexFile::pages_uncached`]).
+const UNCACHED_RUN: u64 = format::LOCATIONS_PER_PAGE;
+
 /// One segment of the index file.
 #[derive(Debug)]
 pub struct Segment {
@@ -109,6 +113,28 @@ impl Segment {
         let per = format::LOCATIONS_PER_PAGE;
         let mut i = from - self.meta.first;
         let end = to - self.meta.first;
+        if end - i >= UNCACHED_RUN {
+            // A long run (a catch-up's page): its pages in one read, past the cache.
+            let first = i / per;
+            let n = ((end - 1) / per - first + 1) as usize;
+            let mut pages = Vec::new();
+            let offset = self.meta.locations + first * PAGE as u64;
+            self.file
+                .pages_uncached(offset, n, Kind::Locations, &mut pages)?;
+            out.reserve((end - i) as usize);
+            for (k, page) in pages.chunks_exact(PAGE).enumerate() {
+                let page_first = (first + k as u64) * per;
+                let at = (i - page_first) as usize;
+                let stop = (end - page_first).min(per) as usize;
+                for raw in page[at * 8..stop * 8].chunks_exact(8) {
+                    let raw = u64::from_le_bytes(raw.try_into().expect("8 bytes"));
+                    out.push(self.check_location(raw)?);
+                }
+                i = page_first + stop as u64;
+            }
+            debug_assert_eq!(i, end);
+            return Ok(());
+        }
         while i < end {
             let (page, at) = self.page(self.meta.locations, i, per, Kind::Locations)?;
             let n = (per - at as u64).min(end - i) as usize;
