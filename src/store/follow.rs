@@ -262,7 +262,7 @@ impl Store {
                 located.truncate(keep);
             }
         }
-        read::read_located(self.file.as_ref(), &self.path, &located, batch, visit)?;
+        read::read_matches(self.file.as_ref(), &self.path, &located, batch, visit)?;
         Ok(next)
     }
 }
