@@ -166,13 +166,20 @@ mod x4 {
         // Each input's padding: its first byte's offset in the padded message.
         let pad = inputs.map(|s| padded - s.len());
         // Groups from `plain` on are, for every input, whole bytes of the input with
-        // none of its first four in them.
-        let plain = pad.iter().map(|p| (p + 4).div_ceil(64)).max().unwrap_or(0);
+        // none of its first four in them (the shortest input has the most padding).
+        let shortest = inputs.iter().map(|s| s.len()).min().unwrap_or(0);
+        let plain = (padded - shortest + 4).div_ceil(64);
 
         let k512 = pair(K512);
         // Group 0 needs no fold: it is the first thing in every accumulator (`plain` is
         // at least 1, as every input's first four bytes come after its padding).
-        let mut acc = [0, 1, 2, 3].map(|i| load_start(inputs[i], pad[i], 0));
+        let mut acc = if plain == 1 {
+            // Every input starts in group 0 with its first four bytes whole in it (the
+            // common case: lengths within 60 bytes of each other's group of 64).
+            [0, 1, 2, 3].map(|i| load_first(inputs[i], pad[i]))
+        } else {
+            [0, 1, 2, 3].map(|i| load_start(inputs[i], pad[i], 0))
+        };
         for g in 1..plain {
             for i in 0..4 {
                 acc[i] = fold(acc[i], load_start(inputs[i], pad[i], g), k512);
@@ -238,6 +245,21 @@ mod x4 {
         // SAFETY: `out` is 16 writable bytes; the store needs no alignment.
         unsafe { _mm_storeu_si128(out.as_mut_ptr().cast(), _mm512_castsi512_si128(crcs)) };
         out.map(|c| !c)
+    }
+
+    /// Group 0 of an input whose first byte sits at `pad <= 60`: [`load_start`]'s
+    /// result for that case, without its branches.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw")]
+    fn load_first(s: &[u8], pad: usize) -> __m512i {
+        debug_assert!(pad <= 60 && 64 - pad <= s.len());
+        let ptr = s.as_ptr().wrapping_sub(pad);
+        // SAFETY: the masked load reads only lanes `pad..64`, that is `s[..64 - pad]`,
+        // in bounds as the input fills the padded message from `pad` on, past the
+        // group's end; lanes `0..pad` are not accessed (fault suppression) and read as
+        // zero. `wrapping_sub` keeps the pointer arithmetic defined.
+        let v = unsafe { _mm512_maskz_loadu_epi8(u64::MAX << pad, ptr.cast()) };
+        _mm512_mask_sub_epi8(v, 0xF << pad, _mm512_set1_epi8(-1), v)
     }
 
     /// Group `g` (bytes `64 g .. 64 g + 64` of the padded message) of an input whose
