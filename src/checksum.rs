@@ -317,8 +317,9 @@ mod x4 {
         acc
     }
 
-    /// Group 0 of an input whose first byte sits at `pad <= 60`: [`load_start`]'s
-    /// result for that case, without its branches.
+    /// Group 0 (its first 64 bytes, padding included) of an input whose first byte
+    /// sits at `pad <= 60`: zeros, then the input's bytes, its first four inverted (the
+    /// initial value).
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw")]
     fn load_first(s: &[u8], pad: usize) -> __m512i {
