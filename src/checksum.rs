@@ -69,13 +69,16 @@ pub(crate) fn uses_kernel(inputs: &[&[u8]; 4]) -> bool {
 /// gathered into one register (one input per lane), and the reduction to 32 bits and
 /// the Barrett step run once for all four.
 ///
-/// Unequal lengths: in the raw (zero-initialised) CRC, leading zero bytes leave the
-/// register unchanged, and `crc32fast`'s initial value `0xFFFFFFFF` equals inverting
-/// the message's first four bytes. So every input is left-padded with zeros to the same
-/// multiple of 64 bytes, `padded`, and its first four bytes are inverted on the way in;
-/// then all four take the same number of steps. The groups of 64 bytes that hold an
-/// input's start (its padding boundary, or its inverted bytes) are loaded with a byte
-/// mask that enables only the input's own bytes; every later group is a plain load.
+/// Lengths: in the raw (zero-initialised) CRC, leading zero bytes leave the register
+/// unchanged, and `crc32fast`'s initial value `0xFFFFFFFF` equals inverting the
+/// message's first four bytes. So every input is left-padded with zeros to a multiple
+/// of 64 bytes, and its first four bytes are inverted on the way in; its first group
+/// of 64 bytes is loaded with a byte mask that enables only the input's own bytes,
+/// every later group is a plain load. When the four have the same number of groups
+/// (lengths within 60 bytes of their common multiple of 64: the common case) they go
+/// side by side to the end; otherwise side by side while all have groups left, then
+/// the longer ones alone (an accumulator ends where its input does: the collapse and
+/// the reduction do not care where that is).
 #[cfg(target_arch = "x86_64")]
 mod x4 {
     use core::arch::x86_64::*;
@@ -90,13 +93,14 @@ mod x4 {
     /// paths run near memory speed on one input (at 4 KiB the kernel is only 15% ahead
     /// here: 66 against 76 ns an input).
     pub(super) const MAX_LEN: usize = 4096;
-    /// Most zero bytes the kernel may compute: it pads every input to the longest, so
-    /// it costs about the longest input's time for all four, and `4 * longest - sum of
-    /// lengths` of its work is padding. Measured here (bench `checksum_records_*`):
-    /// four inputs of 150-700 bytes in random order (padding up to 1650 bytes) take 18
-    /// ns a record through the kernel against 35 through `crc32fast` (whose branches
-    /// mispredict on varying lengths); three of 64 bytes and one of 1088 (padding 3072)
-    /// cost the same either way.
+    /// Most padding the kernel may take, counted as `4 * longest - sum of lengths`:
+    /// the bytes by which the others fall short of the longest input. Past the shortest
+    /// input's end the kernel runs fewer than four inputs side by side, and the last
+    /// one alone is bound by the latency of its chain (about 7 cycles per 64 bytes), as
+    /// `crc32fast` is. Measured here, on a loaded machine: three inputs of 64 bytes and
+    /// one of 1088 (padding 3072) take 22 ns an input through the kernel against 28;
+    /// with one of 2048 (padding 5952), 30 against 26; three of 150 and one of 700
+    /// (padding 1650), 19 against 28. 2048 keeps a margin.
     pub(super) const MAX_PADDING: usize = 2048;
 
     /// Whether the kernel suits these four inputs (see the constants).
@@ -161,34 +165,12 @@ mod x4 {
         let inputs = [a, b, c, d];
         debug_assert!(inputs.iter().all(|s| s.len() >= 4));
         let longest = inputs.iter().map(|s| s.len()).max().unwrap_or(0);
-        let groups = longest.div_ceil(64);
-        let padded = groups * 64;
-        // Each input's padding: its first byte's offset in the padded message.
-        let pad = inputs.map(|s| padded - s.len());
-        // Groups from `plain` on are, for every input, whole bytes of the input with
-        // none of its first four in them.
-        let plain = pad.iter().map(|p| (p + 4).div_ceil(64)).max().unwrap_or(0);
-
-        let k512 = pair(K512);
-        // Group 0 needs no fold: it is the first thing in every accumulator (`plain` is
-        // at least 1, as every input's first four bytes come after its padding).
-        let mut acc = [0, 1, 2, 3].map(|i| load_start(inputs[i], pad[i], 0));
-        for g in 1..plain {
-            for i in 0..4 {
-                acc[i] = fold(acc[i], load_start(inputs[i], pad[i], g), k512);
-            }
-        }
-        for g in plain..groups {
-            for i in 0..4 {
-                // In bounds: `g >= plain` puts the group's 64 bytes inside the input
-                // (`64 * g >= pad[i]`, and `64 * (g + 1) <= padded`).
-                let at = 64 * g - pad[i];
-                let bytes = &inputs[i][at..at + 64];
-                // SAFETY: `bytes` is 64 readable bytes; the load needs no alignment.
-                let v = unsafe { _mm512_loadu_si512(bytes.as_ptr().cast()) };
-                acc[i] = fold(acc[i], v, k512);
-            }
-        }
+        let shortest = inputs.iter().map(|s| s.len()).min().unwrap_or(0);
+        let acc = if longest.div_ceil(64) * 64 - shortest <= 60 {
+            same_groups(inputs)
+        } else {
+            own_groups(inputs)
+        };
 
         // Collapse each accumulator's four lanes (streams at 16-byte offsets 0, 16, 32,
         // 48 of the last group) to one: lane j moves forward by 48 - 16 j bytes and the
@@ -240,44 +222,115 @@ mod x4 {
         out.map(|c| !c)
     }
 
-    /// Group `g` (bytes `64 g .. 64 g + 64` of the padded message) of an input whose
-    /// first byte sits at `pad`: zeros before the input, its bytes after, and its first
-    /// four bytes inverted (the initial value).
+    /// The accumulators when every input has the same number of groups of 64 bytes
+    /// and its first four bytes whole in group 0 (lengths within 60 bytes of their
+    /// common multiple of 64: the common case): all four side by side throughout.
     #[inline]
-    #[target_feature(enable = "avx512f,avx512bw")]
-    fn load_start(s: &[u8], pad: usize, g: usize) -> __m512i {
-        let start = 64 * g;
-        let v = if start >= pad {
-            let bytes = &s[start - pad..start - pad + 64];
+    #[target_feature(enable = "avx512f,avx512bw,vpclmulqdq")]
+    fn same_groups(inputs: [&[u8]; 4]) -> [__m512i; 4] {
+        let groups = inputs[0].len().div_ceil(64);
+        let pad = inputs.map(|s| 64 * groups - s.len());
+        debug_assert!(pad.iter().all(|&p| p <= 60));
+        let k512 = pair(K512);
+        // Group 0 needs no fold: it is the first thing in every accumulator.
+        let mut acc = [0, 1, 2, 3].map(|i| load_first(inputs[i], pad[i]));
+        for g in 1..groups {
+            for i in 0..4 {
+                // In bounds: from group 1 on, the group's 64 bytes are inside the
+                // input (`64 * g >= 64 > pad[i]`, and `64 * (g + 1) <= 64 * groups`).
+                let at = 64 * g - pad[i];
+                let bytes = &inputs[i][at..at + 64];
+                // SAFETY: `bytes` is 64 readable bytes; the load needs no alignment.
+                let v = unsafe { _mm512_loadu_si512(bytes.as_ptr().cast()) };
+                acc[i] = fold(acc[i], v, k512);
+            }
+        }
+        acc
+    }
+
+    /// The accumulators for inputs of different numbers of groups: each input is
+    /// left-padded to its own multiple of 64 bytes and stops when its groups are done
+    /// (an accumulator ends where its input does; the collapse and the reduction do
+    /// not care where that is), so the kernel's work is the inputs' groups, not four
+    /// times the longest's. Side by side while all four have groups left, then the
+    /// longer ones alone.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,vpclmulqdq")]
+    fn own_groups(inputs: [&[u8]; 4]) -> [__m512i; 4] {
+        let groups = inputs.map(|s| s.len().div_ceil(64));
+        let pad = [0, 1, 2, 3].map(|i| 64 * groups[i] - inputs[i].len());
+        // The first four bytes' lanes, in group 0 and (if `pad > 60`) group 1.
+        let first4 = pad.map(|p| 0xFu128 << p);
+        let ones = _mm512_set1_epi8(-1);
+        let k512 = pair(K512);
+        // Group `g >= 1` of input `i`: 64 whole bytes of it (`64 g - pad >= 1`, and the
+        // group ends at or before the input).
+        let load = |i: usize, g: usize| {
+            let at = 64 * g - pad[i];
+            let bytes = &inputs[i][at..at + 64];
             // SAFETY: `bytes` is 64 readable bytes; the load needs no alignment.
             unsafe { _mm512_loadu_si512(bytes.as_ptr().cast()) }
-        } else if pad - start < 64 {
-            // The group starts `before` bytes ahead of the input: only its lanes
-            // `before..64` are the input's (its first `64 - before` bytes).
-            let before = pad - start;
-            let mask = u64::MAX << before;
-            debug_assert!(64 - before <= s.len());
-            let ptr = s.as_ptr().wrapping_sub(before);
-            // SAFETY: the masked load reads only the enabled lanes, `before..64`, that
-            // is `ptr + before .. ptr + 64` = `s[..64 - before]`, in bounds since the
-            // input fills the padded message from `pad` to its end (`start + 64`);
-            // the disabled lanes are not accessed (fault suppression) and read as
-            // zero. `wrapping_sub` keeps the pointer arithmetic defined.
-            unsafe { _mm512_maskz_loadu_epi8(mask, ptr.cast()) }
-        } else {
-            return _mm512_setzero_si512();
         };
-        // Invert the input's first four bytes (padded offsets `pad .. pad + 4`), where
-        // they fall in this group: lanes `pad - start ..` of it, or, when they began in
-        // the group before, its first `pad + 4 - start` lanes.
-        let first4 = if pad >= start {
-            0xFu64 << (pad - start) // pad - start < 64 here
-        } else if start - pad < 4 {
-            0xFu64 >> (start - pad)
-        } else {
-            0
+        // Group 1, with the rest of the first four bytes inverted where they spill.
+        let load1 = |i: usize| {
+            let v = load(i, 1);
+            _mm512_mask_sub_epi8(v, (first4[i] >> 64) as u64, ones, v)
         };
-        _mm512_mask_sub_epi8(v, first4, _mm512_set1_epi8(-1), v)
+        // Group 0 needs no fold: it is the first thing in every accumulator.
+        let mut acc = [0, 1, 2, 3].map(|i| {
+            let (s, p) = (inputs[i], pad[i]);
+            debug_assert!(64 - p <= s.len());
+            let ptr = s.as_ptr().wrapping_sub(p);
+            // SAFETY: the masked load reads only lanes `p..64`, that is `s[..64 - p]`,
+            // in bounds as the input fills its padded message from `p` on, to the end
+            // of its last group; lanes `0..p` are not accessed (fault suppression) and
+            // read as zero. `wrapping_sub` keeps the pointer arithmetic defined.
+            let v = unsafe { _mm512_maskz_loadu_epi8(u64::MAX << p, ptr.cast()) };
+            _mm512_mask_sub_epi8(v, first4[i] as u64, ones, v)
+        });
+        let fewest = groups.iter().copied().min().unwrap_or(1);
+        let most = groups.iter().copied().max().unwrap_or(1);
+        // All four inputs side by side while every one has groups left...
+        let mut g = 1;
+        if fewest > 1 {
+            for (i, a) in acc.iter_mut().enumerate() {
+                *a = fold(*a, load1(i), k512);
+            }
+            g = 2;
+            while g < fewest {
+                for (i, a) in acc.iter_mut().enumerate() {
+                    *a = fold(*a, load(i, g), k512);
+                }
+                g += 1;
+            }
+        }
+        // ...then the longer ones alone.
+        while g < most {
+            for (i, a) in acc.iter_mut().enumerate() {
+                if g < groups[i] {
+                    let v = if g == 1 { load1(i) } else { load(i, g) };
+                    *a = fold(*a, v, k512);
+                }
+            }
+            g += 1;
+        }
+        acc
+    }
+
+    /// Group 0 (its first 64 bytes, padding included) of an input whose first byte
+    /// sits at `pad <= 60`: zeros, then the input's bytes, its first four inverted (the
+    /// initial value).
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw")]
+    fn load_first(s: &[u8], pad: usize) -> __m512i {
+        debug_assert!(pad <= 60 && 64 - pad <= s.len());
+        let ptr = s.as_ptr().wrapping_sub(pad);
+        // SAFETY: the masked load reads only lanes `pad..64`, that is `s[..64 - pad]`,
+        // in bounds as the input fills the padded message from `pad` on, past the
+        // group's end; lanes `0..pad` are not accessed (fault suppression) and read as
+        // zero. `wrapping_sub` keeps the pointer arithmetic defined.
+        let v = unsafe { _mm512_maskz_loadu_epi8(u64::MAX << pad, ptr.cast()) };
+        _mm512_mask_sub_epi8(v, 0xF << pad, _mm512_set1_epi8(-1), v)
     }
 
     /// `acc` moved forward by 64 bytes (each lane by 512 bits), plus `v`.
