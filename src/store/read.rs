@@ -226,15 +226,8 @@ fn read_records(
     // through one raw pointer, so that the views handed to `visit` stay valid while
     // later pieces are read into other bytes of it.
     let origin = buf.as_mut_ptr();
-    // SAFETY (for both): the record `i` lies inside the bytes read so far (the callers
-    // check `i < arrived`), which are not written again.
-    let record = |i: usize| {
-        let (at, len) = records[i];
-        unsafe { std::slice::from_raw_parts(origin.add(at), len) }
-    };
-    let mut deliver = |i: usize, checked: Result<(), codec::Damage>| -> Result<(), Error> {
+    let mut deliver = |i: usize, rec: &[u8], checked| -> Result<(), Error> {
         let (position, loc) = located(i);
-        let rec = record(i);
         verified_at(rec, position, loc, checked)?;
         if let Some(visit) = visit.as_mut() {
             // SAFETY: `verified_at` has just accepted these bytes, which are not
@@ -271,9 +264,12 @@ fn read_records(
                 arrived += 1;
             }
             while arrived - verified >= 4 {
-                let group: [&[u8]; 4] = std::array::from_fn(|k| record(verified + k));
+                // SAFETY: records `verified..verified + 4` are below `arrived`: their
+                // bytes have been read, and are not written again.
+                let group: [&[u8]; 4] =
+                    std::array::from_fn(|k| unsafe { bytes_at(origin, records[verified + k]) });
                 for (k, checked) in codec::check_records4(group).into_iter().enumerate() {
-                    deliver(verified + k, checked)?;
+                    deliver(verified + k, group[k], checked)?;
                 }
                 verified += 4;
             }
@@ -281,7 +277,10 @@ fn read_records(
     }
     debug_assert_eq!(arrived, count);
     while verified < count {
-        deliver(verified, codec::check_record(record(verified)))?;
+        // SAFETY: every record has arrived (all spans are read); the bytes are not
+        // written again.
+        let rec = unsafe { bytes_at(origin, records[verified]) };
+        deliver(verified, rec, codec::check_record(rec))?;
         verified += 1;
     }
     *into = EventBatch {
@@ -290,6 +289,16 @@ fn read_records(
         spans,
     };
     Ok(())
+}
+
+/// The `len` bytes at `origin + at`.
+///
+/// # Safety
+/// They must be initialised bytes of one live allocation that nothing writes while
+/// the returned slice is alive.
+unsafe fn bytes_at<'a>(origin: *const u8, (at, len): (usize, usize)) -> &'a [u8] {
+    // SAFETY: the caller's contract.
+    unsafe { std::slice::from_raw_parts(origin.add(at), len) }
 }
 
 /// Bytes per `pread` of a long span: large enough that the calls cost nothing next to
