@@ -1,8 +1,8 @@
-//! A long run of positions (a read or a subscription page of 511 events or more) reads
-//! its location pages from the index file in one `pread`, past the page cache. Those
-//! pages are checked like cached ones: a damaged byte anywhere in the index file is
-//! refused (the segment rebuilt from the log), and every read still returns exactly
-//! the log's events.
+//! A long run of positions (a read or a subscription page of 511 events or more, a
+//! filtered scan's chunk of type ids) reads its index pages (locations, type ids) from
+//! the index file in one `pread`, past the page cache. Those pages are checked like
+//! cached ones: a damaged byte anywhere in the index file is refused (the segment
+//! rebuilt from the log), and every read still returns exactly the log's events.
 
 mod common;
 
@@ -19,9 +19,10 @@ fn index_path(store: &std::path::Path) -> PathBuf {
     eventstore::store::index_file_path(store)
 }
 
-/// Every event through subscription pages of `page` events, as (position, payload).
-fn drain(store: &Store, page: u64) -> Vec<(u64, Vec<u8>)> {
-    let mut sub = store.subscribe(0, Filter::all());
+/// Every event `filter` selects through subscription pages of `page` events, as
+/// (position, payload).
+fn drain_filtered(store: &Store, page: u64, filter: Filter) -> Vec<(u64, Vec<u8>)> {
+    let mut sub = store.subscribe(0, filter);
     let mut batch = EventBatch::default();
     let mut out = Vec::new();
     loop {
@@ -38,6 +39,19 @@ fn drain(store: &Store, page: u64) -> Vec<(u64, Vec<u8>)> {
     }
 }
 
+fn drain(store: &Store, page: u64) -> Vec<(u64, Vec<u8>)> {
+    drain_filtered(store, page, Filter::all())
+}
+
+/// Type of the event at position `p`.
+fn kind(p: u64) -> &'static str {
+    if p % 3 == 0 {
+        "Walk"
+    } else {
+        "Run"
+    }
+}
+
 #[test]
 fn location_pages_read_in_runs_are_checked_and_damage_is_rebuilt_from_the_log() {
     let t = temp_store();
@@ -50,7 +64,7 @@ fn location_pages_read_in_runs_are_checked_and_damage_is_rebuilt_from_the_log() 
         let events = (0..10)
             .map(|k| ProposedEvent {
                 event_id: Uuid::nil(),
-                event_type: "Run".into(),
+                event_type: kind(chunk * 10 + k).into(),
                 metadata: vec![],
                 payload: format!("event {}", chunk * 10 + k).into_bytes(),
             })
@@ -67,6 +81,11 @@ fn location_pages_read_in_runs_are_checked_and_damage_is_rebuilt_from_the_log() 
     let model: Vec<(u64, Vec<u8>)> = (0..EVENTS)
         .map(|p| (p, format!("event {p}").into_bytes()))
         .collect();
+    let walks: Vec<(u64, Vec<u8>)> = model
+        .iter()
+        .filter(|(p, _)| kind(*p) == "Walk")
+        .cloned()
+        .collect();
     let log = std::fs::read(&t.path).unwrap();
     let index = std::fs::read(index_path(&t.path)).unwrap();
     let read_only = || Store::open_with(&t.path, OpenOptions::new().read_only()).unwrap();
@@ -78,6 +97,8 @@ fn location_pages_read_in_runs_are_checked_and_damage_is_rebuilt_from_the_log() 
         );
         for page in [511, 1000, u64::MAX] {
             assert_eq!(drain(&intact, page), model, "intact, pages of {page}");
+            let walk = drain_filtered(&intact, page, Filter::types(["Walk"]));
+            assert_eq!(walk, walks, "intact, filtered, pages of {page}");
         }
     }
     // One flipped byte per 4 KiB page, at a different place in each page.
@@ -89,6 +110,8 @@ fn location_pages_read_in_runs_are_checked_and_damage_is_rebuilt_from_the_log() 
         let store = read_only();
         let page = [511, 1000, 1500][n % 3];
         assert_eq!(drain(&store, page), model, "flip at {at}, pages of {page}");
+        let walk = drain_filtered(&store, u64::MAX, Filter::types(["Walk"]));
+        assert_eq!(walk, walks, "flip at {at}, filtered");
         let all = store.read_all(0, u64::MAX).unwrap();
         assert_eq!(all.len() as u64, EVENTS, "flip at {at}");
     }

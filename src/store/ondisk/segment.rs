@@ -15,10 +15,6 @@ use crate::error::Error;
 use crate::store::ids;
 use crate::store::index::{Delta, RecordLocation};
 
-/// Runs of at least this many locations are read past the page cache
-/// ([`IndexFile::pages_uncached`]).
-const UNCACHED_RUN: u64 = format::LOCATIONS_PER_PAGE;
-
 /// One segment of the index file.
 #[derive(Debug)]
 pub struct Segment {
@@ -110,25 +106,51 @@ impl Segment {
         to: u64,
         out: &mut Vec<RecordLocation>,
     ) -> Result<(), Error> {
-        let per = format::LOCATIONS_PER_PAGE;
-        let mut i = from - self.meta.first;
-        let end = to - self.meta.first;
-        if end - i >= UNCACHED_RUN {
-            // A long run (a catch-up's page): its pages in one read, past the cache.
+        out.reserve((to - from) as usize);
+        self.entries_of(
+            (
+                self.meta.locations,
+                format::LOCATIONS_PER_PAGE,
+                Kind::Locations,
+                8,
+            ),
+            from..to,
+            |raw| {
+                let raw = u64::from_le_bytes(raw.try_into().expect("8 bytes"));
+                out.push(self.check_location(raw)?);
+                Ok(())
+            },
+        )
+    }
+
+    /// Calls `each` with the raw entry of every position of `range` (inside the
+    /// segment), in order, from the column `(offset, entries per page, kind, entry
+    /// width)`. A run of at least a page's worth of entries (a catch-up's page, a
+    /// filtered scan's chunk) reads its pages in one `pread` past the page cache
+    /// ([`IndexFile::pages_uncached`]); shorter ones go through the cache.
+    fn entries_of(
+        &self,
+        (column, per, kind, width): (u64, u64, Kind, usize),
+        range: std::ops::Range<u64>,
+        mut each: impl FnMut(&[u8]) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        let mut i = range.start - self.meta.first;
+        let end = range.end - self.meta.first;
+        if i >= end {
+            return Ok(());
+        }
+        if end - i >= per {
             let first = i / per;
             let n = ((end - 1) / per - first + 1) as usize;
             let mut pages = Vec::new();
-            let offset = self.meta.locations + first * PAGE as u64;
             self.file
-                .pages_uncached(offset, n, Kind::Locations, &mut pages)?;
-            out.reserve((end - i) as usize);
+                .pages_uncached(column + first * PAGE as u64, n, kind, &mut pages)?;
             for (k, page) in pages.chunks_exact(PAGE).enumerate() {
                 let page_first = (first + k as u64) * per;
                 let at = (i - page_first) as usize;
                 let stop = (end - page_first).min(per) as usize;
-                for raw in page[at * 8..stop * 8].chunks_exact(8) {
-                    let raw = u64::from_le_bytes(raw.try_into().expect("8 bytes"));
-                    out.push(self.check_location(raw)?);
+                for raw in page[at * width..stop * width].chunks_exact(width) {
+                    each(raw)?;
                 }
                 i = page_first + stop as u64;
             }
@@ -136,10 +158,10 @@ impl Segment {
             return Ok(());
         }
         while i < end {
-            let (page, at) = self.page(self.meta.locations, i, per, Kind::Locations)?;
+            let (page, at) = self.page(column, i, per, kind)?;
             let n = (per - at as u64).min(end - i) as usize;
-            for k in 0..n {
-                out.push(self.check_location(format::le_u64(&page, (at + k) * 8))?);
+            for raw in page[at * width..(at + n) * width].chunks_exact(width) {
+                each(raw)?;
             }
             i += n as u64;
         }
@@ -158,22 +180,19 @@ impl Segment {
 
     /// Type ids of positions `from..to` onto `out`.
     pub fn types(&self, from: u64, to: u64, out: &mut Vec<u32>) -> Result<(), Error> {
-        let per = format::TYPES_PER_PAGE;
-        let mut i = from - self.meta.first;
-        let end = to - self.meta.first;
-        while i < end {
-            let (page, at) = self.page(self.meta.types, i, per, Kind::Types)?;
-            let n = (per - at as u64).min(end - i) as usize;
-            for k in 0..n {
-                let t = format::le_u32(&page, (at + k) * 4);
+        out.reserve((to - from) as usize);
+        self.entries_of(
+            (self.meta.types, format::TYPES_PER_PAGE, Kind::Types, 4),
+            from..to,
+            |raw| {
+                let t = u32::from_le_bytes(raw.try_into().expect("4 bytes"));
                 if t >= self.type_count {
                     return Err(bad(format!("type id {t} of {}", self.type_count)));
                 }
                 out.push(t);
-            }
-            i += n as u64;
-        }
-        Ok(())
+                Ok(())
+            },
+        )
     }
 
     fn dir_entry(&self, k: u64) -> Result<(u32, RunAt), Error> {
