@@ -45,7 +45,7 @@ fn drain(store: &Store, page: u64) -> Vec<(u64, Vec<u8>)> {
 
 /// Type of the event at position `p`.
 fn kind(p: u64) -> &'static str {
-    if p % 3 == 0 {
+    if p.is_multiple_of(3) {
         "Walk"
     } else {
         "Run"
