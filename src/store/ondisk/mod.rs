@@ -713,6 +713,106 @@ fn try_manifest(
     Ok((m, header))
 }
 
+/// Before open cuts the log at `cut` (a torn tail by the recovery rules): whether the
+/// index file proves that bytes from `cut` on were acknowledged. A manifest (a valid
+/// page of this log's salt: making one takes the salt) that covers more than `cut`
+/// records that its covered batch was synced and acknowledged; when that batch is
+/// still in the log past the cut, by its own bytes (the commit marker and batch CRC
+/// the manifest names, anywhere from `cut` on, or its header at its place), the
+/// damage lies in acknowledged data and is not a torn write, however the recovery
+/// rules would judge it without the index: the caller must refuse to cut. A manifest
+/// whose batch is nowhere in the log proves nothing (a log restored from an older
+/// copy beside a newer index file). Returns the reason, to be named in the error.
+///
+/// Cheap on the usual path (a crash's torn tail or preallocated zeros): the last
+/// manifest then covers at most `cut`, and the walk stops there.
+pub(crate) fn acknowledged_past(
+    path: &Path,
+    log: &dyn StorageFile,
+    log_len: u64,
+    salt: u64,
+    cut: u64,
+) -> Option<String> {
+    let ipath = index_path(path);
+    let file = File::open(&ipath).ok()?;
+    let len = file.metadata().ok()?.len();
+    let pages = len / PAGE as u64;
+    let seed = codec::SaltedCrc::new(salt);
+    // The bytes from the cut on, read once when first needed.
+    let mut tail: Option<Vec<u8>> = None;
+    const STEP: u64 = 256;
+    let mut buf = Vec::new();
+    let mut hi = pages;
+    while hi > 1 {
+        let lo = hi.saturating_sub(STEP).max(1);
+        buf.resize(((hi - lo) * PAGE as u64) as usize, 0);
+        file.read_exact_at(&mut buf, lo * PAGE as u64).ok()?;
+        for k in (lo..hi).rev() {
+            let at = k * PAGE as u64;
+            let p = &buf[((k - lo) * PAGE as u64) as usize..((k - lo + 1) * PAGE as u64) as usize];
+            if format::check(p, Kind::Manifest, salt, at).is_err() || format::le_u64(p, 16) != salt
+            {
+                continue;
+            }
+            let sequence = format::le_u64(p, 8);
+            let covered = format::le_u64(p, 24);
+            let start = format::le_u64(p, 32);
+            let crc = u32::from_le_bytes(p[40..44].try_into().expect("4 bytes"));
+            let events = format::le_u64(p, 48);
+            if covered <= cut {
+                // Manifests are written in log order: the earlier ones cover less.
+                return None;
+            }
+            if start < FILE_HEADER_LEN as u64 || covered < start + 52 {
+                continue;
+            }
+            // The batch's header at its place.
+            if start >= cut && start + BATCH_HEADER_LEN as u64 <= log_len {
+                let mut head = [0u8; BATCH_HEADER_LEN];
+                if read_exact_at(log, &mut head, start).is_ok() {
+                    if let Ok(DecodeOutcome::Complete { value, .. }) =
+                        codec::check_batch_header(&head, &seed)
+                    {
+                        let h = value.0;
+                        if start + u64::from(h.batch_len) == covered
+                            && h.first_position + u64::from(h.count) == events
+                        {
+                            return Some(format!(
+                                "the index file {} (manifest {sequence}) shows the log \
+                                 acknowledged up to byte offset {covered} ({events} events), \
+                                 and the header of its last batch is still at byte offset \
+                                 {start}",
+                                ipath.display()
+                            ));
+                        }
+                    }
+                }
+            }
+            // The batch's trailer, wherever it now lies past the cut.
+            let mut trailer = [0u8; 8];
+            trailer[..4].copy_from_slice(&COMMIT_MAGIC);
+            trailer[4..].copy_from_slice(&crc.to_le_bytes());
+            if tail.is_none() {
+                let mut t = vec![0u8; log_len.saturating_sub(cut) as usize];
+                read_exact_at(log, &mut t, cut).ok()?;
+                tail = Some(t);
+            }
+            let t = tail.as_deref().expect("read above");
+            if let Some(i) = t.windows(8).position(|w| w == trailer) {
+                return Some(format!(
+                    "the index file {} (manifest {sequence}) shows the log acknowledged up \
+                     to byte offset {covered} ({events} events), and the commit marker and \
+                     batch CRC of its last batch are still in the log, at byte offset {}",
+                    ipath.display(),
+                    cut + i as u64
+                ));
+            }
+        }
+        hi = lo;
+    }
+    None
+}
+
 #[allow(clippy::too_many_arguments)]
 fn bind(
     m: Manifest,
