@@ -625,3 +625,206 @@ fn shifted_bytes_in_the_prefix_at_the_boundary_and_in_the_tail() {
         }
     });
 }
+
+/// Batch boundaries after `from`, up to `n` of them spread over the rest of the log.
+fn boundaries_after(o: &Original, from: u64, n: usize, rng: &mut Rng) -> Vec<u64> {
+    let ends: Vec<u64> = o
+        .batches
+        .iter()
+        .map(|b| b.1)
+        .filter(|&e| e >= from)
+        .collect();
+    let mut v = vec![ends[0], *ends.last().unwrap()];
+    for _ in 0..n {
+        v.push(*rng.pick(&ends));
+    }
+    v.sort();
+    v.dedup();
+    v
+}
+
+#[test]
+fn the_log_cut_below_the_covered_offset_or_extended_with_garbage() {
+    each_store(|name, o, rng| {
+        let covered = o.last_covered();
+        let bound = o.batch_ending(covered);
+        let mid = o.batches[o.batches.len() / 2];
+        let mut cuts = vec![
+            ("in the prefix, inside a batch", mid.0 + 100),
+            ("in the prefix, at a batch boundary", mid.0),
+            ("inside the first covered batch", FILE_HEADER_LEN + 60),
+            ("one byte below the covered offset", covered - 1),
+            ("inside the bound batch, its header kept", bound.0 + 50),
+            ("inside the bound batch's header", bound.0 + 20),
+        ];
+        if covered < o.log.len() as u64 {
+            let t = o.batch_at((covered + o.log.len() as u64) / 2);
+            cuts.push(("in the tail, inside a batch", t.0 + 70));
+            cuts.push(("in the tail, at a batch boundary", t.0));
+        }
+        for (place, cut) in cuts {
+            let what = format!("{name}: the log cut at {cut} ({place})");
+            let allow = Allow::LoseFrom(o.events_before(cut));
+            let seen = judge(&what, o, &o.log[..cut as usize], Some(&o.index), cut, allow);
+            eprintln!("{what}: {seen:?}");
+            if let Seen::Opened { events } = seen {
+                assert_eq!(events, o.events_before(cut), "{what}");
+            }
+            // A cut that keeps the bound batch's header in its place leaves proof that
+            // acknowledged bytes are missing: refused.
+            if cut > bound.0 + 44 && cut < covered {
+                assert!(
+                    matches!(&seen, Seen::Refused(m) if m.contains("acknowledged")),
+                    "{what}: {seen:?}"
+                );
+            }
+        }
+        // Extended: garbage, zeros, a copy of an earlier batch, the bound batch again.
+        let copy = |b: (u64, u64, u64)| o.log[b.0 as usize..b.1 as usize].to_vec();
+        let tails: Vec<(&str, Vec<u8>)> = vec![
+            ("one random byte", rng.bytes(1)),
+            ("5000 random bytes", rng.bytes(5000)),
+            ("preallocated zeros", vec![0; 256 << 10]),
+            ("a copy of an earlier batch", copy(mid)),
+            ("a copy of the bound batch", copy(bound)),
+            (
+                "a copy of the last 3000 bytes",
+                o.log[o.log.len() - 3000..].to_vec(),
+            ),
+        ];
+        for (place, tail) in tails {
+            let what = format!("{name}: the log extended with {place}");
+            let mut log = o.log.clone();
+            log.extend_from_slice(&tail);
+            let seen = judge(
+                &what,
+                o,
+                &log,
+                Some(&o.index),
+                o.log.len() as u64,
+                Allow::Nothing,
+            );
+            eprintln!("{what}: {seen:?}");
+            assert!(
+                matches!(seen, Seen::Opened { events } if events == o.model.len() as u64),
+                "{what}: {seen:?}"
+            );
+        }
+    });
+}
+
+#[test]
+fn the_index_and_the_log_from_different_moments() {
+    let s = stores();
+    let mut rng = Rng::new(seed() ^ 0xbac);
+    let o = &s.tail;
+    // An older copy of the log (restored from a backup) beside the newest index: it
+    // binds to the last manifest that covers no more than the copy, or none.
+    for b in boundaries_after(o, FILE_HEADER_LEN + 1, 4, &mut rng) {
+        for (how, extra) in [
+            ("", Vec::new()),
+            (
+                ", with a torn last write",
+                o.log[b as usize..(b as usize + 30).min(o.log.len())].to_vec(),
+            ),
+            (", with preallocated zeros", vec![0u8; 300 << 10]),
+        ] {
+            let what = format!("an older log ({b} bytes{how}) beside the newest index");
+            let mut log = o.log[..b as usize].to_vec();
+            log.extend_from_slice(&extra);
+            let events = o.events_before(b);
+            let seen = judge(&what, o, &log, Some(&o.index), b, Allow::LoseFrom(events));
+            eprintln!("{what}: {seen:?}");
+            assert!(
+                matches!(seen, Seen::Opened { events: e } if e == events),
+                "{what}: {seen:?}"
+            );
+        }
+    }
+    // An older index beside the newest log: a longer tail.
+    for (k, ix) in o.indexes.iter().enumerate() {
+        let what = format!("the index of checkpoint {k} beside the newest log");
+        let seen = judge(
+            &what,
+            o,
+            &o.log,
+            Some(ix),
+            o.log.len() as u64,
+            Allow::Nothing,
+        );
+        assert!(
+            matches!(seen, Seen::Opened { events } if events == o.model.len() as u64),
+            "{what}: {seen:?}"
+        );
+    }
+    // Another store's index (another salt): ignored, the log scanned.
+    let what = "another store's index";
+    let seen = judge(
+        what,
+        o,
+        &o.log,
+        Some(&s.whole.index),
+        o.log.len() as u64,
+        Allow::Nothing,
+    );
+    assert!(
+        matches!(seen, Seen::Opened { events } if events == o.model.len() as u64),
+        "{what}: {seen:?}"
+    );
+    // Another store's index with damage in the log's prefix: the scan refuses it.
+    let mid = o.batches[o.batches.len() / 3];
+    let what = "another store's index, a flip in the log";
+    let seen = judge(
+        what,
+        o,
+        &flip(&o.log, mid.0 + 10),
+        Some(&s.whole.index),
+        mid.0,
+        Allow::Nothing,
+    );
+    assert!(matches!(seen, Seen::Refused(_)), "{what}: {seen:?}");
+    // The index of a copy of this store (the same salt) that went on differently
+    // after the second checkpoint: binds only where the two histories agree.
+    let dir = scratch();
+    let copy = dir.path().join("copy.store");
+    std::fs::write(&copy, &o.log[..o.covered[1] as usize]).unwrap();
+    std::fs::write(index_of(&copy), &o.indexes[1]).unwrap();
+    {
+        let store = Store::open_with(&copy, asked_only()).unwrap();
+        let mut c = Original {
+            model: o.model[..o.events_before(o.covered[1]) as usize].to_vec(),
+            ..o.clone()
+        };
+        c.batches.retain(|b| b.1 <= o.covered[1]);
+        grow(&store, &copy, &mut rng, &mut c, o.log.len() as u64 + 5000);
+        assert!(store.checkpoint_index(0));
+        store.close().unwrap();
+    }
+    let diverged = std::fs::read(index_of(&copy)).unwrap();
+    let what = "the index of a diverged copy (same salt)";
+    let seen = judge(
+        what,
+        o,
+        &o.log,
+        Some(&diverged),
+        o.log.len() as u64,
+        Allow::Nothing,
+    );
+    assert!(
+        matches!(seen, Seen::Opened { events } if events == o.model.len() as u64),
+        "{what}: {seen:?}"
+    );
+    // ... and with the log cut inside the bound batch of that index's last manifest's
+    // position: nothing of the diverged history is evidence for this log.
+    let what = "the index of a diverged copy, beside a log with a torn last write";
+    let last = *o.batches.last().unwrap();
+    let seen = judge(
+        what,
+        o,
+        &o.log[..(last.0 + 50) as usize],
+        Some(&diverged),
+        last.0,
+        Allow::LoseFrom(last.2),
+    );
+    eprintln!("{what}: {seen:?}");
+}

@@ -73,7 +73,11 @@ fn a_large_store_reopens_whole_and_a_torn_tail_is_cut() {
         }
         other => panic!("{:?}", other.map(|_| ())),
     }
-    assert_eq!(std::fs::read(&t.path).unwrap(), cut, "the refused open wrote");
+    assert_eq!(
+        std::fs::read(&t.path).unwrap(),
+        cut,
+        "the refused open wrote"
+    );
     // Without the index file nothing says the batch was acknowledged: it is a torn
     // tail, dropped on open.
     let mut index = t.path.clone().into_os_string();
