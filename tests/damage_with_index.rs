@@ -828,3 +828,234 @@ fn the_index_and_the_log_from_different_moments() {
     );
     eprintln!("{what}: {seen:?}");
 }
+
+/// Power-loss images with an index file: the log as synced up to some batch (and,
+/// after it, a torn write that was never acknowledged, or preallocated zeros), beside
+/// the index as a crash may leave it: the checkpoint before, or the next one torn
+/// (segments written, manifest not), or whole (its log range had been synced before it
+/// was written). Each image opens with exactly the synced batches; then damage on top.
+#[test]
+fn power_loss_images_with_an_index_then_damage_on_top() {
+    let o = &stores().tail;
+    let mut rng = Rng::new(seed() ^ 0x9051);
+    let per = if full() { 6 } else { 1 };
+    for k in 0..o.indexes.len() {
+        let mut indexes: Vec<(String, Vec<u8>)> =
+            vec![(format!("index {k}"), o.indexes[k].clone())];
+        if k + 1 < o.indexes.len() {
+            let (a, b) = (o.indexes[k].len(), o.indexes[k + 1].len());
+            let pages = (b - a) / 4096;
+            let cut = a + 4096 * rng.range(1, pages - 1);
+            indexes.push((
+                format!("index {} torn at {cut}", k + 1),
+                o.indexes[k + 1][..cut].to_vec(),
+            ));
+            let mut zeroed = o.indexes[k + 1].clone();
+            zeroed[cut + 100..].fill(0);
+            indexes.push((format!("index {} zero from {}", k + 1, cut + 100), zeroed));
+        }
+        for b in boundaries_after(o, o.covered[k], per, &mut rng) {
+            let next = o.batches.iter().find(|x| x.0 == b).copied();
+            for (iname, ix) in &indexes {
+                let mut tails: Vec<(&str, Vec<u8>)> =
+                    vec![("", Vec::new()), (", zeros", vec![0; 64 << 10])];
+                if let Some(n) = next {
+                    // The next write, torn: some of its 512-byte sectors landed.
+                    let mut torn = o.log[n.0 as usize..n.1 as usize].to_vec();
+                    for s in torn.chunks_mut(512) {
+                        if rng.chance(1, 2) {
+                            s.fill(0);
+                        }
+                    }
+                    torn.truncate(rng.range(1, torn.len()));
+                    tails.push((", a torn write", torn));
+                }
+                if !full() {
+                    // One of the ends per image in the quick run.
+                    let keep = rng.below(tails.len() as u64) as usize;
+                    tails = vec![tails.swap_remove(keep)];
+                }
+                for (tname, tail) in tails {
+                    let mut log = o.log[..b as usize].to_vec();
+                    log.extend_from_slice(&tail);
+                    let events = o.events_before(b);
+                    let what = format!("power loss: log to {b}{tname}, {iname}");
+                    let seen = judge(&what, o, &log, Some(ix), b, Allow::LoseFrom(events));
+                    assert!(
+                        matches!(seen, Seen::Opened { events: e } if e == events),
+                        "{what}: {seen:?}"
+                    );
+                    // Damage on top, in what the index covers.
+                    let victim = o.batch_at(rng.range(40, o.covered[k] as usize - 1) as u64);
+                    let at = victim.0 + rng.below(victim.1 - victim.0);
+                    let what = format!("{what}, a flip at {at}");
+                    let seen = judge(
+                        &what,
+                        o,
+                        &flip(&log, at),
+                        Some(ix),
+                        at,
+                        Allow::LoseFrom(events),
+                    );
+                    eprintln!("{what}: {seen:?}");
+                }
+            }
+        }
+    }
+}
+
+/// The batches of a log (start, end, first position), read from its frames.
+fn batches_of(log: &[u8]) -> Vec<(u64, u64, u64)> {
+    let mut v = Vec::new();
+    let mut at = FILE_HEADER_LEN as usize;
+    while at + 44 <= log.len() && &log[at..at + 4] == b"EVBT" {
+        let len = u32::from_le_bytes(log[at + 4..at + 8].try_into().unwrap()) as usize;
+        let first = u64::from_le_bytes(log[at + 8..at + 16].try_into().unwrap());
+        if at + len > log.len() {
+            break;
+        }
+        v.push((at as u64, (at + len) as u64, first));
+        at += len;
+    }
+    v
+}
+
+/// The covered offsets of an index file's manifests, in file order.
+fn manifests_of(index: &[u8]) -> Vec<u64> {
+    index
+        .chunks_exact(4096)
+        .filter(|p| u32::from_le_bytes(p[4088..4092].try_into().unwrap()) == 8)
+        .map(|p| u64::from_le_bytes(p[24..32].try_into().unwrap()))
+        .collect()
+}
+
+/// What the child of the kill test does: appends (ids and sizes from the position)
+/// with checkpoints every 64 KiB of log, printing each acknowledged position.
+#[test]
+fn child_process_entry() {
+    let Ok(path) = std::env::var("ES_DAMAGE_INDEX_CHILD") else {
+        return;
+    };
+    let store = Store::open_with(
+        Path::new(&path),
+        OpenOptions::new().index_checkpoints(1, 64 << 10, Duration::from_millis(20)),
+    )
+    .unwrap();
+    let mut rng = Rng::new(store.global_position());
+    loop {
+        let n = store.global_position();
+        let k = rng.range(1, 4) as u64;
+        let events: Vec<_> = (n..n + k).map(|i| ev(&mut rng, i)).collect();
+        let stream = Uuid::from_u128(0x5_0000 + u128::from(rng.below(11)));
+        let got = store.append(stream, ExpectedVersion::Any, events).unwrap();
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        for e in got {
+            writeln!(out, "ACK {}", e.global_position).unwrap();
+        }
+    }
+}
+
+/// kill -9 of a writer while it appends and checkpoints; then the store as the
+/// kill left it (every acknowledged event there), and damage on top of that.
+#[test]
+fn kill_9_while_appending_and_checkpointing_then_damage_on_top() {
+    use std::io::{BufRead, BufReader};
+    let rounds = if full() { 8 } else { 3 };
+    let dir = scratch();
+    let path = dir.path().join("killed.store");
+    let exe = std::env::current_exe().unwrap();
+    let mut rng = Rng::new(seed() ^ 0x9);
+    for round in 0..rounds {
+        let mut child = std::process::Command::new(&exe)
+            .args([
+                "--exact",
+                "child_process_entry",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("ES_DAMAGE_INDEX_CHILD", &path)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let want = 1500 + rng.below(1500);
+        let mut acked = 0;
+        for line in BufReader::new(stdout).lines() {
+            if let Some(p) = line.unwrap().strip_prefix("ACK ") {
+                acked = acked.max(p.parse::<u64>().unwrap() + 1);
+                if acked >= want * (round + 1) {
+                    break;
+                }
+            }
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        // The store as the kill left it: a copy, so that the rounds go on from it.
+        let log = std::fs::read(&path).unwrap();
+        let index = std::fs::read(index_of(&path)).unwrap();
+        let model = {
+            let d = scratch();
+            let p = place(d.path(), &log, Some(&index));
+            let s = Store::open_with(&p, asked_only()).unwrap();
+            let m = s.read_all(0, u64::MAX).unwrap();
+            assert!(
+                m.len() as u64 >= acked,
+                "round {round}: acknowledged events lost"
+            );
+            for (i, e) in m.iter().enumerate() {
+                assert_eq!(e.global_position, i as u64);
+                assert_eq!(
+                    e.event_id,
+                    Uuid::from_u128(0x00e5_0000_0000_0000_0000_0000_0000 + i as u128)
+                );
+            }
+            m
+        };
+        let mut batches = batches_of(&log);
+        let end = batches.last().unwrap().1;
+        batches.retain(|b| b.1 <= end);
+        let covered: Vec<u64> = manifests_of(&index)
+            .into_iter()
+            .filter(|&c| c <= end)
+            .collect();
+        assert!(
+            !covered.is_empty(),
+            "round {round}: a checkpoint was written"
+        );
+        let o = Original {
+            log: log[..end as usize].to_vec(),
+            index: index.clone(),
+            batches,
+            model,
+            covered,
+            indexes: vec![index.clone()],
+        };
+        let cov = o.last_covered();
+        let bound = o.batch_ending(cov);
+        let mut places = vec![
+            (
+                "in the prefix",
+                o.batch_at(rng.range(40, cov as usize / 2) as u64).0 + 50,
+            ),
+            ("the bound batch's header", bound.0 + 12),
+            ("the bound batch's trailer", cov - 3),
+        ];
+        if cov < end {
+            places.push((
+                "in the tail",
+                o.batch_at(rng.range(cov as usize, end as usize - 1) as u64)
+                    .0
+                    + 10,
+            ));
+        }
+        for (place, at) in places {
+            // The log as the kill left it (preallocated zeros after the batches).
+            let what = format!("kill -9 round {round}: a flip at {at} ({place})");
+            let allow = allowance(&o, at, at + 1);
+            let seen = judge(&what, &o, &flip(&log, at), Some(&index), at, allow);
+            eprintln!("{what}: {seen:?}");
+        }
+    }
+}
