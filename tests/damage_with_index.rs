@@ -221,14 +221,18 @@ fn judge(
     let path = place(dir.path(), log, index);
 
     // A read-only handle first: it never changes anything.
-    match Store::open_with(&path, OpenOptions::new().read_only()) {
+    let ro_saw = match Store::open_with(&path, OpenOptions::new().read_only()) {
         Ok(ro) => {
             let n = ro.global_position();
             check_reads(&format!("{what} (read-only)"), &ro, model, n, clean);
             drop(ro);
+            Some(n)
         }
-        Err(e) => assert!(is_clear(&e), "{what}: read-only open: unclear error {e:?}"),
-    }
+        Err(e) => {
+            assert!(is_clear(&e), "{what}: read-only open: unclear error {e:?}");
+            None
+        }
+    };
     assert_eq!(
         std::fs::read(&path).unwrap(),
         log,
@@ -243,11 +247,20 @@ fn judge(
                 log,
                 "{what}: a refused open changed the log ({e})"
             );
+            assert_eq!(
+                ro_saw, None,
+                "{what}: the writer refused ({e}), a reader opened"
+            );
             return Seen::Refused(e.to_string());
         }
         Ok(s) => s,
     };
     let n = store.global_position();
+    assert_eq!(
+        ro_saw,
+        Some(n),
+        "{what}: the reader and the writer disagree"
+    );
     let after = std::fs::read(&path).unwrap();
     assert_eq!(
         &after[..],
