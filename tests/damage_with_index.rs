@@ -1072,3 +1072,84 @@ fn kill_9_while_appending_and_checkpointing_then_damage_on_top() {
         }
     }
 }
+
+/// Hostile things at the index file's path: nothing hangs, nothing is lost.
+#[test]
+fn a_fifo_a_directory_or_dev_zero_as_the_index_file() {
+    let o = &stores().whole;
+    for what in ["a FIFO", "a directory", "a symlink to /dev/zero"] {
+        let dir = scratch();
+        let path = place(dir.path(), &o.log, None);
+        let ix = index_of(&path);
+        match what {
+            "a FIFO" => {
+                let c = std::ffi::CString::new(ix.as_os_str().as_encoded_bytes()).unwrap();
+                // SAFETY: a valid NUL-terminated path.
+                assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+            }
+            "a directory" => std::fs::create_dir(&ix).unwrap(),
+            _ => std::os::unix::fs::symlink("/dev/zero", &ix).unwrap(),
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        let p = path.clone();
+        let len = o.model.len() as u64;
+        std::thread::spawn(move || {
+            let ro =
+                Store::open_with(&p, OpenOptions::new().read_only()).map(|s| s.global_position());
+            let rw = Store::open_with(&p, asked_only()).map(|s| {
+                let n = s.global_position();
+                s.close().unwrap();
+                n
+            });
+            let _ = tx.send((ro.map_err(|e| e.to_string()), rw.map_err(|e| e.to_string())));
+        });
+        let got = rx
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("{what}: an open hangs"));
+        assert_eq!(got, (Ok(len), Ok(len)), "{what}");
+    }
+    // A FIFO, or a symlink, where the first checkpoint writes its new file.
+    for what in ["a FIFO", "a symlink"] {
+        let dir = scratch();
+        let path = place(dir.path(), &o.log, None);
+        let mut tmp = index_of(&path).into_os_string();
+        tmp.push(".tmp");
+        let target = dir.path().join("not-to-be-written");
+        if what == "a FIFO" {
+            let c = std::ffi::CString::new(tmp.as_encoded_bytes()).unwrap();
+            // SAFETY: a valid NUL-terminated path.
+            assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        } else {
+            std::os::unix::fs::symlink(&target, &tmp).unwrap();
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        let p = path.clone();
+        std::thread::spawn(move || {
+            let s = Store::open_with(&p, asked_only()).unwrap();
+            let written = s.checkpoint_index(0);
+            s.close().unwrap();
+            let _ = tx.send(written);
+        });
+        let written = rx
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("{what} at the new index file's path: a checkpoint hangs"));
+        assert!(written, "{what}: the checkpoint was written");
+        assert!(!target.exists(), "{what}: the symlink was followed");
+        assert_eq!(
+            manifests_of(&std::fs::read(index_of(&path)).unwrap()).len(),
+            1
+        );
+        let seen = judge(
+            what,
+            o,
+            &std::fs::read(&path).unwrap(),
+            Some(&std::fs::read(index_of(&path)).unwrap()),
+            o.log.len() as u64,
+            Allow::Nothing,
+        );
+        assert!(
+            matches!(seen, Seen::Opened { events } if events == o.model.len() as u64),
+            "{what}: {seen:?}"
+        );
+    }
+}

@@ -414,11 +414,18 @@ pub(crate) fn write_checkpoint(
     let fresh = w.file.is_none();
     if fresh {
         let tmp = tmp_of(&w.path);
+        // A new file, never whatever lies at the path (a FIFO would block the writes
+        // and, through them, `close`; a symlink would be followed).
+        match std::fs::remove_file(&tmp) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(Error::io(format!("remove {}", tmp.display()), e))
+            }
+            _ => {}
+        }
         let file = OpenOptions::new()
             .read(true)
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .open(&tmp)
             .map_err(|e| Error::io(format!("create {}", tmp.display()), e))?;
         // The index holds stream and event ids: it gets the store's permissions, not
@@ -560,6 +567,24 @@ pub(crate) struct Loaded {
     pub writer: Option<IndexWriter>,
 }
 
+/// Opens the index file, refusing anything but a regular file: `O_NONBLOCK`, so that a
+/// FIFO put at its path cannot hang the open (a read-only open of a FIFO waits for a
+/// writer), and a device or directory is never read as an index.
+fn open_regular(ipath: &Path, writable: bool) -> Result<File, String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = OpenOptions::new()
+        .read(true)
+        .write(writable)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(ipath)
+        .map_err(|e| format!("{}: {e}", ipath.display()))?;
+    match file.metadata() {
+        Ok(m) if m.is_file() => Ok(file),
+        Ok(_) => Err(format!("{} is not a regular file", ipath.display())),
+        Err(e) => Err(format!("{}: {e}", ipath.display())),
+    }
+}
+
 /// Opens `<path>-index` and binds its last valid manifest to the log; `None` (and the
 /// reason, for a debug log) when there is no usable index: the caller scans the whole
 /// log. `writable`: the writer's open (the file is opened read-write to append to it;
@@ -573,11 +598,7 @@ pub(crate) fn load(
     writable: bool,
 ) -> Result<Loaded, String> {
     let ipath = index_path(path);
-    let file = OpenOptions::new()
-        .read(true)
-        .write(writable)
-        .open(&ipath)
-        .map_err(|e| format!("{}: {e}", ipath.display()))?;
+    let file = open_regular(&ipath, writable)?;
     let reader = file
         .try_clone()
         .map_err(|e| format!("duplicate the handle of {}: {e}", ipath.display()))?;
@@ -734,7 +755,7 @@ pub(crate) fn acknowledged_past(
     cut: u64,
 ) -> Option<String> {
     let ipath = index_path(path);
-    let file = File::open(&ipath).ok()?;
+    let file = open_regular(&ipath, false).ok()?;
     let len = file.metadata().ok()?.len();
     let pages = len / PAGE as u64;
     let seed = codec::SaltedCrc::new(salt);
