@@ -1210,3 +1210,80 @@ fn a_damaged_index_page_over_a_damaged_log_range() {
         }
     });
 }
+
+/// Bit rot under an open store: a byte of the log flips between checkpoints, in a
+/// range that the next merge rebuilds from the log. The merge fails (its segments
+/// stay), checkpoints go on, later merges still happen, and every read is exact or a
+/// clear error; after close the store reopens with every event.
+#[test]
+fn a_merge_over_a_range_damaged_while_open() {
+    let dir = scratch();
+    let path = dir.path().join("rot.store");
+    let mut rng = Rng::new(seed() ^ 0x707);
+    let mut o = Original {
+        log: Vec::new(),
+        index: Vec::new(),
+        batches: Vec::new(),
+        model: Vec::new(),
+        covered: Vec::new(),
+        indexes: Vec::new(),
+    };
+    let store = Store::open_with(&path, asked_only()).unwrap();
+    let mut rotted = None;
+    let rounds = 24;
+    for round in 0..rounds {
+        let to = std::fs::metadata(&path).unwrap().len() + 40_000;
+        grow(&store, &path, &mut rng, &mut o, to);
+        assert!(
+            store.checkpoint_index(0),
+            "round {round}: a checkpoint was written"
+        );
+        o.covered.push(o.batches.last().unwrap().1);
+        if round == 1 && std::env::var("ES_NO_ROT").is_err() {
+            // A record of the first segment rots.
+            let b = o.batches[o.batches.len() / 4];
+            let at = b.0 + 44 + rng.below(b.1 - b.0 - 52);
+            let f = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&path)
+                .unwrap();
+            use std::os::unix::fs::FileExt;
+            let mut byte = [0u8];
+            f.read_at(&mut byte, at).unwrap();
+            f.write_all_at(&[byte[0] ^ 0x20], at).unwrap();
+            rotted = Some(at);
+        }
+    }
+    let at = rotted.unwrap_or(o.log.len() as u64);
+    // Segments of 4^k events merge by fours: some 24 checkpoints leave a handful.
+    let parts = store.index_parts();
+    assert!(
+        parts <= 10,
+        "{parts} parts: merges stopped at the damaged range"
+    );
+    check_reads(
+        "rotted under an open store",
+        &store,
+        &o.model,
+        o.model.len() as u64,
+        o.events_before(at),
+    );
+    store.close().unwrap();
+    o.log = std::fs::read(&path).unwrap();
+    o.index = std::fs::read(index_of(&path)).unwrap();
+    let log = o.log.clone();
+    let index = o.index.clone();
+    let seen = judge(
+        "rotted under an open store, reopened",
+        &o,
+        &log,
+        Some(&index),
+        at,
+        Allow::Nothing,
+    );
+    assert!(
+        matches!(seen, Seen::Opened { events } if events == o.model.len() as u64),
+        "{seen:?}"
+    );
+}

@@ -401,6 +401,7 @@ impl Store {
             log: source,
             thresholds: options.checkpoints,
             failed_at: Mutex::new(None),
+            failed_merges: Mutex::new(Vec::new()),
         });
         checkpointer.ask_if(read_lock(&index).delta_log_bytes());
         Ok(Store {
