@@ -1287,3 +1287,92 @@ fn a_merge_over_a_range_damaged_while_open() {
         "{seen:?}"
     );
 }
+
+/// The first page of each live segment's locations column, from an index file's last
+/// manifest (format.md, "Manifest").
+fn live_location_pages(index: &[u8]) -> Vec<usize> {
+    let m = *pages_of_kind(index, 8).last().unwrap();
+    let body = &index[m..m + 4088];
+    let n = u32::from_le_bytes(body[56..60].try_into().unwrap()) as usize;
+    (0..n.min(30))
+        .map(|i| {
+            u64::from_le_bytes(
+                body[72 + 104 * i + 56..72 + 104 * i + 64]
+                    .try_into()
+                    .unwrap(),
+            ) as usize
+        })
+        .collect()
+}
+
+/// A page of a live segment rots in an index file that checkpoints then want to
+/// rewrite (more than half of it dead after merges): the rewrite copies live pages,
+/// checked, and meets the bad one. Checkpoints must still be written (the index must
+/// not stop following the log), and the store reopens with every event.
+#[test]
+fn a_rotten_index_page_under_a_rewrite() {
+    let dir = scratch();
+    let path = dir.path().join("rewrite.store");
+    let mut rng = Rng::new(seed() ^ 0x4e3);
+    let mut o = Original {
+        log: Vec::new(),
+        index: Vec::new(),
+        batches: Vec::new(),
+        model: Vec::new(),
+        covered: Vec::new(),
+        indexes: Vec::new(),
+    };
+    let store = Store::open_with(&path, asked_only()).unwrap();
+    for _ in 0..12 {
+        let to = std::fs::metadata(&path).unwrap().len() + 40_000;
+        grow(&store, &path, &mut rng, &mut o, to);
+        assert!(store.checkpoint_index(0));
+    }
+    store.close().unwrap();
+    let ix = index_of(&path);
+    let mut index = std::fs::read(&ix).unwrap();
+    let pages = live_location_pages(&index);
+    index[pages[0] + 10] ^= 1;
+    std::fs::write(&ix, &index).unwrap();
+    let ino = |p: &Path| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).unwrap());
+    let first_ino = ino(&ix);
+    let store = Store::open_with(&path, asked_only()).unwrap();
+    let mut written = 0;
+    for round in 0..40 {
+        let to = std::fs::metadata(&path).unwrap().len() + 40_000;
+        grow(&store, &path, &mut rng, &mut o, to);
+        if store.checkpoint_index(0) {
+            written += 1;
+        } else {
+            eprintln!("round {round}: no checkpoint");
+        }
+    }
+    eprintln!(
+        "{written} checkpoints of 40; the file replaced: {}",
+        ino(&ix) != first_ino
+    );
+    assert_eq!(written, 40, "checkpoints stopped");
+    check_reads(
+        "a rotten index page under rewrites",
+        &store,
+        &o.model,
+        o.model.len() as u64,
+        u64::MAX,
+    );
+    store.close().unwrap();
+    o.log = std::fs::read(&path).unwrap();
+    o.index = std::fs::read(&ix).unwrap();
+    let (log, index) = (o.log.clone(), o.index.clone());
+    let seen = judge(
+        "a rotten index page under rewrites, reopened",
+        &o,
+        &log,
+        Some(&index),
+        u64::MAX,
+        Allow::Nothing,
+    );
+    assert!(
+        matches!(seen, Seen::Opened { events } if events == o.model.len() as u64),
+        "{seen:?}"
+    );
+}

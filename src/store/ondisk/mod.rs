@@ -320,6 +320,9 @@ pub(crate) struct IndexWriter {
     sequence: u64,
     /// The last manifest written or bound: (covered offset, last batch start, its CRC).
     last: Option<(u64, u64, u32)>,
+    /// A rewrite of the file failed (a live page unreadable): the checkpoints of this
+    /// handle append to the file as it is instead.
+    no_rewrite: bool,
 }
 
 impl IndexWriter {
@@ -333,6 +336,7 @@ impl IndexWriter {
             end: 0,
             sequence: 0,
             last: None,
+            no_rewrite: false,
         }
     }
 }
@@ -397,7 +401,8 @@ pub(crate) fn write_checkpoint(
     .map_err(|why| fail(format!("checkpoint of the index: {why}")))?;
     // More than half of the file dead (merged-away segments, old manifests): write
     // the live segments and the new ones to a new file, renamed over this one.
-    if w.file.is_some() && w.end >= REWRITE_MIN {
+    let mut replaced = None;
+    if w.file.is_some() && w.end >= REWRITE_MIN && !w.no_rewrite {
         let live: u64 = frozen
             .parts
             .iter()
@@ -408,7 +413,7 @@ pub(crate) fn write_checkpoint(
             .sum::<u64>()
             * PAGE as u64;
         if w.end > 2 * (live + 2 * PAGE as u64) {
-            w.file = None;
+            replaced = w.file.take().map(|f| (f, w.end, w.sequence));
         }
     }
     let fresh = w.file.is_none();
@@ -465,6 +470,24 @@ pub(crate) fn write_checkpoint(
         if let Err(e) = renamed {
             let _ = std::fs::remove_file(&tmp);
             w.file = None;
+            if let Some((file, end, sequence)) = replaced {
+                // The rewrite copies the live segments' pages, each checked: one that
+                // rotted fails it, and would fail every later one alike, so that the
+                // index would stop following the log. Append to the file as it is
+                // (the bad page is rebuilt from the log when a read meets it).
+                crate::log::log(
+                    crate::log::Level::Warn,
+                    &format!(
+                        "rewriting the index file {} failed ({e}); appending to it instead",
+                        w.path.display()
+                    ),
+                );
+                w.file = Some(file);
+                w.end = end;
+                w.sequence = sequence;
+                w.no_rewrite = true;
+                return write_parts(w, log, frozen, last_batch_start, crc);
+            }
             return Err(e);
         }
     }
@@ -878,6 +901,7 @@ fn bind(
         end: len.next_multiple_of(PAGE as u64),
         sequence: m.sequence,
         last: Some((m.covered, m.last_batch_start, m.last_batch_crc)),
+        no_rewrite: false,
     });
     Loaded {
         index,
