@@ -782,12 +782,21 @@ pub(crate) fn acknowledged_past(
     let len = file.metadata().ok()?.len();
     let pages = len / PAGE as u64;
     let seed = codec::SaltedCrc::new(salt);
-    // The bytes from the cut on, read once when first needed.
-    let mut tail: Option<Vec<u8>> = None;
+    let proof = |sequence: u64, covered: u64, events: u64, found: String| {
+        format!(
+            "the index file {} (manifest {sequence}) shows the log acknowledged up to byte \
+             offset {covered} ({events} events), and {found}",
+            ipath.display()
+        )
+    };
+    // The manifests covering more than the cut, newest first: (sequence, covered,
+    // events, batch CRC). Their headers are checked as they are met, their trailers
+    // searched for afterwards in one pass over the log.
+    let mut trailers: Vec<(u64, u64, u64, u32)> = Vec::new();
     const STEP: u64 = 256;
     let mut buf = Vec::new();
     let mut hi = pages;
-    while hi > 1 {
+    'walk: while hi > 1 {
         let lo = hi.saturating_sub(STEP).max(1);
         buf.resize(((hi - lo) * PAGE as u64) as usize, 0);
         file.read_exact_at(&mut buf, lo * PAGE as u64).ok()?;
@@ -805,7 +814,7 @@ pub(crate) fn acknowledged_past(
             let events = format::le_u64(p, 48);
             if covered <= cut {
                 // Manifests are written in log order: the earlier ones cover less.
-                return None;
+                break 'walk;
             }
             if start < FILE_HEADER_LEN as u64 || covered < start + 52 {
                 continue;
@@ -821,38 +830,51 @@ pub(crate) fn acknowledged_past(
                         if start + u64::from(h.batch_len) == covered
                             && h.first_position + u64::from(h.count) == events
                         {
-                            return Some(format!(
-                                "the index file {} (manifest {sequence}) shows the log \
-                                 acknowledged up to byte offset {covered} ({events} events), \
-                                 and the header of its last batch is still at byte offset \
-                                 {start}",
-                                ipath.display()
-                            ));
+                            let found = format!(
+                                "the header of its last batch is still at byte offset {start}"
+                            );
+                            return Some(proof(sequence, covered, events, found));
                         }
                     }
                 }
             }
-            // The batch's trailer, wherever it now lies past the cut.
-            let mut trailer = [0u8; 8];
-            trailer[..4].copy_from_slice(&COMMIT_MAGIC);
-            trailer[4..].copy_from_slice(&crc.to_le_bytes());
-            if tail.is_none() {
-                let mut t = vec![0u8; log_len.saturating_sub(cut) as usize];
-                read_exact_at(log, &mut t, cut).ok()?;
-                tail = Some(t);
-            }
-            let t = tail.as_deref().expect("read above");
-            if let Some(i) = t.windows(8).position(|w| w == trailer) {
-                return Some(format!(
-                    "the index file {} (manifest {sequence}) shows the log acknowledged up \
-                     to byte offset {covered} ({events} events), and the commit marker and \
-                     batch CRC of its last batch are still in the log, at byte offset {}",
-                    ipath.display(),
-                    cut + i as u64
-                ));
+            if trailers.len() < 64 {
+                trailers.push((sequence, covered, events, crc));
             }
         }
         hi = lo;
+    }
+    if trailers.is_empty() {
+        return None;
+    }
+    // Each batch's commit marker and CRC, wherever it now lies past the cut: one pass
+    // over the rest of the log in pieces (never all of it in memory).
+    const PIECE: u64 = 1 << 20;
+    let mut piece = Vec::new();
+    let mut at = cut;
+    while at + 8 <= log_len {
+        let n = PIECE.min(log_len - at);
+        piece.resize(n as usize, 0);
+        read_exact_at(log, &mut piece, at).ok()?;
+        for (i, w) in piece.windows(8).enumerate() {
+            if w[..4] != COMMIT_MAGIC {
+                continue;
+            }
+            let crc = u32::from_le_bytes(w[4..8].try_into().expect("4 bytes"));
+            if let Some(&(sequence, covered, events, _)) = trailers.iter().find(|t| t.3 == crc) {
+                let found = format!(
+                    "the commit marker and batch CRC of its last batch are still in the log, \
+                     at byte offset {}",
+                    at + i as u64
+                );
+                return Some(proof(sequence, covered, events, found));
+            }
+        }
+        if at + n >= log_len {
+            break;
+        }
+        // The next piece overlaps this one by 7 bytes: no trailer falls between.
+        at += n - 7;
     }
     None
 }
