@@ -300,9 +300,26 @@ impl Segment {
         let per = format::BLOCKS_PER_PAGE;
         let mut k = 0;
         while k < blocks {
-            let (page, _) = self.page(self.meta.bloom, k, per, Kind::Bloom)?;
             let n = per.min(blocks - k) as usize;
-            filter.extend_from_slice(&page[..n * format::BLOCK_LEN]);
+            match self.page(self.meta.bloom, k, per, Kind::Bloom) {
+                Ok((page, _)) => filter.extend_from_slice(&page[..n * format::BLOCK_LEN]),
+                // The filter only spares probes: a damaged page's blocks are taken as
+                // "may hold" (every bit set) and the id slots answer. Rebuilding the
+                // segment instead would make every id lookup in it, and so every
+                // append's id check, fail when its log range is damaged too.
+                Err(e) => {
+                    crate::log::log(
+                        crate::log::Level::Warn,
+                        &format!(
+                            "a Bloom filter page of the index segment of positions {}..{} \
+                             is unusable ({e}); its ids are probed without it",
+                            self.meta.first,
+                            self.end()
+                        ),
+                    );
+                    filter.resize(filter.len() + n * format::BLOCK_LEN, 0xff);
+                }
+            }
             k += n as u64;
         }
         Ok(self.bloom.get_or_init(|| filter))
