@@ -262,7 +262,15 @@ impl Store {
                 located.truncate(keep);
             }
         }
-        read::read_matches(self.file.as_ref(), &self.path, &located, batch, visit)?;
+        let filter = matcher.filter();
+        read::read_matches(
+            self.file.as_ref(),
+            &self.path,
+            &located,
+            filter,
+            batch,
+            visit,
+        )?;
         Ok(next)
     }
 }

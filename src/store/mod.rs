@@ -636,7 +636,18 @@ impl Store {
             batch.clear();
             return Err(Error::StreamNotFound { stream_id });
         };
-        read::read_located(self.file.as_ref(), &self.path, &located, batch, None)
+        let expect = read::Expected::Stream {
+            id: stream_id,
+            first_version: from_version,
+        };
+        read::read_located(
+            self.file.as_ref(),
+            &self.path,
+            &located,
+            expect,
+            batch,
+            None,
+        )
     }
 
     /// [`Store::read_all_batch`] into `batch`, replacing what it held and reusing its
@@ -698,15 +709,21 @@ impl Store {
                 .stream_version(&stream_id)
                 .ok_or(Error::StreamNotFound { stream_id })?;
             let (from, count) = span(last + 1);
-            index
+            let located = index
                 .locate_stream(&stream_id, from, count)?
-                .ok_or(Error::StreamNotFound { stream_id })?
+                .ok_or(Error::StreamNotFound { stream_id })?;
+            (from, located)
         };
+        let (from, located) = located;
         let mut batch = EventBatch::default();
         read::read_located(
             self.file.as_ref(),
             &self.path,
             &located,
+            read::Expected::Stream {
+                id: stream_id,
+                first_version: from,
+            },
             &mut batch,
             Some(visit),
         )?;

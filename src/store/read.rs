@@ -7,7 +7,9 @@ use crate::codec::{self, RecordView};
 use crate::error::Error;
 use crate::store::index::RecordLocation;
 use crate::store::io::{read_exact_at, StorageFile};
+use crate::store::types_table::Filter;
 use crate::types::RecordedEvent;
+use uuid::Uuid;
 
 /// Records closer than this in the file are fetched by one read, gap included.
 const MAX_GAP: u64 = 4096;
@@ -108,11 +110,56 @@ impl<'a> Iterator for EventBatchIter<'a> {
 
 impl ExactSizeIterator for EventBatchIter<'_> {}
 
-/// Reads the records at `located` (global position, location), in order.
+/// What the index says the records it located for a read are, beyond their
+/// positions: checked against each record itself, so that an index that lies (a bug,
+/// or a page forged by someone who knows the salt) gives an error, never another
+/// stream's event.
+#[derive(Debug, Clone, Copy)]
+pub enum Expected<'a> {
+    /// Nothing beyond the position.
+    Any,
+    /// Consecutive versions of one stream, the first record at `first_version`.
+    Stream { id: Uuid, first_version: u64 },
+    /// Events that pass a filter.
+    Matching(&'a Filter),
+}
+
+impl Expected<'_> {
+    /// Why the `i`-th record read, `view`, is not what the index said it is.
+    fn mismatch(&self, i: usize, view: &RecordView<'_>) -> Option<String> {
+        match *self {
+            Expected::Any => None,
+            Expected::Stream { id, first_version } => {
+                let version = first_version + i as u64;
+                (view.stream_id != id || view.stream_version != version).then(|| {
+                    format!(
+                        "the index places version {version} of stream {id} here, but the \
+                         record is version {} of stream {}",
+                        view.stream_version, view.stream_id
+                    )
+                })
+            }
+            Expected::Matching(filter) => {
+                let stream_ok = filter.stream_id.is_none_or(|s| s == view.stream_id);
+                (!stream_ok || !filter.type_matches(view.event_type.as_bytes())).then(|| {
+                    format!(
+                        "the index gave this record (stream {}, type {:?}) as a match of a \
+                         filter it does not pass",
+                        view.stream_id, view.event_type
+                    )
+                })
+            }
+        }
+    }
+}
+
+/// Reads the records at `located` (global position, location), in order, each
+/// checked against `expect`.
 pub fn read_located(
     file: &dyn StorageFile,
     path: &Path,
     located: &[(u64, RecordLocation)],
+    expect: Expected<'_>,
     into: &mut EventBatch,
     visit: Option<Visitor<'_>>,
 ) -> Result<(), Error> {
@@ -121,9 +168,9 @@ pub fn read_located(
         path,
         located.len(),
         |i| located[i],
+        expect,
         into,
         visit,
-        MAX_GAP,
     )
 }
 
@@ -133,6 +180,7 @@ pub fn read_matches(
     file: &dyn StorageFile,
     path: &Path,
     located: &[(u64, RecordLocation)],
+    filter: &Filter,
     into: &mut EventBatch,
     visit: Option<Visitor<'_>>,
 ) -> Result<(), Error> {
@@ -141,9 +189,9 @@ pub fn read_matches(
         path,
         located.len(),
         |i| located[i],
+        Expected::Matching(filter),
         into,
         visit,
-        FILTERED_MAX_GAP,
     )
 }
 
@@ -168,9 +216,9 @@ pub fn read_range(
         path,
         locations.len(),
         |i| (first + i as u64, locations[i]),
+        Expected::Any,
         into,
         visit,
-        MAX_GAP,
     )
 }
 
@@ -179,10 +227,15 @@ fn read_records(
     path: &Path,
     count: usize,
     located: impl Fn(usize) -> (u64, RecordLocation),
+    expect: Expected<'_>,
     into: &mut EventBatch,
     mut visit: Option<Visitor<'_>>,
-    max_gap: u64,
 ) -> Result<(), Error> {
+    // The matches of a filter are read without the records between them.
+    let max_gap = match expect {
+        Expected::Matching(_) => FILTERED_MAX_GAP,
+        Expected::Any | Expected::Stream { .. } => MAX_GAP,
+    };
     // Whatever happens, `into` ends up empty or whole.
     let mut records = std::mem::take(&mut into.records);
     let mut buf = std::mem::take(&mut into.buf);
@@ -229,10 +282,21 @@ fn read_records(
     let mut deliver = |i: usize, rec: &[u8], checked| -> Result<(), Error> {
         let (position, loc) = located(i);
         verified_at(rec, position, loc, checked)?;
+        if matches!(expect, Expected::Any) && visit.is_none() {
+            return Ok(());
+        }
+        // SAFETY: `verified_at` has just accepted these bytes, which are not written
+        // again.
+        let view = unsafe { codec::view_checked_record(rec) };
+        if let Some(detail) = expect.mismatch(i, &view) {
+            return Err(Error::CorruptRecord {
+                position,
+                offset: loc.offset(),
+                detail,
+            });
+        }
         if let Some(visit) = visit.as_mut() {
-            // SAFETY: `verified_at` has just accepted these bytes, which are not
-            // written again.
-            visit(count, &unsafe { codec::view_checked_record(rec) });
+            visit(count, &view);
         }
         Ok(())
     };
@@ -354,4 +418,115 @@ fn verified_at(
         return Err(corrupt(format!("record holds global position {held}")));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{read_lock, Store};
+    use crate::types::{ExpectedVersion, ProposedEvent};
+
+    fn event(ty: &str) -> ProposedEvent {
+        ProposedEvent {
+            event_id: Uuid::nil(),
+            event_type: ty.into(),
+            metadata: vec![],
+            payload: b"{}".to_vec(),
+        }
+    }
+
+    /// An index that lies (here: stream B's locations handed out as stream A's, a
+    /// non-match as a match) gives an error naming the record, never the wrong event.
+    #[test]
+    fn records_the_index_misplaces_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.store")).unwrap();
+        let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        for _ in 0..3 {
+            store
+                .append(a, ExpectedVersion::Any, vec![event("Placed")])
+                .unwrap();
+            store
+                .append(b, ExpectedVersion::Any, vec![event("Paid")])
+                .unwrap();
+        }
+        let located = |s: &Uuid, from| {
+            read_lock(&store.index)
+                .locate_stream(s, from, 10)
+                .unwrap()
+                .unwrap()
+        };
+        let read = |located: &[(u64, RecordLocation)], expect| {
+            let mut batch = EventBatch::default();
+            let r = read_located(
+                store.file.as_ref(),
+                &store.path,
+                located,
+                expect,
+                &mut batch,
+                None,
+            );
+            (r, batch)
+        };
+        // The truth passes.
+        let (r, batch) = read(
+            &located(&a, 1),
+            Expected::Stream {
+                id: a,
+                first_version: 1,
+            },
+        );
+        r.unwrap();
+        assert_eq!(batch.len(), 2);
+        // Another stream's records.
+        let (r, batch) = read(
+            &located(&b, 0),
+            Expected::Stream {
+                id: a,
+                first_version: 0,
+            },
+        );
+        match r {
+            Err(Error::CorruptRecord {
+                position, detail, ..
+            }) => {
+                assert_eq!(position, 1, "{detail}");
+                assert!(detail.contains("version 0 of stream"), "{detail}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(batch.is_empty(), "an error leaves the batch empty");
+        // The right stream, the wrong versions (a version skipped).
+        let mut skipping = located(&a, 0);
+        skipping.remove(1);
+        let (r, _) = read(
+            &skipping,
+            Expected::Stream {
+                id: a,
+                first_version: 0,
+            },
+        );
+        assert!(
+            matches!(r, Err(Error::CorruptRecord { position: 4, .. })),
+            "{r:?}"
+        );
+        // Filters: a stream filter and a type filter each refuse what they exclude.
+        let stream_b = Filter::stream(b);
+        let (r, _) = read(&located(&a, 0), Expected::Matching(&stream_b));
+        assert!(
+            matches!(r, Err(Error::CorruptRecord { position: 0, .. })),
+            "{r:?}"
+        );
+        let paid = Filter::types(["Paid"]);
+        let (r, _) = read(&located(&b, 0), Expected::Matching(&paid));
+        r.unwrap();
+        let (r, _) = read(&located(&a, 2), Expected::Matching(&paid));
+        assert!(
+            matches!(r, Err(Error::CorruptRecord { position: 4, .. })),
+            "{r:?}"
+        );
+        let prefix = Filter::prefixes(["Pla"]);
+        let (r, _) = read(&located(&a, 0), Expected::Matching(&prefix));
+        r.unwrap();
+    }
 }
