@@ -24,6 +24,9 @@
 //!   child with `--follow-child`);
 //! - `es-rust-single` / `es-rust-multi` / `es-c-multi`: one-event appends against
 //!   multi-appends of 2 streams x 1 event (`append_multi_2x1_200B`);
+//! - `checksum_records_*`: CRC32 of 4 MiB of records (317 bytes each, or mixed lengths
+//!   150-700 B), ns per record: `crc32fast` per record, `crc32x4` (four records at a
+//!   time, the read path's call) and the floor, one `crc32fast` over the whole buffer;
 //! - `sqlite`: WAL, `synchronous=FULL`, `UNIQUE(stream_id, stream_version)`, the
 //!   expected-version check in the same `BEGIN IMMEDIATE` transaction as the insert;
 //!   one connection shared behind a mutex (SQLite writers serialize anyway).
@@ -48,6 +51,12 @@ use eventstore::codec::{self, BatchHeader, UnsealedBatch};
 use eventstore::ffi;
 use eventstore::{ExpectedVersion, ProposedEventRef, Store, Uuid};
 use rusqlite::{params, Connection};
+
+// The crate's checksum module is internal (`pub(crate)`); the bench compiles its source
+// to measure the very code the read path calls.
+#[allow(dead_code)]
+#[path = "../src/checksum.rs"]
+mod checksum;
 
 // ---------------------------------------------------------------------------------
 // Configuration
@@ -321,8 +330,9 @@ impl Report {
         );
         for r in &self.rows {
             let fmt_ratio = |x: Option<f64>| x.map_or("-".to_string(), |x| format!("{x:.2}"));
-            // Times and sizes in ms and MB: SQLite's open is well under 1 ms.
-            let digits = if matches!(self.unit, "ms" | "MB") {
+            // Times and sizes in ms and MB: SQLite's open is well under 1 ms; a CRC of a
+            // record takes a few ns.
+            let digits = if matches!(self.unit, "ms" | "MB" | "ns/record") {
                 2
             } else {
                 0
@@ -1809,6 +1819,7 @@ fn main() {
     bench.memory_workload(&big, "4KiB", cfg.mem_events_4k);
     bench.follow_workloads(&small);
     bench.open_memory_workloads(&small);
+    bench.checksum_workloads();
 
     println!();
     println!("== summary ==");
@@ -1833,6 +1844,123 @@ fn main() {
         println!("load average at end: {}", load.trim());
     }
     println!("total time {:.1} s", started.elapsed().as_secs_f64());
+}
+
+// ---------------------------------------------------------------------------------
+// Checksums (session 4): CRC32 of records one at a time, four at a time, and the floor
+
+impl Bench {
+    /// ns per record of the CRC32 of every record in a 4 MiB buffer: `crc32fast` per
+    /// record, `crc32x4` over consecutive groups of four (the read path's call), and one
+    /// `crc32fast` over the whole buffer (the floor: the same bytes in one long chain).
+    fn checksum_workloads(&mut self) {
+        const BUFFER: usize = 4 << 20;
+        let mut rng = Rng(0x5eed);
+        let mixed: Vec<usize> = (0..BUFFER / 150)
+            .map(|_| 150 + (rng.next() % 551) as usize)
+            .collect();
+        for (name, lengths) in [
+            ("checksum_records_317B", vec![317; BUFFER / 317]),
+            ("checksum_records_mixed_150_700B", mixed),
+        ] {
+            if !self.wants(name) {
+                continue;
+            }
+            let mut buf = vec![0u8; BUFFER];
+            buf.iter_mut().for_each(|b| *b = rng.next() as u8);
+            let mut records: Vec<&[u8]> = Vec::new();
+            let mut at = 0;
+            for n in lengths {
+                if at + n > buf.len() {
+                    break;
+                }
+                records.push(&buf[at..at + n]);
+                at += n;
+            }
+            let whole = &buf[..at];
+            let count = records.len();
+            // Each run checks the buffer `passes` times (about 0.1-0.2 s per row).
+            let passes = 40;
+            let time = |f: &dyn Fn() -> u32| {
+                let t = Instant::now();
+                let mut sum = 0u32;
+                for _ in 0..passes {
+                    sum ^= f();
+                }
+                std::hint::black_box(sum);
+                t.elapsed().as_nanos() as f64 / (passes * count) as f64
+            };
+            let per_record = || {
+                records
+                    .iter()
+                    .fold(0, |s, r| s ^ checksum::crc32(std::hint::black_box(r)))
+            };
+            let by_four = || {
+                let mut s = 0;
+                let mut groups = records.chunks_exact(4);
+                for g in &mut groups {
+                    let c = checksum::crc32x4([g[0], g[1], g[2], g[3]]);
+                    s ^= c[0] ^ c[1] ^ c[2] ^ c[3];
+                }
+                groups
+                    .remainder()
+                    .iter()
+                    .fold(s, |s, r| s ^ checksum::crc32(r))
+            };
+            let floor = || crc32fast::hash(std::hint::black_box(whole));
+            // The results must agree before anything is timed.
+            assert_eq!(per_record(), by_four(), "crc32x4 disagrees with crc32");
+            let mut rows = [
+                Row::new("crc32fast-whole"),
+                Row::new("crc32fast-each"),
+                Row::new("crc32x4"),
+            ];
+            for _ in 0..self.cfg.runs {
+                for (row, f) in
+                    rows.iter_mut()
+                        .zip([&floor as &dyn Fn() -> u32, &per_record, &by_four])
+                {
+                    row.rates.push(time(f));
+                }
+            }
+            let eligible = records
+                .chunks_exact(4)
+                .filter(|g| checksum::uses_kernel(&[g[0], g[1], g[2], g[3]]))
+                .count();
+            rows[0].note = format!("one hash over all {count} records' {at} bytes");
+            rows[2].note = format!(
+                "AVX-512 kernel {}; {eligible} of {} groups of four through it",
+                if checksum::kernel_available() {
+                    "available"
+                } else {
+                    "NOT available (fallback measured)"
+                },
+                count / 4
+            );
+            let each = median(&rows[1].rates);
+            let x4 = median(&rows[2].rates);
+            // Session 4's aim: <= 8 ns a record for records of ~300 bytes; for mixed
+            // lengths, at most half of crc32fast's time per record.
+            let (target, met) = if name.ends_with("317B") {
+                (format!("crc32x4 <= 8 ns/record (here {x4:.2})"), x4 <= 8.0)
+            } else {
+                (
+                    format!("crc32x4 <= half of crc32fast-each ({each:.2}; here {x4:.2})"),
+                    x4 <= 0.5 * each,
+                )
+            };
+            let report = Report {
+                workload: name.into(),
+                unit: "ns/record",
+                rows: rows.to_vec(),
+                floor: Some("crc32fast-whole".into()),
+                target,
+                met: Some(met),
+                extra: String::new(),
+            };
+            self.finish(report);
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------
@@ -1922,6 +2050,17 @@ fn follow_child(args: &[String]) {
             // Open and drain times (ns), so that the process's whole time can be
             // attributed: spawn + open + drain + exit.
             writeln!(out, "DONE {acc} {} {}", t1 - t0, t2 - t1).unwrap();
+        }
+        "filtered" => {
+            // Tooling (profiling follow_filtered): drains the rare store, filtered on
+            // RareType0001, REPEAT times on one read-only handle; prints the time of each.
+            let repeat: u64 = args[2].parse().unwrap();
+            let store = read_only(path);
+            for _ in 0..repeat {
+                let t0 = mono_ns();
+                let (got, acc) = drain(&store, eventstore::Filter::types(["RareType0001"]));
+                writeln!(out, "DONE {got} {acc} {}", mono_ns() - t0).unwrap();
+            }
         }
         "catchup-sqlite" => {
             let n: u64 = args[2].parse().unwrap();

@@ -16,6 +16,8 @@
 #   SOAK_CONTENTION_ROUNDS   contention rounds per phase            (default 3000)
 #   SOAK_FUZZ_SECONDS        cargo-fuzz time per target             (default 600)
 #   SOAK_INDEX_KILL_ROUNDS   kill -9 rounds during index checkpoints (default 200)
+#   (damageindex: tests/damage_with_index.rs with ES_DAMAGE_INDEX_FULL=1: 6 MiB stores,
+#   more places per shape, every id looked up; about 140 s)
 #
 #   scripts/soak.sh                       # everything (about 40 min on 2 cores)
 #   SOAK_ONLY="kill9 fuzz" scripts/soak.sh
@@ -23,7 +25,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=target/soak
 mkdir -p "$out"
-only=${SOAK_ONLY:-"cuts flips shifts power kill9 index faults strace contention hostile fuzz"}
+only=${SOAK_ONLY:-"cuts flips shifts power kill9 index damageindex faults strace contention hostile fuzz"}
 
 if ! command -v strace >/dev/null; then
     apt-get update -qq && apt-get install -y -qq strace
@@ -67,6 +69,7 @@ step kill9 ES_KILL9_ROUNDS="${SOAK_KILL9_ROUNDS:-1000}" \
     $t crash_kill9 kill9 -- --nocapture
 step index ES_INDEX_FLIP_STRIDE=1 ES_INDEX_KILL_ROUNDS="${SOAK_INDEX_KILL_ROUNDS:-200}" \
     $t index_file -- --nocapture
+step damageindex ES_DAMAGE_INDEX_FULL=1 $t damage_with_index -- --nocapture
 step faults ES_FAULT_BATCHES=24 $t crash_io_faults -- --nocapture
 step upgrade ES_UPGRADE_ROUNDS="${SOAK_UPGRADE_ROUNDS:-2000}" $t probe_side_file -- --nocapture
 step strace ES_STRACE_MAX_N="${SOAK_STRACE_MAX_N:-60}" \

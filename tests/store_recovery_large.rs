@@ -57,13 +57,32 @@ fn a_large_store_reopens_whole_and_a_torn_tail_is_cut() {
     assert!(size > 8 << 20, "{size}");
     check(&Store::open(&t.path).unwrap(), &lens);
 
-    // Cut the last batch short: it is a torn tail, dropped on open.
+    // Cut the last batch short. The index file's last manifest covers it (close
+    // checkpointed it) and its header is still in place: the cut destroyed
+    // acknowledged data, and open refuses rather than cut more.
     let file = std::fs::OpenOptions::new()
         .write(true)
         .open(&t.path)
         .unwrap();
     file.set_len(size - 10).unwrap();
     drop(file);
+    let cut = std::fs::read(&t.path).unwrap();
+    match Store::open(&t.path) {
+        Err(eventstore::Error::CorruptRecord { detail, .. }) => {
+            assert!(detail.contains("acknowledged"), "{detail}")
+        }
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+    assert_eq!(
+        std::fs::read(&t.path).unwrap(),
+        cut,
+        "the refused open wrote"
+    );
+    // Without the index file nothing says the batch was acknowledged: it is a torn
+    // tail, dropped on open.
+    let mut index = t.path.clone().into_os_string();
+    index.push("-index");
+    std::fs::remove_file(index).unwrap();
     let store = Store::open(&t.path).unwrap();
     check(&store, &lens[..lens.len() - 1]);
     drop(store);

@@ -262,7 +262,15 @@ impl Store {
                 located.truncate(keep);
             }
         }
-        read::read_located(self.file.as_ref(), &self.path, &located, batch, visit)?;
+        let filter = matcher.filter();
+        read::read_matches(
+            self.file.as_ref(),
+            &self.path,
+            &located,
+            filter,
+            batch,
+            visit,
+        )?;
         Ok(next)
     }
 }
@@ -453,6 +461,66 @@ mod tests {
                 assert_eq!(sub.position(), n as u64);
             }
         }
+    }
+
+    /// One batch read into page after page (large events, then small ones, then large
+    /// again) holds exactly each page's events, never bytes or events of an earlier
+    /// page, and its buffer never grows past one page.
+    #[test]
+    fn a_batch_reused_across_pages_holds_only_the_current_page() {
+        let (_dir, writer, reader) = large_store(1500); // 4 KiB events: 2+ pages
+        let stream = Uuid::new_v4();
+        let small: Vec<_> = (0..50u8)
+            .map(|i| ProposedEvent {
+                event_id: Uuid::nil(),
+                event_type: "Small".into(),
+                metadata: vec![],
+                payload: vec![i; 3],
+            })
+            .collect();
+        writer.append(stream, ExpectedVersion::Any, small).unwrap();
+        let big: Vec<_> = (0..3u8)
+            .map(|i| ProposedEvent {
+                event_id: Uuid::nil(),
+                event_type: "Big".into(),
+                metadata: vec![],
+                payload: vec![200 + i; 5000],
+            })
+            .collect();
+        writer.append(stream, ExpectedVersion::Any, big).unwrap();
+        let mut sub = reader.subscribe(0, Filter::all());
+        let mut batch = EventBatch::default();
+        let mut expect = 0u64;
+        let mut pages = Vec::new();
+        for max in [u64::MAX, 450, 60, 7, 100, 1, u64::MAX] {
+            sub.next_batch_into(max, Some(Duration::ZERO), &mut batch)
+                .unwrap();
+            pages.push(batch.len());
+            assert!(
+                batch.buffer_capacity() <= SUBSCRIPTION_PAGE_BYTES as usize,
+                "buffer of {} bytes",
+                batch.buffer_capacity()
+            );
+            for e in batch.iter() {
+                assert_eq!(e.global_position, expect);
+                let (ty, payload) = match expect {
+                    p if p < 1500 => (
+                        if p % 2 == 0 { "Even" } else { "Odd" },
+                        vec![(p % 251) as u8; 4096],
+                    ),
+                    p if p < 1550 => ("Small", vec![(p - 1500) as u8; 3]),
+                    p => ("Big", vec![200 + (p - 1550) as u8; 5000]),
+                };
+                assert_eq!(e.event_type, ty);
+                assert_eq!(e.payload, &payload[..], "event {expect}");
+                expect += 1;
+            }
+        }
+        assert_eq!(expect, 1553, "every event once; pages {pages:?}");
+        sub.next_batch_into(u64::MAX, Some(Duration::ZERO), &mut batch)
+            .unwrap();
+        assert!(batch.is_empty());
+        assert_eq!(batch.iter().count(), 0);
     }
 
     /// A read-only handle far behind the end reads without catching up, yet a page

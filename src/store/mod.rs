@@ -351,6 +351,24 @@ impl Store {
         let file_len = file_len.max(FILE_HEADER_LEN as u64);
         let mut recovered_bytes_dropped = 0;
         if scan.end < file_len {
+            // Without an index file, damage reaching into the last write looks like a
+            // torn write; a manifest covering the bytes to be cut proves they were
+            // acknowledged, and then cutting them would destroy acknowledged data.
+            if let Some(why) =
+                ondisk::acknowledged_past(path, file.as_ref(), file_len, salt, scan.end)
+            {
+                return Err(Error::CorruptRecord {
+                    position: scan.index.event_count(),
+                    offset: scan.end,
+                    detail: format!(
+                        "{}; {why}: the bytes from here on are damaged acknowledged data, \
+                         not a torn write (the file is left as it is; if the log was \
+                         restored from an older copy beside a newer index file, delete \
+                         the index file)",
+                        scan.torn_tail.as_deref().unwrap_or("the batches end here")
+                    ),
+                });
+            }
             file.set_len(scan.end)
                 .and_then(|()| file.sync_all())
                 .map_err(|e| Error::io(format!("truncate {shown} to {} bytes", scan.end), e))?;
@@ -401,6 +419,7 @@ impl Store {
             log: source,
             thresholds: options.checkpoints,
             failed_at: Mutex::new(None),
+            failed_merges: Mutex::new(Vec::new()),
         });
         checkpointer.ask_if(read_lock(&index).delta_log_bytes());
         Ok(Store {
@@ -635,7 +654,18 @@ impl Store {
             batch.clear();
             return Err(Error::StreamNotFound { stream_id });
         };
-        read::read_located(self.file.as_ref(), &self.path, &located, batch, None)
+        let expect = read::Expected::Stream {
+            id: stream_id,
+            first_version: from_version,
+        };
+        read::read_located(
+            self.file.as_ref(),
+            &self.path,
+            &located,
+            expect,
+            batch,
+            None,
+        )
     }
 
     /// [`Store::read_all_batch`] into `batch`, replacing what it held and reusing its
@@ -697,15 +727,21 @@ impl Store {
                 .stream_version(&stream_id)
                 .ok_or(Error::StreamNotFound { stream_id })?;
             let (from, count) = span(last + 1);
-            index
+            let located = index
                 .locate_stream(&stream_id, from, count)?
-                .ok_or(Error::StreamNotFound { stream_id })?
+                .ok_or(Error::StreamNotFound { stream_id })?;
+            (from, located)
         };
+        let (from, located) = located;
         let mut batch = EventBatch::default();
         read::read_located(
             self.file.as_ref(),
             &self.path,
             &located,
+            read::Expected::Stream {
+                id: stream_id,
+                first_version: from,
+            },
             &mut batch,
             Some(visit),
         )?;

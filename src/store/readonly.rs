@@ -131,6 +131,20 @@ impl Follower {
             } else if shared::writer_is_live(raw).map_err(|e| lock_error(path, e))? {
                 // A writer started during the scan: what it wrote may not be durable.
                 continue;
+            } else if end < limit {
+                // What a writer's open would refuse to cut (`format.md`, rule 3 with an
+                // index file) is damage here too, not a torn tail to read around.
+                if let Some(why) = ondisk::acknowledged_past(path, file, limit, salt, end) {
+                    return Err(Error::CorruptRecord {
+                        position: builder.event_count(),
+                        offset: end,
+                        detail: format!(
+                            "{}; {why}: the bytes from here on are damaged acknowledged data, \
+                             not a torn write",
+                            torn.as_deref().unwrap_or("the batches end here")
+                        ),
+                    });
+                }
             }
             tail.end = end;
             tail.last_group = scanned.last_group;

@@ -128,7 +128,14 @@ impl Store {
         };
         let mut batch = EventBatch::default();
         for located in candidates {
-            read::read_located(self.file.as_ref(), &self.path, &[located], &mut batch, None)?;
+            read::read_located(
+                self.file.as_ref(),
+                &self.path,
+                &[located],
+                read::Expected::Any,
+                &mut batch,
+                None,
+            )?;
             if batch.get(0).event_id == event_id {
                 visit(1, &batch.get(0));
                 return Ok(batch);

@@ -57,6 +57,11 @@ pub(crate) struct Job {
     /// When the last checkpoint failed: the thread waits an interval before the next
     /// try (a read-only directory must not make every group commit freeze a part).
     pub failed_at: Mutex<Option<std::time::Instant>>,
+    /// Position ranges whose merge failed (their log range is damaged): never tried
+    /// again, so that one damaged byte neither stops every later merge (the first
+    /// candidate would be the same window forever) nor re-reads its range from the
+    /// log at every checkpoint.
+    pub failed_merges: Mutex<Vec<std::ops::Range<u64>>>,
 }
 
 impl Job {
@@ -81,8 +86,10 @@ impl Job {
                     None => return false,
                 },
             };
-            let context =
-                merge_candidate(&frozen.parts).map(|range| (range, ix.merge_context(), ix.keys()));
+            let failed = self.failed_merges.lock().unwrap_or_else(|p| p.into_inner());
+            let context = merge_candidate(&frozen.parts, &failed)
+                .map(|range| (range, ix.merge_context(), ix.keys()));
+            drop(failed);
             (frozen, context)
         };
         if let Some((range, (by_id, types), keys)) = context {
@@ -123,8 +130,12 @@ fn tier(n: u64) -> u32 {
     (63 - n.max(1).leading_zeros()) / 2
 }
 
-/// Four adjacent segments of the same tier, together at most [`MERGE_CAP`] events.
-fn merge_candidate(parts: &[Part]) -> Option<std::ops::Range<usize>> {
+/// Four adjacent segments of the same tier, together at most [`MERGE_CAP`] events,
+/// overlapping no position range in `failed`.
+fn merge_candidate(
+    parts: &[Part],
+    failed: &[std::ops::Range<u64>],
+) -> Option<std::ops::Range<usize>> {
     let metas: Vec<Option<SegmentMeta>> = parts
         .iter()
         .map(|p| match p {
@@ -137,8 +148,11 @@ fn merge_candidate(parts: &[Part]) -> Option<std::ops::Range<usize>> {
             let w = &metas[i..i + 4];
             w.iter().all(Option::is_some) && {
                 let first = tier(w[0].expect("some").count);
+                let (a, z) = (w[0].expect("some"), w[3].expect("some"));
+                let (lo, hi) = (a.first, z.first + z.count);
                 w.iter().all(|m| tier(m.expect("some").count) == first)
                     && w.iter().map(|m| m.expect("some").count).sum::<u64>() <= MERGE_CAP
+                    && !failed.iter().any(|f| f.start < hi && lo < f.end)
             }
         })
         .map(|i| i..i + 4)
@@ -178,10 +192,21 @@ impl Job {
                 frozen.parts.splice(range, [Part::Mem(Arc::clone(&d))]);
                 frozen.merged.push((d, old));
             }
-            Err(e) => crate::log::log(
-                crate::log::Level::Warn,
-                &format!("merging index segments failed (they stay as they are): {e}"),
-            ),
+            Err(e) => {
+                crate::log::log(
+                    crate::log::Level::Warn,
+                    &format!(
+                        "merging the index segments of positions {}..{} failed (they stay \
+                         as they are, and are not merged again): {e}",
+                        meta.first,
+                        meta.first + meta.count
+                    ),
+                );
+                self.failed_merges
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(meta.first..meta.first + meta.count);
+            }
         }
     }
 }

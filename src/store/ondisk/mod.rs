@@ -320,6 +320,9 @@ pub(crate) struct IndexWriter {
     sequence: u64,
     /// The last manifest written or bound: (covered offset, last batch start, its CRC).
     last: Option<(u64, u64, u32)>,
+    /// A rewrite of the file failed (a live page unreadable): the checkpoints of this
+    /// handle append to the file as it is instead.
+    no_rewrite: bool,
 }
 
 impl IndexWriter {
@@ -333,6 +336,7 @@ impl IndexWriter {
             end: 0,
             sequence: 0,
             last: None,
+            no_rewrite: false,
         }
     }
 }
@@ -397,7 +401,8 @@ pub(crate) fn write_checkpoint(
     .map_err(|why| fail(format!("checkpoint of the index: {why}")))?;
     // More than half of the file dead (merged-away segments, old manifests): write
     // the live segments and the new ones to a new file, renamed over this one.
-    if w.file.is_some() && w.end >= REWRITE_MIN {
+    let mut replaced = None;
+    if w.file.is_some() && w.end >= REWRITE_MIN && !w.no_rewrite {
         let live: u64 = frozen
             .parts
             .iter()
@@ -408,17 +413,24 @@ pub(crate) fn write_checkpoint(
             .sum::<u64>()
             * PAGE as u64;
         if w.end > 2 * (live + 2 * PAGE as u64) {
-            w.file = None;
+            replaced = w.file.take().map(|f| (f, w.end, w.sequence));
         }
     }
     let fresh = w.file.is_none();
     if fresh {
         let tmp = tmp_of(&w.path);
+        // A new file, never whatever lies at the path (a FIFO would block the writes
+        // and, through them, `close`; a symlink would be followed).
+        match std::fs::remove_file(&tmp) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(Error::io(format!("remove {}", tmp.display()), e))
+            }
+            _ => {}
+        }
         let file = OpenOptions::new()
             .read(true)
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .open(&tmp)
             .map_err(|e| Error::io(format!("create {}", tmp.display()), e))?;
         // The index holds stream and event ids: it gets the store's permissions, not
@@ -458,6 +470,24 @@ pub(crate) fn write_checkpoint(
         if let Err(e) = renamed {
             let _ = std::fs::remove_file(&tmp);
             w.file = None;
+            if let Some((file, end, sequence)) = replaced {
+                // The rewrite copies the live segments' pages, each checked: one that
+                // rotted fails it, and would fail every later one alike, so that the
+                // index would stop following the log. Append to the file as it is
+                // (the bad page is rebuilt from the log when a read meets it).
+                crate::log::log(
+                    crate::log::Level::Warn,
+                    &format!(
+                        "rewriting the index file {} failed ({e}); appending to it instead",
+                        w.path.display()
+                    ),
+                );
+                w.file = Some(file);
+                w.end = end;
+                w.sequence = sequence;
+                w.no_rewrite = true;
+                return write_parts(w, log, frozen, last_batch_start, crc);
+            }
             return Err(e);
         }
     }
@@ -560,6 +590,24 @@ pub(crate) struct Loaded {
     pub writer: Option<IndexWriter>,
 }
 
+/// Opens the index file, refusing anything but a regular file: `O_NONBLOCK`, so that a
+/// FIFO put at its path cannot hang the open (a read-only open of a FIFO waits for a
+/// writer), and a device or directory is never read as an index.
+fn open_regular(ipath: &Path, writable: bool) -> Result<File, String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = OpenOptions::new()
+        .read(true)
+        .write(writable)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(ipath)
+        .map_err(|e| format!("{}: {e}", ipath.display()))?;
+    match file.metadata() {
+        Ok(m) if m.is_file() => Ok(file),
+        Ok(_) => Err(format!("{} is not a regular file", ipath.display())),
+        Err(e) => Err(format!("{}: {e}", ipath.display())),
+    }
+}
+
 /// Opens `<path>-index` and binds its last valid manifest to the log; `None` (and the
 /// reason, for a debug log) when there is no usable index: the caller scans the whole
 /// log. `writable`: the writer's open (the file is opened read-write to append to it;
@@ -573,11 +621,7 @@ pub(crate) fn load(
     writable: bool,
 ) -> Result<Loaded, String> {
     let ipath = index_path(path);
-    let file = OpenOptions::new()
-        .read(true)
-        .write(writable)
-        .open(&ipath)
-        .map_err(|e| format!("{}: {e}", ipath.display()))?;
+    let file = open_regular(&ipath, writable)?;
     let reader = file
         .try_clone()
         .map_err(|e| format!("duplicate the handle of {}: {e}", ipath.display()))?;
@@ -713,6 +757,128 @@ fn try_manifest(
     Ok((m, header))
 }
 
+/// Before open cuts the log at `cut` (a torn tail by the recovery rules): whether the
+/// index file proves that bytes from `cut` on were acknowledged. A manifest (a valid
+/// page of this log's salt: making one takes the salt) that covers more than `cut`
+/// records that its covered batch was synced and acknowledged; when that batch is
+/// still in the log past the cut, by its own bytes (the commit marker and batch CRC
+/// the manifest names, anywhere from `cut` on, or its header at its place), the
+/// damage lies in acknowledged data and is not a torn write, however the recovery
+/// rules would judge it without the index: the caller must refuse to cut. A manifest
+/// whose batch is nowhere in the log proves nothing (a log restored from an older
+/// copy beside a newer index file). Returns the reason, to be named in the error.
+///
+/// Cheap on the usual path (a crash's torn tail or preallocated zeros): the last
+/// manifest then covers at most `cut`, and the walk stops there.
+pub(crate) fn acknowledged_past(
+    path: &Path,
+    log: &dyn StorageFile,
+    log_len: u64,
+    salt: u64,
+    cut: u64,
+) -> Option<String> {
+    let ipath = index_path(path);
+    let file = open_regular(&ipath, false).ok()?;
+    let len = file.metadata().ok()?.len();
+    let pages = len / PAGE as u64;
+    let seed = codec::SaltedCrc::new(salt);
+    let proof = |sequence: u64, covered: u64, events: u64, found: String| {
+        format!(
+            "the index file {} (manifest {sequence}) shows the log acknowledged up to byte \
+             offset {covered} ({events} events), and {found}",
+            ipath.display()
+        )
+    };
+    // The manifests covering more than the cut, newest first: (sequence, covered,
+    // events, batch CRC). Their headers are checked as they are met, their trailers
+    // searched for afterwards in one pass over the log.
+    let mut trailers: Vec<(u64, u64, u64, u32)> = Vec::new();
+    const STEP: u64 = 256;
+    let mut buf = Vec::new();
+    let mut hi = pages;
+    'walk: while hi > 1 {
+        let lo = hi.saturating_sub(STEP).max(1);
+        buf.resize(((hi - lo) * PAGE as u64) as usize, 0);
+        file.read_exact_at(&mut buf, lo * PAGE as u64).ok()?;
+        for k in (lo..hi).rev() {
+            let at = k * PAGE as u64;
+            let p = &buf[((k - lo) * PAGE as u64) as usize..((k - lo + 1) * PAGE as u64) as usize];
+            if format::check(p, Kind::Manifest, salt, at).is_err() || format::le_u64(p, 16) != salt
+            {
+                continue;
+            }
+            let sequence = format::le_u64(p, 8);
+            let covered = format::le_u64(p, 24);
+            let start = format::le_u64(p, 32);
+            let crc = u32::from_le_bytes(p[40..44].try_into().expect("4 bytes"));
+            let events = format::le_u64(p, 48);
+            if covered <= cut {
+                // Manifests are written in log order: the earlier ones cover less.
+                break 'walk;
+            }
+            if start < FILE_HEADER_LEN as u64 || covered < start + 52 {
+                continue;
+            }
+            // The batch's header at its place.
+            if start >= cut && start + BATCH_HEADER_LEN as u64 <= log_len {
+                let mut head = [0u8; BATCH_HEADER_LEN];
+                if read_exact_at(log, &mut head, start).is_ok() {
+                    if let Ok(DecodeOutcome::Complete { value, .. }) =
+                        codec::check_batch_header(&head, &seed)
+                    {
+                        let h = value.0;
+                        if start + u64::from(h.batch_len) == covered
+                            && h.first_position + u64::from(h.count) == events
+                        {
+                            let found = format!(
+                                "the header of its last batch is still at byte offset {start}"
+                            );
+                            return Some(proof(sequence, covered, events, found));
+                        }
+                    }
+                }
+            }
+            if trailers.len() < 64 {
+                trailers.push((sequence, covered, events, crc));
+            }
+        }
+        hi = lo;
+    }
+    if trailers.is_empty() {
+        return None;
+    }
+    // Each batch's commit marker and CRC, wherever it now lies past the cut: one pass
+    // over the rest of the log in pieces (never all of it in memory).
+    const PIECE: u64 = 1 << 20;
+    let mut piece = Vec::new();
+    let mut at = cut;
+    while at + 8 <= log_len {
+        let n = PIECE.min(log_len - at);
+        piece.resize(n as usize, 0);
+        read_exact_at(log, &mut piece, at).ok()?;
+        for (i, w) in piece.windows(8).enumerate() {
+            if w[..4] != COMMIT_MAGIC {
+                continue;
+            }
+            let crc = u32::from_le_bytes(w[4..8].try_into().expect("4 bytes"));
+            if let Some(&(sequence, covered, events, _)) = trailers.iter().find(|t| t.3 == crc) {
+                let found = format!(
+                    "the commit marker and batch CRC of its last batch are still in the log, \
+                     at byte offset {}",
+                    at + i as u64
+                );
+                return Some(proof(sequence, covered, events, found));
+            }
+        }
+        if at + n >= log_len {
+            break;
+        }
+        // The next piece overlaps this one by 7 bytes: no trailer falls between.
+        at += n - 7;
+    }
+    None
+}
+
 #[allow(clippy::too_many_arguments)]
 fn bind(
     m: Manifest,
@@ -757,6 +923,7 @@ fn bind(
         end: len.next_multiple_of(PAGE as u64),
         sequence: m.sequence,
         last: Some((m.covered, m.last_batch_start, m.last_batch_crc)),
+        no_rewrite: false,
     });
     Loaded {
         index,

@@ -106,14 +106,62 @@ impl Segment {
         to: u64,
         out: &mut Vec<RecordLocation>,
     ) -> Result<(), Error> {
-        let per = format::LOCATIONS_PER_PAGE;
-        let mut i = from - self.meta.first;
-        let end = to - self.meta.first;
+        out.reserve((to - from) as usize);
+        self.entries_of(
+            (
+                self.meta.locations,
+                format::LOCATIONS_PER_PAGE,
+                Kind::Locations,
+                8,
+            ),
+            from..to,
+            |raw| {
+                let raw = u64::from_le_bytes(raw.try_into().expect("8 bytes"));
+                out.push(self.check_location(raw)?);
+                Ok(())
+            },
+        )
+    }
+
+    /// Calls `each` with the raw entry of every position of `range` (inside the
+    /// segment), in order, from the column `(offset, entries per page, kind, entry
+    /// width)`. A run of at least a page's worth of entries (a catch-up's page, a
+    /// filtered scan's chunk) reads its pages in one `pread` past the page cache
+    /// ([`IndexFile::pages_uncached`]); shorter ones go through the cache.
+    fn entries_of(
+        &self,
+        (column, per, kind, width): (u64, u64, Kind, usize),
+        range: std::ops::Range<u64>,
+        mut each: impl FnMut(&[u8]) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        let mut i = range.start - self.meta.first;
+        let end = range.end - self.meta.first;
+        if i >= end {
+            return Ok(());
+        }
+        if end - i >= per {
+            let first = i / per;
+            let n = ((end - 1) / per - first + 1) as usize;
+            let mut pages = Vec::new();
+            self.file
+                .pages_uncached(column + first * PAGE as u64, n, kind, &mut pages)?;
+            for (k, page) in pages.chunks_exact(PAGE).enumerate() {
+                let page_first = (first + k as u64) * per;
+                let at = (i - page_first) as usize;
+                let stop = (end - page_first).min(per) as usize;
+                for raw in page[at * width..stop * width].chunks_exact(width) {
+                    each(raw)?;
+                }
+                i = page_first + stop as u64;
+            }
+            debug_assert_eq!(i, end);
+            return Ok(());
+        }
         while i < end {
-            let (page, at) = self.page(self.meta.locations, i, per, Kind::Locations)?;
+            let (page, at) = self.page(column, i, per, kind)?;
             let n = (per - at as u64).min(end - i) as usize;
-            for k in 0..n {
-                out.push(self.check_location(format::le_u64(&page, (at + k) * 8))?);
+            for raw in page[at * width..(at + n) * width].chunks_exact(width) {
+                each(raw)?;
             }
             i += n as u64;
         }
@@ -132,22 +180,19 @@ impl Segment {
 
     /// Type ids of positions `from..to` onto `out`.
     pub fn types(&self, from: u64, to: u64, out: &mut Vec<u32>) -> Result<(), Error> {
-        let per = format::TYPES_PER_PAGE;
-        let mut i = from - self.meta.first;
-        let end = to - self.meta.first;
-        while i < end {
-            let (page, at) = self.page(self.meta.types, i, per, Kind::Types)?;
-            let n = (per - at as u64).min(end - i) as usize;
-            for k in 0..n {
-                let t = format::le_u32(&page, (at + k) * 4);
+        out.reserve((to - from) as usize);
+        self.entries_of(
+            (self.meta.types, format::TYPES_PER_PAGE, Kind::Types, 4),
+            from..to,
+            |raw| {
+                let t = u32::from_le_bytes(raw.try_into().expect("4 bytes"));
                 if t >= self.type_count {
                     return Err(bad(format!("type id {t} of {}", self.type_count)));
                 }
                 out.push(t);
-            }
-            i += n as u64;
-        }
-        Ok(())
+                Ok(())
+            },
+        )
     }
 
     fn dir_entry(&self, k: u64) -> Result<(u32, RunAt), Error> {
@@ -255,9 +300,26 @@ impl Segment {
         let per = format::BLOCKS_PER_PAGE;
         let mut k = 0;
         while k < blocks {
-            let (page, _) = self.page(self.meta.bloom, k, per, Kind::Bloom)?;
             let n = per.min(blocks - k) as usize;
-            filter.extend_from_slice(&page[..n * format::BLOCK_LEN]);
+            match self.page(self.meta.bloom, k, per, Kind::Bloom) {
+                Ok((page, _)) => filter.extend_from_slice(&page[..n * format::BLOCK_LEN]),
+                // The filter only spares probes: a damaged page's blocks are taken as
+                // "may hold" (every bit set) and the id slots answer. Rebuilding the
+                // segment instead would make every id lookup in it, and so every
+                // append's id check, fail when its log range is damaged too.
+                Err(e) => {
+                    crate::log::log(
+                        crate::log::Level::Warn,
+                        &format!(
+                            "a Bloom filter page of the index segment of positions {}..{} \
+                             is unusable ({e}); its ids are probed without it",
+                            self.meta.first,
+                            self.end()
+                        ),
+                    );
+                    filter.resize(filter.len() + n * format::BLOCK_LEN, 0xff);
+                }
+            }
             k += n as u64;
         }
         Ok(self.bloom.get_or_init(|| filter))
