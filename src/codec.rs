@@ -158,18 +158,22 @@ fn crc_with_salt(salt: u64, bytes: &[u8]) -> u32 {
     h.finalize()
 }
 
+#[inline]
 fn le_u16(b: &[u8], at: usize) -> u16 {
     u16::from_le_bytes([b[at], b[at + 1]])
 }
 
+#[inline]
 fn le_u32(b: &[u8], at: usize) -> u32 {
     u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"))
 }
 
+#[inline]
 fn le_u64(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
 }
 
+#[inline]
 fn uuid_at(b: &[u8], at: usize) -> Uuid {
     Uuid::from_bytes(b[at..at + 16].try_into().expect("16 bytes"))
 }
@@ -538,6 +542,7 @@ use crate::checksum::{crc32, crc32x4};
 /// # Safety
 /// `rec` must be exactly a record that [`check_record`] (or [`parse_record`]) accepted,
 /// unchanged since: its event type is then valid UTF-8.
+#[inline]
 pub unsafe fn view_checked_record(rec: &[u8]) -> RecordView<'_> {
     let type_len = le_u16(rec, 60) as usize;
     let metadata_len = le_u32(rec, 64) as usize;

@@ -36,10 +36,12 @@ pub struct EventBatch {
 }
 
 impl EventBatch {
+    #[inline]
     pub fn len(&self) -> usize {
         self.records.len()
     }
 
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.records.is_empty()
     }
@@ -58,6 +60,7 @@ impl EventBatch {
     ///
     /// # Panics
     /// When `i >= self.len()`.
+    #[inline]
     pub fn get(&self, i: usize) -> RecordView<'_> {
         let (at, len) = self.records[i];
         // SAFETY: `records` only ever lists records that `verify` accepted (see
@@ -66,6 +69,7 @@ impl EventBatch {
         unsafe { codec::view_checked_record(&self.buf[at..at + len]) }
     }
 
+    #[inline]
     pub fn iter(&self) -> EventBatchIter<'_> {
         EventBatchIter {
             batch: self,
@@ -94,6 +98,7 @@ pub struct EventBatchIter<'a> {
 impl<'a> Iterator for EventBatchIter<'a> {
     type Item = RecordView<'a>;
 
+    #[inline]
     fn next(&mut self) -> Option<RecordView<'a>> {
         if self.next >= self.batch.len() {
             return None;
@@ -102,6 +107,7 @@ impl<'a> Iterator for EventBatchIter<'a> {
         Some(self.batch.get(self.next - 1))
     }
 
+    #[inline]
     fn size_hint(&self) -> (usize, Option<usize>) {
         let left = self.batch.len() - self.next;
         (left, Some(left))
