@@ -625,6 +625,58 @@ pub struct SalvageReport {
     pub renumbered_from: Option<u64>,
 }
 
+/// The batches at the start of a source, in sequence from its header (adjacent, and
+/// their positions too), that a salvage copies byte for byte.
+#[derive(Debug, Default)]
+struct Prefix {
+    /// End of the last of them.
+    end: u64,
+    batches: u64,
+    events: u64,
+    /// A batch did not follow: the prefix is complete (a gap never closes again).
+    ended: bool,
+}
+
+impl Prefix {
+    /// Takes `b` (the scan reports intact batches in file order) when it follows the
+    /// prefix directly.
+    fn extend(&mut self, b: &IntactBatch<'_>) {
+        if self.ended {
+            return;
+        }
+        let next = if self.batches == 0 {
+            FILE_HEADER_LEN as u64
+        } else {
+            self.end
+        };
+        if b.offset == next && b.first_position == self.events {
+            self.end = b.offset + b.len;
+            self.batches += 1;
+            self.events += u64::from(b.count);
+        } else {
+            self.ended = true;
+        }
+    }
+
+    /// The source, opened, when the prefix can be copied as it is: it holds a batch,
+    /// the file is of the current format with a sound header, and the prefix is the
+    /// intact prefix `scan` found (`inspection` of the same file).
+    fn copyable(&self, source: &Path, inspection: &Inspection) -> Result<Option<File>, Error> {
+        if self.batches == 0
+            || inspection.format_version != codec::FORMAT_VERSION
+            || inspection.valid_end != self.end
+        {
+            return Ok(None);
+        }
+        let file =
+            File::open(source).map_err(|e| Error::io(format!("open {}", source.display()), e))?;
+        let mut head = [0u8; FILE_HEADER_LEN];
+        read_exact_at(&file, &mut head, 0)
+            .map_err(|e| Error::io(format!("read the header of {}", source.display()), e))?;
+        Ok(codec::decode_file_header(&head).is_ok().then_some(file))
+    }
+}
+
 /// Events per group commit while salvaging: large enough that syncs cost little.
 const COPY_GROUP_BYTES: usize = 4 << 20;
 
@@ -650,73 +702,114 @@ pub fn salvage(
     let tmp = sibling(dest, "salvage");
     let _ = std::fs::remove_file(&tmp);
     let result = (|| {
-        let store = Store::open_with(
-            &tmp,
-            OpenOptions::new().index_at_close_only().preallocate(false),
-        )?;
-        let mut pending: Vec<CopiedBatch> = Vec::new();
-        let mut pending_bytes = 0usize;
-        let mut kept_batches = 0u64;
-        let mut kept_events = 0u64;
-        let mut renumbered_from = None;
+        // What is intact, first. The batches from the header up to the first range
+        // that holds none are, byte for byte, what a new store with the source's salt
+        // would hold (same offsets, positions, versions and commit times), so they are
+        // copied as they are, in the kernel, and only the batches after a lost range
+        // are appended again: at 10M events a sound store's salvage is a copy, not 10M
+        // appends. The copy is checked like the rest (open scans it, and `scan` below).
+        let mut prefix = Prefix::default();
         let mut file_len = 0;
-        let mut reserved = false;
-        // Appended on this thread: at 10M one-event batches a second thread appending
-        // them cost 7 s more CPU and wall time than it saved (cross-core traffic for
-        // every batch, freed on another thread than it was allocated on).
-        let inspection = scan(source, |b| {
+        let first = scan(source, |b| {
             if file_len == 0 {
                 file_len = std::fs::metadata(source).map_or(0, |m| m.len());
             }
-            if renumbered_from.is_none() && b.first_position != kept_events {
-                renumbered_from = Some(b.first_position);
-            }
-            // One source batch, one copied batch: a multi-stream batch stays whole (an
-            // exact retry of that append against the copy is recognised). The events
-            // are encoded from the bytes the scan read, not copied one by one.
-            let events: Vec<ProposedEventRef<'_>> = b
-                .events()
-                .map(|e| ProposedEventRef {
-                    event_id: e.event_id,
-                    event_type: e.event_type,
-                    metadata: e.metadata,
-                    payload: e.payload,
-                })
-                .collect();
-            let mut at = 0usize;
-            let runs: Vec<StreamAppend<'_>> = b
-                .streams
-                .iter()
-                .map(|&(stream_id, _, count)| {
-                    let run = StreamAppend {
-                        stream_id,
-                        expected_version: ExpectedVersion::Any,
-                        events: &events[at..at + count as usize],
-                    };
-                    at += count as usize;
-                    run
-                })
-                .collect();
-            pending.push(CopiedBatch::multi(b.recorded_at, &runs)?);
-            pending_bytes += b.len as usize;
-            kept_batches += 1;
-            kept_events += u64::from(b.count);
-            if pending_bytes >= COPY_GROUP_BYTES {
-                if !reserved {
-                    // Size the index once for the whole copy, estimated from the
-                    // events per byte so far (a hint: it grows as needed beyond).
-                    reserved = true;
-                    let scanned = (b.offset + b.len).max(1);
-                    let estimate =
-                        u128::from(kept_events) * u128::from(file_len) / u128::from(scanned);
-                    store.reserve(u64::try_from(estimate).unwrap_or(u64::MAX))?;
-                }
-                store.append_copied(std::mem::take(&mut pending))?;
-                pending_bytes = 0;
-            }
-            progress(b.offset + b.len, file_len);
+            prefix.extend(b);
+            progress((b.offset + b.len) / 2, file_len);
             Ok(())
         })?;
+        let total = first.file_len;
+        let store = match prefix.copyable(source, &first)? {
+            Some(src) => {
+                let out = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&tmp)
+                    .map_err(|e| Error::io(format!("create {}", tmp.display()), e))?;
+                crate::store::copy_bytes(&src, source, &out, &tmp, prefix.end, &mut |done| {
+                    progress((total + done) / 2, total)
+                })?;
+                out.sync_all()
+                    .map_err(|e| Error::io(format!("fsync {}", tmp.display()), e))?;
+                drop(out);
+                Store::open_with(
+                    &tmp,
+                    OpenOptions::new().index_at_close_only().preallocate(false),
+                )?
+            }
+            None => {
+                prefix = Prefix::default();
+                Store::open_with(
+                    &tmp,
+                    OpenOptions::new().index_at_close_only().preallocate(false),
+                )?
+            }
+        };
+        let mut pending: Vec<CopiedBatch> = Vec::new();
+        let mut pending_bytes = 0usize;
+        let mut kept_batches = prefix.batches;
+        let mut kept_events = prefix.events;
+        let mut renumbered_from = None;
+        let mut reserved = false;
+        if first.batches > prefix.batches {
+            // Appended on this thread: at 10M one-event batches a second thread
+            // appending them cost 7 s more CPU and wall time than it saved (cross-core
+            // traffic for every batch, freed on another thread than it was allocated on).
+            scan(source, |b| {
+                if b.offset < prefix.end {
+                    return Ok(());
+                }
+                if renumbered_from.is_none() && b.first_position != kept_events {
+                    renumbered_from = Some(b.first_position);
+                }
+                // One source batch, one copied batch: a multi-stream batch stays whole
+                // (an exact retry of that append against the copy is recognised). The
+                // events are encoded from the bytes the scan read, not copied one by one.
+                let events: Vec<ProposedEventRef<'_>> = b
+                    .events()
+                    .map(|e| ProposedEventRef {
+                        event_id: e.event_id,
+                        event_type: e.event_type,
+                        metadata: e.metadata,
+                        payload: e.payload,
+                    })
+                    .collect();
+                let mut at = 0usize;
+                let runs: Vec<StreamAppend<'_>> = b
+                    .streams
+                    .iter()
+                    .map(|&(stream_id, _, count)| {
+                        let run = StreamAppend {
+                            stream_id,
+                            expected_version: ExpectedVersion::Any,
+                            events: &events[at..at + count as usize],
+                        };
+                        at += count as usize;
+                        run
+                    })
+                    .collect();
+                pending.push(CopiedBatch::multi(b.recorded_at, &runs)?);
+                pending_bytes += b.len as usize;
+                kept_batches += 1;
+                kept_events += u64::from(b.count);
+                if pending_bytes >= COPY_GROUP_BYTES {
+                    if !reserved {
+                        // Size the index once for the whole copy, estimated from the
+                        // events per byte so far (a hint: it grows as needed beyond).
+                        reserved = true;
+                        let scanned = (b.offset + b.len).max(1);
+                        let estimate =
+                            u128::from(kept_events) * u128::from(total) / u128::from(scanned);
+                        store.reserve(u64::try_from(estimate).unwrap_or(u64::MAX))?;
+                    }
+                    store.append_copied(std::mem::take(&mut pending))?;
+                    pending_bytes = 0;
+                }
+                progress((total + b.offset + b.len) / 2, total);
+                Ok(())
+            })?;
+        }
+        let inspection = first;
         store.append_copied(pending)?;
         store.close()?;
         // The temporary store's side file: nobody follows it.

@@ -630,3 +630,83 @@ fn backup_copies_the_acknowledged_bytes_in_the_kernel_or_through_a_buffer() {
         assert_eq!(last, (2 * len, 2 * len), "{name}");
     }
 }
+
+/// Salvage copies the intact prefix of its source (from the header to the first lost
+/// range) byte for byte, salt, offsets and positions included, and appends only what
+/// follows a lost range; a source whose first batch is lost gets a new store of a
+/// salt of its own, every batch appended. Its progress only goes forward.
+#[test]
+fn salvage_copies_the_intact_prefix_byte_for_byte() {
+    let t = temp_store();
+    let (events, batches) = build(&t.path, 30);
+    let source = fs::read(&t.path).unwrap();
+    let end = batches.last().map(|&(o, l, _, _)| o + l).unwrap() as usize;
+    let salvage = |dest: &Path| {
+        let mut last = (0u64, 0u64);
+        let report = inspect::salvage(&t.path, dest, &mut |done, total| {
+            assert!(
+                done >= last.0 && done <= total,
+                "{done}/{total} after {last:?}"
+            );
+            last = (done, total);
+        })
+        .unwrap();
+        (report, fs::read(dest).unwrap())
+    };
+
+    // Sound: the copy is the source's log, byte for byte.
+    let (report, copy) = salvage(&t.path.with_extension("sound"));
+    assert_eq!(report.kept_events, events.len() as u64);
+    assert_eq!(report.kept_batches, 30);
+    assert_eq!(copy, source[..end]);
+
+    // Damaged in the middle: the batches before the damage are copied as they are;
+    // the ones after are appended again, a position lower.
+    let (offset, len, first, count) = batches[12];
+    let mut bytes = source.clone();
+    bytes[(offset + len / 2) as usize] ^= 0x40;
+    fs::write(&t.path, &bytes).unwrap();
+    let survivors: Vec<RecordedEvent> = events
+        .iter()
+        .filter(|e| e.global_position < first || e.global_position >= first + u64::from(count))
+        .cloned()
+        .collect();
+    let dest = t.path.with_extension("middle");
+    let (report, copy) = salvage(&dest);
+    assert_eq!(copy[..offset as usize], source[..offset as usize]);
+    assert_ne!(copy[offset as usize..], bytes[(offset + len) as usize..end]);
+    assert_eq!(report.kept_batches, 29);
+    assert_eq!(report.renumbered_from, Some(first + u64::from(count)));
+    let got = all(&Store::open(&dest).unwrap());
+    assert_eq!(
+        got.iter().map(kept).collect::<Vec<_>>(),
+        survivors.iter().map(kept).collect::<Vec<_>>()
+    );
+    assert!(got
+        .iter()
+        .enumerate()
+        .all(|(i, e)| e.global_position == i as u64));
+
+    // The first batch lost: nothing to copy as it is; a new salt.
+    let (offset, len, _, count) = batches[0];
+    let mut bytes = source.clone();
+    bytes[(offset + len / 2) as usize] ^= 0x40;
+    fs::write(&t.path, &bytes).unwrap();
+    let dest = t.path.with_extension("first");
+    let (report, copy) = salvage(&dest);
+    assert_ne!(
+        copy[8..16],
+        source[8..16],
+        "a new store has a salt of its own"
+    );
+    assert_eq!(report.kept_events, events.len() as u64 - u64::from(count));
+    assert_eq!(report.renumbered_from, Some(u64::from(count)));
+    let got = all(&Store::open(&dest).unwrap());
+    assert_eq!(
+        got.iter().map(kept).collect::<Vec<_>>(),
+        events[count as usize..]
+            .iter()
+            .map(kept)
+            .collect::<Vec<_>>()
+    );
+}

@@ -306,35 +306,14 @@ impl Store {
                 .create_new(true)
                 .open(&tmp)
                 .map_err(|e| Error::io(format!("create {}", tmp.display()), e))?;
-            // In the kernel when it can (no copy through this process's memory);
-            // what it could not copy, through a buffer.
-            let mut at = match self.file.as_file() {
-                Some(source) => {
-                    copy_in_kernel(source, &out, len, &mut |done| progress(done, 2 * len)).map_err(
-                        |e| {
-                            Error::io(
-                                format!("copy {} to {}", self.path.display(), tmp.display()),
-                                e,
-                            )
-                        },
-                    )?
-                }
-                None => 0,
-            };
-            let mut buf = vec![0u8; COPY_PIECE.min((len - at) as usize)];
-            while at < len {
-                let n = (len - at).min(COPY_PIECE as u64) as usize;
-                read_exact_at(self.file.as_ref(), &mut buf[..n], at).map_err(|e| {
-                    Error::io(
-                        format!("read {} at byte offset {at}", self.path.display()),
-                        e,
-                    )
-                })?;
-                io::write_all_at(&out, &buf[..n], at)
-                    .map_err(|e| Error::io(format!("write {}", tmp.display()), e))?;
-                at += n as u64;
-                progress(at, 2 * len);
-            }
+            copy_bytes(
+                self.file.as_ref(),
+                &self.path,
+                &out,
+                &tmp,
+                len,
+                &mut |done| progress(done, 2 * len),
+            )?;
             out.sync_all()
                 .map_err(|e| Error::io(format!("fsync {}", tmp.display()), e))?;
             drop(out);
@@ -362,6 +341,44 @@ impl Store {
         }
         result
     }
+}
+
+/// Copies bytes `0..len` of `source` (the file at `source_path`) to the same offsets
+/// of `out` (at `out_path`): in the kernel where it can (no copy through this
+/// process's memory), through a buffer for what it could not; `progress` gets the
+/// bytes done. Does not sync `out`.
+pub(crate) fn copy_bytes(
+    source: &dyn io::StorageFile,
+    source_path: &Path,
+    out: &std::fs::File,
+    out_path: &Path,
+    len: u64,
+    progress: &mut dyn FnMut(u64),
+) -> Result<(), Error> {
+    let mut at = match source.as_file() {
+        Some(file) => copy_in_kernel(file, out, len, progress).map_err(|e| {
+            Error::io(
+                format!("copy {} to {}", source_path.display(), out_path.display()),
+                e,
+            )
+        })?,
+        None => 0,
+    };
+    let mut buf = vec![0u8; COPY_PIECE.min((len - at) as usize)];
+    while at < len {
+        let n = (len - at).min(COPY_PIECE as u64) as usize;
+        read_exact_at(source, &mut buf[..n], at).map_err(|e| {
+            Error::io(
+                format!("read {} at byte offset {at}", source_path.display()),
+                e,
+            )
+        })?;
+        io::write_all_at(out, &buf[..n], at)
+            .map_err(|e| Error::io(format!("write {}", out_path.display()), e))?;
+        at += n as u64;
+        progress(at);
+    }
+    Ok(())
 }
 
 /// Copies bytes `0..len` of `source` to the same offsets of `dest` with

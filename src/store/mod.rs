@@ -6,6 +6,7 @@
 //! fsync.
 
 mod copy;
+pub(crate) use copy::copy_bytes;
 mod dedup;
 mod follow;
 pub mod ids;
