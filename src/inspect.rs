@@ -28,7 +28,7 @@ use crate::codec::{
 };
 use crate::error::{Error, HeaderCause};
 use crate::store::io::{read_exact_at, StorageFile};
-use crate::store::{CopiedBatch, OpenOptions, Store};
+use crate::store::{ondisk, CopiedBatch, OpenOptions, Store};
 use crate::types::{ExpectedVersion, ProposedEventRef, StreamAppend};
 
 /// Bytes read at a time.
@@ -313,6 +313,17 @@ pub fn scan(
     };
     let mut found = scan_batches(&mut window, salt, &mut visit)?;
     found.format_version = format_version;
+    // Open refuses to cut a last write that the index file proves was acknowledged
+    // (`ondisk::acknowledged_past`, recovery rule 3 in format.md): such a range is
+    // damage here too, so that `verify` and `salvage` judge as open does.
+    if let Some(last) = found.ranges.last_mut() {
+        if last.kind == RangeKind::TornTail {
+            if let Some(why) = ondisk::acknowledged_past(path, &file, file_len, salt, last.start) {
+                last.kind = RangeKind::Damage;
+                last.detail = format!("{}; {why}", last.detail);
+            }
+        }
+    }
     if let Some(detail) = header_damage {
         if found.batches == 0 {
             return Err(invalid(HeaderCause::DamagedChecksum));

@@ -251,6 +251,17 @@ fn judge(
                 ro_saw, None,
                 "{what}: the writer refused ({e}), a reader opened"
             );
+            // `verify` (the scan) judges as open does: what open refuses as damage is
+            // not a sound store to the scan.
+            if let (Error::CorruptRecord { .. }, Ok(found)) =
+                (&e, eventstore::inspect::scan(&path, |_| Ok(())))
+            {
+                assert!(
+                    !found.is_sound(),
+                    "{what}: open refused ({e}), the scan finds the store sound: {:?}",
+                    found.ranges
+                );
+            }
             return Seen::Refused(e.to_string());
         }
         Ok(s) => s,
