@@ -52,7 +52,7 @@ fn asked_only() -> OpenOptions {
 }
 
 /// A store and what it acknowledged.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 struct Original {
     log: Vec<u8>,
     index: Vec<u8>,
@@ -136,14 +136,7 @@ fn build(dir: &Path, name: &str, mib: f64, covered_share: f64, seed: u64) -> Ori
     let path = dir.join(name);
     let total = (mib * 1048576.0) as u64;
     let mut rng = Rng::new(seed);
-    let mut o = Original {
-        log: Vec::new(),
-        index: Vec::new(),
-        batches: Vec::new(),
-        model: Vec::new(),
-        covered: Vec::new(),
-        indexes: Vec::new(),
-    };
+    let mut o = Original::default();
     let store = Store::open_with(&path, asked_only()).unwrap();
     for share in [1.0 / 3.0, 2.0 / 3.0, covered_share] {
         grow(
@@ -1245,14 +1238,7 @@ fn a_merge_over_a_range_damaged_while_open() {
     let dir = scratch();
     let path = dir.path().join("rot.store");
     let mut rng = Rng::new(seed() ^ 0x707);
-    let mut o = Original {
-        log: Vec::new(),
-        index: Vec::new(),
-        batches: Vec::new(),
-        model: Vec::new(),
-        covered: Vec::new(),
-        indexes: Vec::new(),
-    };
+    let mut o = Original::default();
     let store = Store::open_with(&path, asked_only()).unwrap();
     let mut rotted = None;
     let rounds = 24;
@@ -1339,14 +1325,7 @@ fn a_rotten_index_page_under_a_rewrite() {
     let dir = scratch();
     let path = dir.path().join("rewrite.store");
     let mut rng = Rng::new(seed() ^ 0x4e3);
-    let mut o = Original {
-        log: Vec::new(),
-        index: Vec::new(),
-        batches: Vec::new(),
-        model: Vec::new(),
-        covered: Vec::new(),
-        indexes: Vec::new(),
-    };
+    let mut o = Original::default();
     let store = Store::open_with(&path, asked_only()).unwrap();
     for _ in 0..12 {
         let to = std::fs::metadata(&path).unwrap().len() + 40_000;

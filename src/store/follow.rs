@@ -262,12 +262,13 @@ impl Store {
                 located.truncate(keep);
             }
         }
-        let filter = matcher.filter();
-        read::read_matches(
+        // The matches only: no read spans a byte of a record not asked for.
+        let expect = read::Expected::Matching(matcher.filter());
+        read::read_located(
             self.file.as_ref(),
             &self.path,
             &located,
-            filter,
+            expect,
             batch,
             visit,
         )?;

@@ -180,27 +180,6 @@ pub fn read_located(
     )
 }
 
-/// [`read_located`] for the matches of a filtered read: no read spans a byte of a
-/// record that is not asked for (see [`FILTERED_MAX_GAP`]).
-pub fn read_matches(
-    file: &dyn StorageFile,
-    path: &Path,
-    located: &[(u64, RecordLocation)],
-    filter: &Filter,
-    into: &mut EventBatch,
-    visit: Option<Visitor<'_>>,
-) -> Result<(), Error> {
-    read_records(
-        file,
-        path,
-        located.len(),
-        |i| located[i],
-        Expected::Matching(filter),
-        into,
-        visit,
-    )
-}
-
 /// Called with the number of records to come and each record's view, as soon as the
 /// record is verified (while it is still in the CPU's cache). The views point into
 /// the batch's buffer, which stays where it is when the batch is moved.
