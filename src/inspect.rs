@@ -695,10 +695,13 @@ const COPY_GROUP_BYTES: usize = 4 << 20;
 /// locked or modified: it may be damaged) into a new store at `dest`, in order: each
 /// batch's events with their ids, stream, type, metadata, payload and commit time.
 /// Global positions and stream versions are assigned afresh, so events after a lost
-/// range move down to close the gap (see [`SalvageReport::renumbered_from`]). The new
-/// store is built in a temporary file beside `dest`, checked with [`scan`], and renamed
-/// to `dest` only when whole. `dest` must not exist. `progress(done, total)` is called
-/// with the bytes of `source` scanned.
+/// range move down to close the gap (see [`SalvageReport::renumbered_from`]). The
+/// intact prefix (all of a sound store) is copied byte for byte, salt included; the
+/// batches after a lost range are appended again. The new store is built in a
+/// temporary file beside `dest`, checked with [`scan`], and renamed to `dest` only when
+/// whole. `dest` must not exist. `progress(done, total)` is called with a measure of
+/// the work done, in bytes of `source` (the first half: scanning it; the second:
+/// copying and appending).
 pub fn salvage(
     source: &Path,
     dest: &Path,
