@@ -1548,21 +1548,11 @@ impl Bench {
             return;
         }
         let stores = build_read_stores(&self.dir, data, events, false);
-        let out = std::process::Command::new(std::env::current_exe().unwrap())
-            .arg("--mem-child")
-            .arg(&stores.es)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        let nums = child_numbers(
+            std::process::Command::new(std::env::current_exe().unwrap())
+                .arg("--mem-child")
+                .arg(&stores.es),
         );
-        let text = String::from_utf8(out.stdout).unwrap();
-        let nums: Vec<f64> = text
-            .split_whitespace()
-            .map(|w| w.parse().unwrap())
-            .collect();
         let (rss_delta, heap, streams, id_heap) = (nums[0], nums[1], nums[2], nums[3]);
         remove(&stores.es);
         // The per-stream allowance: a map entry and its list's header and slack.
@@ -2566,6 +2556,22 @@ fn drop_sqlite_cache(path: &Path) {
     }
 }
 
+/// Runs a child of this benchmark and returns the numbers it prints (whitespace
+/// separated); its standard error is shown when it fails.
+fn child_numbers(command: &mut std::process::Command) -> Vec<f64> {
+    let out = command.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .split_whitespace()
+        .map(|w| w.parse().unwrap())
+        .collect()
+}
+
 /// This process's resident set (`VmRSS` of `/proc/self/status`), in bytes, after
 /// giving freed heap memory back (`malloc_trim`), so that it counts what is in use.
 fn vm_rss() -> u64 {
@@ -2788,23 +2794,13 @@ impl Bench {
                 for (k, kind) in kinds.iter().enumerate() {
                     let path = if *kind == "sqlite" { &db } else { &es };
                     warm(path);
-                    let out = std::process::Command::new(std::env::current_exe().unwrap())
-                        .arg("--rss-child")
-                        .arg(kind)
-                        .arg(path)
-                        .arg(events.to_string())
-                        .output()
-                        .unwrap();
-                    assert!(
-                        out.status.success(),
-                        "{}",
-                        String::from_utf8_lossy(&out.stderr)
+                    let v = child_numbers(
+                        std::process::Command::new(std::env::current_exe().unwrap())
+                            .arg("--rss-child")
+                            .arg(kind)
+                            .arg(path)
+                            .arg(events.to_string()),
                     );
-                    let text = String::from_utf8(out.stdout).unwrap();
-                    let v: Vec<f64> = text
-                        .split_whitespace()
-                        .map(|w| w.parse().unwrap())
-                        .collect();
                     open_rows[k].rates.push((v[1] - v[0]) / 1e6);
                     read_rows[k].rates.push((v[2] - v[0]) / 1e6);
                     open_rows[k].note = format!(

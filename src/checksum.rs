@@ -23,8 +23,6 @@ pub(crate) fn crc32(bytes: &[u8]) -> u32 {
 
 /// The CRC32 of each of four inputs, `[crc32(inputs[0]), .., crc32(inputs[3])]`, of any
 /// lengths (empty included).
-// The read path (issue 10) is its first caller.
-#[cfg_attr(not(test), allow(dead_code))]
 #[inline]
 pub(crate) fn crc32x4(inputs: [&[u8]; 4]) -> [u32; 4] {
     #[cfg(target_arch = "x86_64")]

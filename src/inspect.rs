@@ -670,21 +670,20 @@ impl Prefix {
     }
 
     /// The source, opened, when the prefix can be copied as it is: it holds a batch,
-    /// the file is of the current format with a sound header, and the prefix is the
-    /// intact prefix `scan` found (`inspection` of the same file).
+    /// the file is of the current format, and the prefix is the intact prefix `scan`
+    /// found (`inspection` of the same file) with no damaged range inside it (a
+    /// damaged file header is the range `0..32`).
     fn copyable(&self, source: &Path, inspection: &Inspection) -> Result<Option<File>, Error> {
         if self.batches == 0
             || inspection.format_version != codec::FORMAT_VERSION
             || inspection.valid_end != self.end
+            || inspection.ranges.iter().any(|r| r.start < self.end)
         {
             return Ok(None);
         }
-        let file =
-            File::open(source).map_err(|e| Error::io(format!("open {}", source.display()), e))?;
-        let mut head = [0u8; FILE_HEADER_LEN];
-        read_exact_at(&file, &mut head, 0)
-            .map_err(|e| Error::io(format!("read the header of {}", source.display()), e))?;
-        Ok(codec::decode_file_header(&head).is_ok().then_some(file))
+        File::open(source)
+            .map(Some)
+            .map_err(|e| Error::io(format!("open {}", source.display()), e))
     }
 }
 

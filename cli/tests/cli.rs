@@ -94,6 +94,29 @@ fn ev(t: &str, payload: &[u8], metadata: &[u8]) -> ProposedEvent {
     }
 }
 
+/// One `append_multi` of `runs[i]` to `streams[i]`, each with `expected`.
+fn append_runs(
+    store: &Store,
+    streams: [Uuid; 3],
+    runs: &[Vec<ProposedEvent>],
+    expected: ExpectedVersion,
+) -> Result<Vec<eventstore::AppendResult>, eventstore::Error> {
+    let refs: Vec<Vec<ProposedEventRef<'_>>> = runs
+        .iter()
+        .map(|v| v.iter().map(ProposedEvent::as_ref).collect())
+        .collect();
+    let appends: Vec<StreamAppend<'_>> = streams
+        .iter()
+        .zip(&refs)
+        .map(|(id, events)| StreamAppend {
+            stream_id: *id,
+            expected_version: expected,
+            events,
+        })
+        .collect();
+    store.append_multi(&appends)
+}
+
 /// A store of 3 streams: A gets OrderPlaced/OrderPaid pairs, B single Shipped
 /// events, C one batch of binary and text payloads.
 fn sample(dir: &Path) -> (PathBuf, Vec<RecordedEvent>) {
@@ -1588,20 +1611,7 @@ fn verify_and_salvage_handle_multi_stream_batches() {
                     .collect()
             })
             .collect();
-        let fresh_refs: Vec<Vec<ProposedEventRef<'_>>> = fresh
-            .iter()
-            .map(|v| v.iter().map(ProposedEvent::as_ref).collect())
-            .collect();
-        let appends: Vec<StreamAppend<'_>> = [A, B, C]
-            .iter()
-            .zip(&fresh_refs)
-            .map(|(id, events)| StreamAppend {
-                stream_id: *id,
-                expected_version: ExpectedVersion::Any,
-                events,
-            })
-            .collect();
-        store.append_multi(&appends).unwrap();
+        append_runs(&store, [A, B, C], &fresh, ExpectedVersion::Any).unwrap();
     }
     let events = store.read_all(0, u64::MAX).unwrap();
     store.close().unwrap();
@@ -1692,20 +1702,7 @@ fn salvage_and_import_keep_multi_stream_batches_whole() {
                     .collect()
             })
             .collect();
-        let refs: Vec<Vec<ProposedEventRef<'_>>> = fresh
-            .iter()
-            .map(|v| v.iter().map(ProposedEvent::as_ref).collect())
-            .collect();
-        let appends: Vec<StreamAppend<'_>> = [C, A, B]
-            .iter()
-            .zip(&refs)
-            .map(|(id, events)| StreamAppend {
-                stream_id: *id,
-                expected_version: ExpectedVersion::Any,
-                events,
-            })
-            .collect();
-        let results = store.append_multi(&appends).unwrap();
+        let results = append_runs(&store, [C, A, B], &fresh, ExpectedVersion::Any).unwrap();
         multis.push((fresh, results));
     }
     store.close().unwrap();
@@ -1739,21 +1736,7 @@ fn salvage_and_import_keep_multi_stream_batches_whole() {
         );
         let store = Store::open(copy).unwrap();
         for (fresh, results) in &multis {
-            let refs: Vec<Vec<ProposedEventRef<'_>>> = fresh
-                .iter()
-                .map(|v| v.iter().map(ProposedEvent::as_ref).collect())
-                .collect();
-            let appends: Vec<StreamAppend<'_>> = [C, A, B]
-                .iter()
-                .zip(&refs)
-                .map(|(id, events)| StreamAppend {
-                    stream_id: *id,
-                    expected_version: ExpectedVersion::NoStream,
-                    events,
-                })
-                .collect();
-            let again = store
-                .append_multi(&appends)
+            let again = append_runs(&store, [C, A, B], fresh, ExpectedVersion::NoStream)
                 .unwrap_or_else(|e| panic!("{}: {e}", copy.display()));
             assert_eq!(again.len(), 3);
             for (a, r) in again.iter().zip(results) {
