@@ -174,8 +174,7 @@ fn spawn(mode: &str, path: &Path, envs: &[(&str, String)]) -> Child {
 }
 
 fn child_command(mode: &str, path: &Path, envs: &[(&str, String)]) -> Command {
-    let exe = std::env::current_exe().unwrap();
-    let mut cmd = Command::new(exe);
+    let mut cmd = Command::new(support::child_exe());
     cmd.args([
         "follow_child_entry",
         "--exact",

@@ -532,10 +532,39 @@ pub fn file_len(path: &Path) -> u64 {
 // Child processes: the test binary re-executed to run one test function in a mode
 // chosen by environment variables.
 
+/// This test binary, at a path every user can execute: itself, or, when a directory
+/// above it is closed to other users (a checkout in a 0700 `mktemp -d`), a copy made
+/// once in a directory open to all, so that children run as another user (`nobody`)
+/// can start.
+pub fn child_exe() -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    static EXE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    EXE.get_or_init(|| {
+        let exe = std::env::current_exe().expect("current exe");
+        let open_to_all = exe
+            .ancestors()
+            .skip(1)
+            .all(|dir| std::fs::metadata(dir).is_ok_and(|m| m.permissions().mode() & 0o001 != 0));
+        if open_to_all {
+            return exe;
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("es-test-exe-")
+            .tempdir()
+            .expect("a directory for the test binary")
+            .keep();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let copy = dir.join(exe.file_name().expect("a file name"));
+        std::fs::copy(&exe, &copy).expect("copy the test binary");
+        std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+        copy
+    })
+    .clone()
+}
+
 /// A command that re-runs this test binary's test `name` alone, with `envs`.
 pub fn child(name: &str, envs: &[(&str, String)]) -> Command {
-    let exe = std::env::current_exe().expect("current exe");
-    let mut cmd = Command::new(exe);
+    let mut cmd = Command::new(child_exe());
     cmd.args([name, "--exact", "--nocapture", "--test-threads=1", "-q"]);
     for (k, v) in envs {
         cmd.env(k, v);
