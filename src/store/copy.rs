@@ -6,6 +6,7 @@
 
 use std::fs::OpenOptions as FsOpenOptions;
 use std::path::Path;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use uuid::Uuid;
@@ -23,9 +24,9 @@ use crate::types::{AppendResult, ExpectedVersion, ProposedEventRef, StreamAppend
 /// instead of the commit's own time. The events are checked and encoded when the
 /// batch is made, so that a tool can queue many batches without keeping the events.
 pub struct CopiedBatch {
-    parts: Vec<Part>,
-    batch: UnsealedBatch,
-    recorded_at: u64,
+    pub(crate) parts: Vec<Part>,
+    pub(crate) batch: UnsealedBatch,
+    pub(crate) recorded_at: u64,
 }
 
 impl std::fmt::Debug for CopiedBatch {
@@ -140,6 +141,15 @@ pub struct BackupReport {
     pub events: u64,
 }
 
+/// What [`Store::append_copied_group`] appended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CopiedGroup {
+    /// Global position of the group's first event (the log's length before it).
+    pub first_position: u64,
+    /// Events appended: the log's length is now `first_position + events`.
+    pub events: u64,
+}
+
 /// Bytes copied per read/write by [`Store::backup_to`].
 const COPY_PIECE: usize = 4 << 20;
 
@@ -218,6 +228,63 @@ impl Store {
             Some(e) => Err(e),
             None => Ok(results),
         }
+    }
+
+    /// Low-level, for tools that copy a log into a new store (import): appends
+    /// `batches` in the order given as one group commit (one write, one `fdatasync`),
+    /// all or nothing, each batch still its own atomic batch with its own commit time
+    /// (as by [`Store::append_copied`]). Cheaper than `append_copied` for many small
+    /// batches: no answer, result or id list is made per batch, and the group has one
+    /// outcome: where it begins and how many events it holds (a caller that needs each
+    /// batch's positions counts them from [`CopiedBatch::count`]).
+    ///
+    /// Every batch is checked, in order, before anything is written: each run's
+    /// expected version against the log and the batches before it in the group, and
+    /// the room left in the log. The first batch that fails its check fails the whole
+    /// group and nothing of the group is written: `Error::WrongExpectedVersion` (naming
+    /// the stream, the expected and the actual version) or `Error::InvalidArgument`
+    /// (the log is full). A failed write or sync poisons the store, as for any append
+    /// (`Error::Io`, then `Error::Poisoned`); a read-only handle is `Error::ReadOnly`.
+    /// An empty `batches` appends nothing and succeeds.
+    ///
+    /// The group holds the writer for its whole commit: ordinary appends from other
+    /// threads wait for it (they are committed after it, in their own groups). Commit
+    /// times and event ids are taken as given, as by `append_copied`.
+    pub fn append_copied_group(&self, batches: Vec<CopiedBatch>) -> Result<CopiedGroup, Error> {
+        self.check_writable()?;
+        let mut writer = match self.writer.lock() {
+            Ok(writer) => writer,
+            Err(_) => {
+                self.poisoned.store(true, Ordering::Release);
+                return Err(Error::Poisoned {
+                    cause: "an earlier append panicked during its group commit".into(),
+                });
+            }
+        };
+        let committed = writer.commit_copies(self.file.as_ref(), self.salt, &self.index, &batches);
+        if writer.poisoned.is_some() {
+            self.poisoned.store(true, Ordering::Release);
+        }
+        self.format_version
+            .store(writer.format_version, Ordering::Release);
+        if let Ok((_, events)) = committed {
+            if events > 0 {
+                // As after every group commit: the new events are visible to followers,
+                // and the index's checkpointer learns how far the log grew.
+                self.published(writer.end);
+                if let Some(c) = &self.checkpointer {
+                    c.ask_if(read_lock(&self.index).delta_log_bytes());
+                }
+            }
+        }
+        drop(writer);
+        // The batches are freed once the writer is free again.
+        drop(batches);
+        let (first_position, events) = committed?;
+        Ok(CopiedGroup {
+            first_position,
+            events,
+        })
     }
 
     /// Makes room in the index for `additional` more events at once, so that a tool
