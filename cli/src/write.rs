@@ -394,6 +394,26 @@ impl Building {
 
     /// The batch as it stands, encoded; the builder is empty afterwards.
     fn take(&mut self) -> std::result::Result<CopiedBatch, Error> {
+        let batch = match (&self.runs[..], self.used) {
+            // One event of one stream, the most common batch: no list is built.
+            ([r], 1) => CopiedBatch::multi(
+                self.recorded_at,
+                &[StreamAppend {
+                    stream_id: r.stream,
+                    expected_version: r.expected(),
+                    events: &[self.events[0].as_ref()],
+                }],
+            ),
+            _ => self.take_many(),
+        };
+        self.runs.clear();
+        self.used = 0;
+        self.bytes = 0;
+        batch
+    }
+
+    /// [`Building::take`] for a batch of several events or streams.
+    fn take_many(&self) -> std::result::Result<CopiedBatch, Error> {
         let refs: Vec<ProposedEventRef<'_>> = self.events[..self.used]
             .iter()
             .map(ProposedEvent::as_ref)
@@ -406,19 +426,22 @@ impl Building {
                 at += r.count;
                 StreamAppend {
                     stream_id: r.stream,
-                    expected_version: match r.first_version {
-                        0 => ExpectedVersion::NoStream,
-                        v => ExpectedVersion::Exact(v - 1),
-                    },
+                    expected_version: r.expected(),
                     events: &refs[at - r.count..at],
                 }
             })
             .collect();
-        let batch = CopiedBatch::multi(self.recorded_at, &runs);
-        self.runs.clear();
-        self.used = 0;
-        self.bytes = 0;
-        batch
+        CopiedBatch::multi(self.recorded_at, &runs)
+    }
+}
+
+impl RunStart {
+    /// The version the stream must be at before the run: the one before its first.
+    fn expected(&self) -> ExpectedVersion {
+        match self.first_version {
+            0 => ExpectedVersion::NoStream,
+            v => ExpectedVersion::Exact(v - 1),
+        }
     }
 }
 
@@ -444,9 +467,8 @@ struct Group {
 impl Group {
     /// Appends the batches as one group commit (one `fdatasync`), all or nothing.
     fn flush(&mut self, store: &Store, tmp: &Path) -> Result<()> {
-        let result = store.append_copied_group(std::mem::take(&mut self.batches));
-        self.bytes = 0;
-        let runs = std::mem::take(&mut self.runs);
+        let result = store.append_copied_group(&self.batches);
+        let runs = &self.runs;
         match result {
             Ok(_) => Ok(()),
             Err(Error::WrongExpectedVersion {
@@ -497,6 +519,9 @@ enum Chunk {
 struct Import {
     b: Building,
     group: Group,
+    /// Groups the committing thread is done with, to be emptied and reused here: their
+    /// batches were made on this thread, where freeing them is cheaper.
+    spent: std::sync::mpsc::Receiver<Group>,
     /// Events and batches so far.
     position: u64,
     batches: u64,
@@ -579,7 +604,8 @@ impl Import {
                 if self.group.bytes >= IMPORT_GROUP_BYTES {
                     // Handed on only when the line is taken: after this point the
                     // line starts a batch, which no check below can fail.
-                    full = Some(std::mem::take(&mut self.group));
+                    let next = self.spare();
+                    full = Some(std::mem::replace(&mut self.group, next));
                 }
             }
             let b = &mut self.b;
@@ -621,6 +647,19 @@ impl Import {
         self.last_line = n;
         self.position += 1;
         Ok(full)
+    }
+
+    /// An empty group: one the committing thread has handed back, when there is one.
+    fn spare(&self) -> Group {
+        match self.spent.try_recv() {
+            Ok(mut group) => {
+                group.batches.clear();
+                group.runs.clear();
+                group.bytes = 0;
+                group
+            }
+            Err(_) => Group::default(),
+        }
     }
 
     /// Encodes the batch being built into the group.
@@ -667,8 +706,9 @@ const IMPORT_CHUNKS_AHEAD: usize = 2;
 /// The parser thread of an import: reads standard input, checks and encodes every
 /// line, and sends groups of batches to `out` until the input ends or a line is bad.
 /// Stops early when the committing thread has hung up (it failed).
-fn parse_input(out: std::sync::mpsc::SyncSender<Chunk>) {
+fn parse_input(out: std::sync::mpsc::SyncSender<Chunk>, spent: std::sync::mpsc::Receiver<Group>) {
     let mut import = Import {
+        spent,
         b: Building {
             first_position: 0,
             first_line: 0,
@@ -734,6 +774,7 @@ fn commit_chunks(
     input_len: Option<u64>,
     progress: &Progress,
     chunks: std::sync::mpsc::Receiver<Chunk>,
+    spent: std::sync::mpsc::Sender<Group>,
 ) -> Result<(u64, u64)> {
     let mut reserved = false;
     for chunk in chunks {
@@ -757,6 +798,8 @@ fn commit_chunks(
                 }
                 group.flush(store, tmp)?;
                 progress.set(if input_len.is_some() { read } else { events });
+                // The parser may have finished: then the group is freed here.
+                let _ = spent.send(group);
             }
             Chunk::Failed { mut rest, error } => {
                 // A version conflict the store would find in the lines before the bad
@@ -794,9 +837,10 @@ fn import_into(tmp: &Path, input_len: Option<u64>, progress: &Progress) -> Resul
     // Parsing and encoding the lines runs on a thread of its own, a few groups ahead of
     // the group commits on this one: the two overlap.
     let (send, chunks) = std::sync::mpsc::sync_channel(IMPORT_CHUNKS_AHEAD);
+    let (give_back, spent) = std::sync::mpsc::channel();
     let counts = std::thread::scope(|s| {
-        let parser = s.spawn(move || parse_input(send));
-        let counts = commit_chunks(&store, tmp, input_len, progress, chunks);
+        let parser = s.spawn(move || parse_input(send, spent));
+        let counts = commit_chunks(&store, tmp, input_len, progress, chunks, give_back);
         // `chunks` is dropped: a parser still at work stops at its next send.
         match parser.join() {
             Ok(()) => counts,

@@ -24,9 +24,36 @@ use crate::types::{AppendResult, ExpectedVersion, ProposedEventRef, StreamAppend
 /// instead of the commit's own time. The events are checked and encoded when the
 /// batch is made, so that a tool can queue many batches without keeping the events.
 pub struct CopiedBatch {
-    pub(crate) parts: Vec<Part>,
+    pub(crate) parts: CopiedParts,
     pub(crate) batch: UnsealedBatch,
     pub(crate) recorded_at: u64,
+}
+
+/// The streams of a copied batch: most have one, kept without an allocation (a copy
+/// makes millions of batches).
+pub(crate) enum CopiedParts {
+    One(Part),
+    Many(Vec<Part>),
+}
+
+impl std::ops::Deref for CopiedParts {
+    type Target = [Part];
+
+    fn deref(&self) -> &[Part] {
+        match self {
+            CopiedParts::One(p) => std::slice::from_ref(p),
+            CopiedParts::Many(v) => v,
+        }
+    }
+}
+
+impl CopiedParts {
+    fn into_vec(self) -> Vec<Part> {
+        match self {
+            CopiedParts::One(p) => vec![p],
+            CopiedParts::Many(v) => v,
+        }
+    }
 }
 
 impl std::fmt::Debug for CopiedBatch {
@@ -98,13 +125,20 @@ impl CopiedBatch {
         }
         let batch = crate::store::writes::encode_appends(runs)?;
         Ok(CopiedBatch {
-            parts: runs
-                .iter()
-                .map(|r| Part {
+            parts: match runs {
+                [r] => CopiedParts::One(Part {
                     stream_id: r.stream_id,
                     expected: r.expected_version,
-                })
-                .collect(),
+                }),
+                _ => CopiedParts::Many(
+                    runs.iter()
+                        .map(|r| Part {
+                            stream_id: r.stream_id,
+                            expected: r.expected_version,
+                        })
+                        .collect(),
+                ),
+            },
             batch,
             recorded_at,
         })
@@ -185,7 +219,7 @@ impl Store {
                 let answer = Answer::default();
                 slots.push(Arc::clone(&answer));
                 queue.requests.push(Request {
-                    parts: b.parts,
+                    parts: b.parts.into_vec(),
                     batch: b.batch,
                     answer,
                     recorded_at: Some(b.recorded_at),
@@ -236,7 +270,9 @@ impl Store {
     /// (as by [`Store::append_copied`]). Cheaper than `append_copied` for many small
     /// batches: no answer, result or id list is made per batch, and the group has one
     /// outcome: where it begins and how many events it holds (a caller that needs each
-    /// batch's positions counts them from [`CopiedBatch::count`]).
+    /// batch's positions counts them from [`CopiedBatch::count`]). The batches are
+    /// borrowed: the caller frees them (or hands them back to the thread that made
+    /// them, where freeing is cheaper) and may reuse the vector.
     ///
     /// Every batch is checked, in order, before anything is written: each run's
     /// expected version against the log and the batches before it in the group, and
@@ -250,7 +286,7 @@ impl Store {
     /// The group holds the writer for its whole commit: ordinary appends from other
     /// threads wait for it (they are committed after it, in their own groups). Commit
     /// times and event ids are taken as given, as by `append_copied`.
-    pub fn append_copied_group(&self, batches: Vec<CopiedBatch>) -> Result<CopiedGroup, Error> {
+    pub fn append_copied_group(&self, batches: &[CopiedBatch]) -> Result<CopiedGroup, Error> {
         self.check_writable()?;
         let mut writer = match self.writer.lock() {
             Ok(writer) => writer,
@@ -261,7 +297,7 @@ impl Store {
                 });
             }
         };
-        let committed = writer.commit_copies(self.file.as_ref(), self.salt, &self.index, &batches);
+        let committed = writer.commit_copies(self.file.as_ref(), self.salt, &self.index, batches);
         if writer.poisoned.is_some() {
             self.poisoned.store(true, Ordering::Release);
         }
@@ -278,8 +314,6 @@ impl Store {
             }
         }
         drop(writer);
-        // The batches are freed once the writer is free again.
-        drop(batches);
         let (first_position, events) = committed?;
         Ok(CopiedGroup {
             first_position,

@@ -471,7 +471,7 @@ impl Writer {
             // As in `commit_group`: the lookups in one loop first overlap their misses.
             let before: Vec<Option<u64>> = batches
                 .iter()
-                .flat_map(|b| &b.parts)
+                .flat_map(|b| b.parts.iter())
                 .map(|p| index.stream_version(&p.stream_id))
                 .collect();
             let mut first_versions = Vec::new();
