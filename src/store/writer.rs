@@ -559,24 +559,17 @@ impl Writer {
             .fold(self.last_recorded_at, u64::max);
         {
             let mut index = index.write().unwrap_or_else(|p| p.into_inner());
-            let (mut run, mut location) = (0, 0);
-            for (b, &run_end) in batches.iter().zip(&run_ends) {
-                let n = b.batch.count() as usize;
-                let these = &locations[location..location + n];
-                let published = index.push_append(
-                    &runs[run..run_end],
-                    these.iter().copied(),
-                    b.batch.record_ids().map(|(_, id)| id),
-                );
-                debug_assert!(published.is_ok(), "checked against this index above");
-                index.push_types(these.iter().map(|l| {
-                    crate::codec::record_type_bytes(
-                        &self.buf[(l.offset() - group_start) as usize..],
-                    )
-                }));
-                run = run_end;
-                location += n;
-            }
+            index.push_appends(
+                &runs,
+                &run_ends,
+                &locations,
+                batches
+                    .iter()
+                    .flat_map(|b| b.batch.record_ids().map(|(_, id)| id)),
+            );
+            index.push_types(locations.iter().map(|l| {
+                crate::codec::record_type_bytes(&self.buf[(l.offset() - group_start) as usize..])
+            }));
         }
         Ok((first_position, next_position - first_position))
     }
