@@ -571,7 +571,12 @@ extern "C" {
  * with `ES_ERR_LOCKED` and does not disturb the first handle. The lock is an `flock`
  * on the open file: a child made by `fork()` shares it until the child calls `exec`
  * (the descriptor is close-on-exec) or exits, so a close and reopen in the parent
- * during that window can see `ES_ERR_LOCKED`. Read-only handles (`es_open_with` with
+ * during that window can see `ES_ERR_LOCKED`. A handle belongs to the process that
+ * opened it: in a child made by `fork()`, every call on an inherited handle (writer or
+ * read-only) fails with `ES_ERR_INVALID_ARGUMENT` naming `fork()`, and `es_close`
+ * there releases the copy without touching the files (the parent keeps its events,
+ * its lock and its index file); the child opens the store again if it needs it.
+ * Read-only handles (`es_open_with` with
  * `ES_OPEN_READ_ONLY`) take no lock: any number of them may be open beside the
  * writer, and they never make `es_open` fail. The writer keeps the side file
  * `<path>-shm` (created with the store's permissions, never removed) through which

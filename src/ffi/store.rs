@@ -35,7 +35,12 @@ use crate::store::{OpenOptions, Store};
 /// with `ES_ERR_LOCKED` and does not disturb the first handle. The lock is an `flock`
 /// on the open file: a child made by `fork()` shares it until the child calls `exec`
 /// (the descriptor is close-on-exec) or exits, so a close and reopen in the parent
-/// during that window can see `ES_ERR_LOCKED`. Read-only handles (`es_open_with` with
+/// during that window can see `ES_ERR_LOCKED`. A handle belongs to the process that
+/// opened it: in a child made by `fork()`, every call on an inherited handle (writer or
+/// read-only) fails with `ES_ERR_INVALID_ARGUMENT` naming `fork()`, and `es_close`
+/// there releases the copy without touching the files (the parent keeps its events,
+/// its lock and its index file); the child opens the store again if it needs it.
+/// Read-only handles (`es_open_with` with
 /// `ES_OPEN_READ_ONLY`) take no lock: any number of them may be open beside the
 /// writer, and they never make `es_open` fail. The writer keeps the side file
 /// `<path>-shm` (created with the store's permissions, never removed) through which
@@ -217,7 +222,11 @@ pub(crate) fn live<'a>(store: *const es_store) -> Result<&'a Store, Failure> {
     }
     // SAFETY: the handle is live, so its store has not been taken; the contract forbids
     // `es_close` to run meanwhile, so the reference stays valid for the call.
-    Ok(unsafe { &(*store).store })
+    let inner: &Store = unsafe { &(*store).store };
+    // A copy inherited through fork() is refused whole: reads too, since a lock held
+    // by a parent's thread at the fork would never be released in the child.
+    inner.check_process()?;
+    Ok(inner)
 }
 
 /// Appends `count` events to the stream `*stream_id` as one atomic batch, if the

@@ -9,6 +9,7 @@ mod copy;
 pub(crate) use copy::copy_bytes;
 mod dedup;
 mod follow;
+mod fork;
 pub mod ids;
 pub mod index;
 mod info;
@@ -181,6 +182,10 @@ impl OpenOptions {
 }
 
 /// An open event store. Dropping it closes it (see [`Store::close`]).
+///
+/// A handle belongs to the process that opened it: in a child made by `fork()`, its
+/// copy refuses writes (`Error::InvalidArgument` naming `fork()`) and closing the copy
+/// leaves the files alone; open the store again in the child.
 pub struct Store {
     path: PathBuf,
     file: Box<dyn StorageFile>,
@@ -210,6 +215,9 @@ pub struct Store {
     /// Set once appends are refused (a failed write or sync, a panic): readable
     /// without waiting for the writer lock.
     poisoned: AtomicBool,
+    /// The process generation the handle was opened in (see `fork.rs`): a copy of it
+    /// in a child made by `fork()` refuses writes and leaves the files alone.
+    fork_generation: u64,
 }
 
 impl std::fmt::Debug for Store {
@@ -442,6 +450,7 @@ impl Store {
             index,
             queue: Mutex::new(Queue::default()),
             closed: false,
+            fork_generation: fork::generation(),
             format_version: std::sync::atomic::AtomicU16::new(version),
             recovered_bytes_dropped,
             poisoned: AtomicBool::new(false),
@@ -851,6 +860,15 @@ impl Store {
             return Ok(());
         }
         self.closed = true;
+        if self.check_process().is_err() {
+            // A copy inherited through fork(): the parent still owns the files (its
+            // log may have grown past this copy's end, which a cut would destroy), and
+            // the index thread was not copied, so it cannot be stopped or joined.
+            if let Some(c) = self.checkpointer.as_mut() {
+                c.abandon();
+            }
+            return Ok(());
+        }
         if self.follower.is_some() {
             // A read-only handle never writes the file.
             return Ok(());

@@ -592,6 +592,7 @@ impl super::Store {
             checkpointer: None,
             queue: std::sync::Mutex::new(super::Queue::default()),
             closed: false,
+            fork_generation: super::fork::generation(),
             format_version: std::sync::atomic::AtomicU16::new(format_version),
             // A read-only handle never cuts anything off.
             recovered_bytes_dropped: 0,
@@ -606,12 +607,26 @@ impl super::Store {
 
     /// Refuses writes on a read-only handle.
     pub(super) fn check_writable(&self) -> Result<(), Error> {
+        self.check_process()?;
         if self.is_read_only() {
             return Err(Error::ReadOnly {
                 path: self.path.clone(),
             });
         }
         Ok(())
+    }
+
+    /// Whether this handle belongs to this process: `InvalidArgument` for a copy
+    /// inherited by a child made by `fork()` (see `fork.rs`), which must open the store
+    /// again. Writes check it; the C ABI checks it on every call.
+    pub(crate) fn check_process(&self) -> Result<(), Error> {
+        if self.fork_generation == super::fork::generation() {
+            return Ok(());
+        }
+        Err(Error::InvalidArgument(format!(
+            "{}: this handle was opened by a parent process before fork(); a child process cannot use it: open the store again in the child",
+            self.path.display()
+        )))
     }
 
     /// Extends a read-only handle's index with what became visible (no-op for the
