@@ -555,7 +555,10 @@ extern "C" {
  * `*out_store` to a new handle.
  *
  * `path` is a NUL-terminated file name (bytes, as the OS takes them; relative to the
- * current directory unless absolute). A new file gets its header and is fsynced,
+ * current directory unless absolute). A symbolic link is followed to the store file,
+ * beside which the side file (`-shm`) and index file (`-index`) are kept, so that
+ * every symbolic name of a store shares them (a hard link does not: open a store by
+ * the name its writer uses). A new file gets its header and is fsynced,
  * and its directory is fsynced. An existing file is recovered: a torn or corrupt
  * tail left by a crash (no valid data after it) is cut off, which is logged
  * (`es_set_log_callback`) and reported by `es_store_info_get`

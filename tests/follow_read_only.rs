@@ -455,3 +455,68 @@ fn a_reader_follows_multi_stream_appends_a_format_upgrade_and_finds_events_by_id
     let first_new = writer.read_event(ea.event_id).unwrap();
     assert_eq!(reader.read_event(ea.event_id).unwrap(), first_new);
 }
+
+/// A store reached by two names (a symbolic link, a hard link) has one writer's side
+/// file and index file, whichever name each handle used: a side file left at one name
+/// by an earlier writer must never pass for the live writer's, which would hide every
+/// event acknowledged since and never wake its readers.
+#[test]
+fn a_store_reached_by_another_name_is_followed_through_the_live_writers_side_file() {
+    let t = temp_store();
+    let link = t.dir.path().join("by-link.store");
+    std::os::unix::fs::symlink(&t.path, &link).unwrap();
+    let hard = t.dir.path().join("by-hard-link.store");
+    let s = Uuid::new_v4();
+    {
+        // Earlier writers, by each name, leave side files at each.
+        for name in [&t.path, &link] {
+            let w = Store::open(name).unwrap();
+            w.append(s, ExpectedVersion::Any, vec![event("Early", b"")])
+                .unwrap();
+        }
+    }
+    std::fs::hard_link(&t.path, &hard).unwrap();
+    {
+        let w = Store::open(&hard).unwrap();
+        w.append(s, ExpectedVersion::Any, vec![event("Early", b"")])
+            .unwrap();
+    }
+    for (writer_name, reader_name) in [
+        (&link, &t.path),
+        (&t.path, &link),
+        (&hard, &t.path),
+        (&t.path, &hard),
+        (&hard, &link),
+    ] {
+        let writer = Store::open(writer_name).unwrap();
+        writer
+            .append(s, ExpectedVersion::Any, vec![event("Late", b"")])
+            .unwrap();
+        let expected = writer.global_position();
+        let what = format!("writer by {writer_name:?}, reader by {reader_name:?}");
+        match read_only(reader_name) {
+            Ok(reader) => {
+                assert_eq!(reader.global_position(), expected, "{what}");
+                std::thread::scope(|scope| {
+                    let h = scope.spawn(|| reader.wait(expected, Some(Duration::from_secs(20))));
+                    std::thread::sleep(Duration::from_millis(30));
+                    writer
+                        .append(s, ExpectedVersion::Any, vec![event("Later", b"")])
+                        .unwrap();
+                    assert_eq!(h.join().unwrap().unwrap(), expected + 1, "{what}: woken");
+                });
+            }
+            // Refusing is fine where two names cannot be told to be one (hard links),
+            // as long as the error says why.
+            Err(Error::Io { context, .. }) => {
+                assert!(
+                    reader_name == &hard || writer_name == &hard,
+                    "{what}: {context}"
+                );
+                assert!(context.contains("side file"), "{what}: {context}");
+            }
+            Err(e) => panic!("{what}: {e}"),
+        }
+        drop(writer);
+    }
+}

@@ -239,7 +239,12 @@ impl Store {
     }
 
     /// [`Store::open`] with options.
+    ///
+    /// A `path` that is a symbolic link is followed to the store file itself, whose
+    /// side file and index file lie beside it, so that every name of a store leads to
+    /// the same ones; the handle reports the file's own path.
     pub fn open_with(path: &Path, options: OpenOptions) -> Result<Store, Error> {
+        let path = &follow_links(path);
         if options.read_only {
             return Self::open_read_only(path, options);
         }
@@ -901,6 +906,26 @@ impl Drop for Store {
         // `close` logs its own failure; a drop has no one else to tell.
         let _ = self.shut_down();
     }
+}
+
+/// `path` with its last component's symbolic links followed (relative targets taken
+/// from the link's directory), as SQLite does for its journal and WAL: the files kept
+/// beside a store are named after the file, not after one of its names. Directories
+/// on the way need no resolving (their files are the same ones by any route). A loop
+/// or an unreadable link stops the walk; the open then reports what it finds there.
+fn follow_links(path: &Path) -> PathBuf {
+    let mut p = path.to_path_buf();
+    for _ in 0..40 {
+        let is_link = std::fs::symlink_metadata(&p).is_ok_and(|m| m.file_type().is_symlink());
+        let Some(target) = is_link.then(|| std::fs::read_link(&p).ok()).flatten() else {
+            break;
+        };
+        p = match p.parent() {
+            Some(dir) if target.is_relative() => dir.join(target),
+            _ => target,
+        };
+    }
+    p
 }
 
 /// Opens a file whose header a crash may have torn while upgrading it to version 2

@@ -368,7 +368,20 @@ impl Follower {
                     self.side_path.display()
                 )));
             }
-            return match side_file.read() {
+            let page = side_file.read();
+            if !side_file
+                .held_by_a_writer()
+                .map_err(|e| lock_error(path, e))?
+            {
+                // The live writer publishes into the side file of another name of the
+                // store (a hard link); this one is an earlier writer's, and stale.
+                return Err(refused(&format!(
+                    "{} is not the live writer's side file (it opened the store by another \
+                     name, such as a hard link: open it by the writer's name)",
+                    self.side_path.display()
+                )));
+            }
+            return match page {
                 Some(p) if p.salt == salt => Ok(Bound::Published(p)),
                 Some(_) => Err(refused(&format!(
                     "{} belongs to another store",
