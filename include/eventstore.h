@@ -675,7 +675,8 @@ void es_close(struct es_store *store);
  * `ES_ERR_WRONG_EXPECTED_VERSION` (see `es_last_conflict`); `ES_ERR_DUPLICATE_EVENT_ID`
  * (message: the id); `ES_ERR_IO` when a write or fsync fails, which poisons the
  * handle (the batch may or may not be present after reopening, whole, never in
- * part); `ES_ERR_POISONED` after such a failure, until the store is reopened;
+ * part), and likewise, with nothing written, when the file was deleted or cut
+ * below its events by someone else while open; `ES_ERR_POISONED` after such a failure, until the store is reopened;
  * `ES_ERR_INTERNAL`.
  */
 es_status es_append(struct es_store *store,

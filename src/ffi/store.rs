@@ -266,7 +266,8 @@ pub(crate) fn live<'a>(store: *const es_store) -> Result<&'a Store, Failure> {
 /// `ES_ERR_WRONG_EXPECTED_VERSION` (see `es_last_conflict`); `ES_ERR_DUPLICATE_EVENT_ID`
 /// (message: the id); `ES_ERR_IO` when a write or fsync fails, which poisons the
 /// handle (the batch may or may not be present after reopening, whole, never in
-/// part); `ES_ERR_POISONED` after such a failure, until the store is reopened;
+/// part), and likewise, with nothing written, when the file was deleted or cut
+/// below its events by someone else while open; `ES_ERR_POISONED` after such a failure, until the store is reopened;
 /// `ES_ERR_INTERNAL`.
 #[no_mangle]
 pub extern "C" fn es_append(
