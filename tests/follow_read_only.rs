@@ -520,3 +520,62 @@ fn a_store_reached_by_another_name_is_followed_through_the_live_writers_side_fil
         drop(writer);
     }
 }
+
+/// A reader that was open before a writer's last (checkpointed, acknowledged) batch
+/// and catches up after it was damaged judges it as a new open does: damage
+/// (`CorruptRecord`), never a torn tail to stop before without a word. Before, the
+/// handle that was already open showed one event fewer than the log acknowledged, and
+/// no error, where a new handle refused the store.
+#[test]
+fn a_reader_catching_up_refuses_a_damaged_acknowledged_tail_as_an_open_does() {
+    let t = temp_store();
+    let s = Uuid::new_v4();
+    {
+        // Enough log for the writer to keep an index file.
+        let w = Store::open(&t.path).unwrap();
+        let first = (0..2000).map(|_| event("First", &[1; 1000])).collect();
+        w.append(s, ExpectedVersion::Any, first).unwrap();
+    }
+    let reader = read_only(&t.path).unwrap();
+    assert_eq!(reader.global_position(), 2000);
+    {
+        let w = Store::open(&t.path).unwrap();
+        let second = (0..1500).map(|_| event("Second", &[2; 1000])).collect();
+        w.append(s, ExpectedVersion::Any, second).unwrap();
+        // Closed cleanly: the index file's last manifest covers the second batch.
+    }
+    assert!(
+        std::fs::metadata(index_path(&t.path)).is_ok(),
+        "an index file"
+    );
+    // Rot in the last batch's last byte (its frame's checksum).
+    let len = std::fs::metadata(&t.path).unwrap().len();
+    let f = File::options()
+        .read(true)
+        .write(true)
+        .open(&t.path)
+        .unwrap();
+    let mut b = [0u8; 1];
+    std::os::unix::fs::FileExt::read_exact_at(&f, &mut b, len - 1).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, &[b[0] ^ 0x40], len - 1).unwrap();
+    drop(f);
+    let fresh = read_only(&t.path);
+    assert!(
+        matches!(fresh, Err(Error::CorruptRecord { .. })),
+        "a new handle: {fresh:?}"
+    );
+    let caught_up = reader.wait(2000, Some(Duration::ZERO));
+    match caught_up {
+        Err(Error::CorruptRecord {
+            position, detail, ..
+        }) => {
+            assert_eq!(position, 2000, "{detail}");
+            assert!(detail.contains("acknowledged"), "{detail}");
+        }
+        other => panic!("the open handle catching up: {other:?}"),
+    }
+}
+
+fn index_path(path: &std::path::Path) -> std::path::PathBuf {
+    eventstore::store::index_file_path(path)
+}

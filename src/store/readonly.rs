@@ -132,19 +132,15 @@ impl Follower {
                 // A writer started during the scan: what it wrote may not be durable.
                 continue;
             } else if end < limit {
-                // What a writer's open would refuse to cut (`format.md`, rule 3 with an
-                // index file) is damage here too, not a torn tail to read around.
-                if let Some(why) = ondisk::acknowledged_past(path, file, limit, salt, end) {
-                    return Err(Error::CorruptRecord {
-                        position: builder.event_count(),
-                        offset: end,
-                        detail: format!(
-                            "{}; {why}: the bytes from here on are damaged acknowledged data, \
-                             not a torn write",
-                            torn.as_deref().unwrap_or("the batches end here")
-                        ),
-                    });
-                }
+                refuse_acknowledged_tail(
+                    path,
+                    file,
+                    limit,
+                    salt,
+                    end,
+                    builder.event_count(),
+                    &torn,
+                )?;
             }
             tail.end = end;
             tail.last_group = scanned.last_group;
@@ -219,6 +215,9 @@ impl Follower {
                 Bound::File(..) => {
                     if shared::writer_is_live(raw).map_err(|e| lock_error(path, e))? {
                         continue;
+                    }
+                    if end < limit {
+                        refuse_acknowledged_tail(path, file, limit, salt, end, count, &torn)?;
                     }
                 }
             }
@@ -427,6 +426,32 @@ impl Follower {
                 e,
             )),
         }
+    }
+}
+
+/// What a writer's open would refuse to cut (`format.md`, rule 3 with an index file)
+/// is damage to a reader too, at open as when it catches up later: `CorruptRecord` at
+/// `end` (event `position`), not a torn tail to stop before.
+fn refuse_acknowledged_tail(
+    path: &Path,
+    file: &dyn StorageFile,
+    limit: u64,
+    salt: u64,
+    end: u64,
+    position: u64,
+    torn: &Option<String>,
+) -> Result<(), Error> {
+    match ondisk::acknowledged_past(path, file, limit, salt, end) {
+        None => Ok(()),
+        Some(why) => Err(Error::CorruptRecord {
+            position,
+            offset: end,
+            detail: format!(
+                "{}; {why}: the bytes from here on are damaged acknowledged data, not a \
+                 torn write",
+                torn.as_deref().unwrap_or("the batches end here")
+            ),
+        }),
     }
 }
 
