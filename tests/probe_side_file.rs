@@ -439,6 +439,45 @@ fn a_fifo_in_place_of_the_side_file_hangs_nobody() {
     reader.finish();
 }
 
+/// A symbolic link planted where the side file goes (a shared directory) is never
+/// followed: the file it points to is left byte for byte as it was, the writer runs
+/// without a side file, and readers beside it are refused with an error naming it.
+#[test]
+fn a_symlink_in_place_of_the_side_file_is_not_followed() {
+    let _serial = serial();
+    let dir = scratch();
+    let path = dir.path().join("s.store");
+    let victim = dir.path().join("victim");
+    let precious: Vec<u8> = (0..8192u32).map(|i| (i * 7) as u8).collect();
+    std::fs::write(&victim, &precious).unwrap();
+    std::os::unix::fs::symlink(&victim, side(&path)).unwrap();
+    {
+        let s = Store::open(&path).unwrap();
+        s.append(Uuid::new_v4(), ExpectedVersion::Any, vec![support_event()])
+            .unwrap();
+    }
+    let mut reader = Proc::start("reader", &path);
+    assert_eq!(reader.count(), Ok((1, 1)));
+    let mut writer = Proc::start("writer", &path);
+    assert_eq!(writer.append(1), 2);
+    let e = reader
+        .count()
+        .expect_err("refused beside a writer without a side file");
+    assert!(e.contains("-shm"), "{e}");
+    writer.finish();
+    assert_eq!(reader.count(), Ok((2, 2)));
+    reader.finish();
+    assert_eq!(
+        std::fs::read(&victim).unwrap(),
+        precious,
+        "the link's target is untouched"
+    );
+    assert!(std::fs::symlink_metadata(side(&path))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+}
+
 fn support_event() -> ProposedEvent {
     ProposedEvent {
         event_id: Uuid::new_v4(),

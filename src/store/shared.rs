@@ -194,16 +194,18 @@ fn map_page(file: File, writable: bool) -> io::Result<Mapping> {
 }
 
 /// Opens the side file at `path` for reading without blocking (a FIFO put there must
-/// not hang the open) and maps it; `None` when there is none, it is shorter than a
+/// not hang the open) or following a symbolic link, and maps it; `None` when there is none, it is shorter than a
 /// page (a writer is creating it), or it is not a regular file.
 fn map_for_reader(path: &Path) -> io::Result<Option<Mapping>> {
     let file = match OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NONBLOCK)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
         .open(path)
     {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        // A symbolic link, not followed: no side file, as for one that is no regular file.
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Ok(None),
         Err(e) => return Err(e),
     };
     let meta = file.metadata()?;
@@ -214,7 +216,10 @@ fn map_for_reader(path: &Path) -> io::Result<Option<Mapping>> {
 }
 
 /// Opens (creating it with `mode` and `owner` if needed) the side file at `path` for
-/// a writer, at least a page long, and maps it.
+/// a writer, at least a page long, and maps it. A symbolic link there is not followed
+/// (`ELOOP`: the writer runs without a side file): one planted in a shared directory
+/// would have the writer, perhaps root, grow and overwrite the file it points to; a
+/// store's own symbolic names are resolved before its side file is named.
 fn map_for_writer(path: &Path, mode: u32, owner: (u32, u32)) -> io::Result<Mapping> {
     let file = OpenOptions::new()
         .read(true)
@@ -222,7 +227,7 @@ fn map_for_writer(path: &Path, mode: u32, owner: (u32, u32)) -> io::Result<Mappi
         .create(true)
         .truncate(false)
         .mode(mode)
-        .custom_flags(libc::O_NONBLOCK)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
         .open(path)?;
     let own = file.metadata()?;
     if !own.is_file() {
