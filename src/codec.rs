@@ -544,7 +544,7 @@ use crate::checksum::{crc32, crc32x4};
 /// # Safety
 /// `rec` must be exactly a record that [`check_record`] (or [`parse_record`]) accepted,
 /// unchanged since: its event type is then valid UTF-8.
-#[inline]
+#[inline(always)]
 pub unsafe fn view_checked_record(rec: &[u8]) -> RecordView<'_> {
     let type_len = le_u16(rec, 60) as usize;
     let metadata_len = le_u32(rec, 64) as usize;

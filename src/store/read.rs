@@ -60,7 +60,7 @@ impl EventBatch {
     ///
     /// # Panics
     /// When `i >= self.len()`.
-    #[inline]
+    #[inline(always)]
     pub fn get(&self, i: usize) -> RecordView<'_> {
         let (at, len) = self.records[i];
         // SAFETY: `records` only ever lists records that `verify` accepted (see
