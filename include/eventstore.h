@@ -315,7 +315,8 @@ typedef struct es_event {
     uint64_t stream_version;
     /**
      * Commit time in microseconds since the Unix epoch; the same for every event of
-     * one append, and never decreasing along the log of one handle.
+     * one append, and never decreasing along the log (a writer stamps no append earlier
+     * than the last one stored, whatever the wall clock says).
      */
     uint64_t recorded_at_us;
     /**

@@ -436,7 +436,7 @@ impl Store {
             failed_merges: Mutex::new(Vec::new()),
         });
         checkpointer.ask_if(read_lock(&index).delta_log_bytes());
-        Ok(Store {
+        let store = Store {
             checkpointer: Some(checkpointer),
             follower: None,
             side,
@@ -459,7 +459,25 @@ impl Store {
             format_version: std::sync::atomic::AtomicU16::new(version),
             recovered_bytes_dropped,
             poisoned: AtomicBool::new(false),
-        })
+        };
+        store.resume_commit_times();
+        Ok(store)
+    }
+
+    /// Commit times never go back along the log, across opens too: a writer stamps no
+    /// append earlier than the last event already stored (whose time a clock stepped
+    /// back, a restored VM or an imported log may have put ahead of the wall clock).
+    /// Best effort: a last event that cannot be read leaves the wall clock alone.
+    fn resume_commit_times(&self) {
+        let count = self.global_position();
+        if count == 0 {
+            return;
+        }
+        if let Ok(last) = self.read_all_batch(count - 1, 1) {
+            if let Some(event) = last.iter().next() {
+                lock(&self.writer).commit_times_from(event.recorded_at);
+            }
+        }
     }
 
     /// The path the store was opened with.

@@ -210,6 +210,11 @@ impl Writer {
         }
     }
 
+    /// Stamps no later commit earlier than `recorded_at` (the last stored event's).
+    pub fn commit_times_from(&mut self, recorded_at: u64) {
+        self.last_recorded_at = self.last_recorded_at.max(recorded_at);
+    }
+
     /// Commits a group of requests and leaves an answer for each of them in `out`.
     pub fn commit_group(
         &mut self,
