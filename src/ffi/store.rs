@@ -19,7 +19,8 @@ use crate::store::{OpenOptions, Store};
 /// `*out_store` to a new handle.
 ///
 /// `path` is a NUL-terminated file name (bytes, as the OS takes them; relative to the
-/// current directory unless absolute). A symbolic link is followed to the store file,
+/// current directory at the time of the call, and made absolute then, so that a later
+/// `chdir` changes nothing). A symbolic link is followed to the store file,
 /// beside which the side file (`-shm`) and index file (`-index`) are kept, so that
 /// every symbolic name of a store shares them (a hard link does not: open a store by
 /// the name its writer uses). A new file gets its header and is fsynced,

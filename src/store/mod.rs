@@ -242,9 +242,14 @@ impl Store {
     ///
     /// A `path` that is a symbolic link is followed to the store file itself, whose
     /// side file and index file lie beside it, so that every name of a store leads to
-    /// the same ones; the handle reports the file's own path.
+    /// the same ones; a relative path is made absolute, so that a later `chdir` of the
+    /// process does not move where the index file is written. The handle reports that
+    /// path ([`Store::path`]).
     pub fn open_with(path: &Path, options: OpenOptions) -> Result<Store, Error> {
-        let path = &follow_links(path);
+        let followed = follow_links(path);
+        // An unreadable working directory leaves the path as given: the open then
+        // reports what it finds there.
+        let path = &std::path::absolute(&followed).unwrap_or(followed);
         if options.read_only {
             return Self::open_read_only(path, options);
         }
@@ -480,7 +485,8 @@ impl Store {
         }
     }
 
-    /// The path the store was opened with.
+    /// The store file's path: the one it was opened with, made absolute, with a
+    /// symbolic link followed (see [`Store::open_with`]).
     pub fn path(&self) -> &Path {
         &self.path
     }
