@@ -66,7 +66,7 @@ pub fn index_file_path(path: &Path) -> PathBuf {
 /// instead, since the store's open rebuilds it from the log.
 pub fn move_index_file(from: &Path, to: &Path) {
     let (src, dst) = (index_file_path(from), index_file_path(to));
-    if std::fs::rename(&src, &dst).is_err() {
+    if ondisk::replaceable(&dst).is_err() || std::fs::rename(&src, &dst).is_err() {
         let _ = std::fs::remove_file(&src);
     }
 }

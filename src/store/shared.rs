@@ -236,6 +236,20 @@ fn map_for_writer(path: &Path, mode: u32, owner: (u32, u32)) -> io::Result<Mappi
             "not a regular file",
         ));
     }
+    if own.len() > 0 {
+        // Someone else's file at the side file's name (another store named
+        // `<this store>-shm`, say) is never written: only a side file, or the zeros of
+        // one a writer died creating, is taken over.
+        let mut head = [0u8; 8];
+        let n = FileExt::read_at(&file, &mut head, 0)?;
+        if n == head.len() && head != MAGIC && head != [0; 8] || n < head.len() && head != [0; 8] {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "it holds something else than a side file (another store of that name?), \
+                 which is left untouched",
+            ));
+        }
+    }
     if own.len() == 0 {
         // New: the store's permissions whatever the umask, and (when running as
         // root for another user's store) the store's owner, so that the store's
