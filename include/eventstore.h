@@ -595,7 +595,8 @@ extern "C" {
  *
  * Returns `ES_OK`; `ES_ERR_INVALID_ARGUMENT` when `path` or `out_store` is NULL;
  * `ES_ERR_IO` when the file cannot be created, opened, read, or its torn tail
- * truncated and synced (message: the path and the OS error); `ES_ERR_INVALID_HEADER`
+ * truncated and synced (message: the path and the OS error), or is not a regular file
+ * (a FIFO, a device: nothing is written to it); `ES_ERR_INVALID_HEADER`
  * when the file is not an event store (message: the path and the cause: not a store
  * at all, a store of a format version this library does not read and the versions
  * it reads, or a damaged header checksum); `ES_ERR_CORRUPT_RECORD` (message: the byte

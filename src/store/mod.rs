@@ -261,6 +261,21 @@ impl Store {
             .truncate(false)
             .open(path)
             .map_err(|e| Error::io(format!("open {shown}"), e))?;
+        // Only a regular file is a store: a block device's length reads as 0, which
+        // would make the open write a new store's header over whatever it holds.
+        let kind = lock
+            .metadata()
+            .map_err(|e| Error::io(format!("stat {shown}"), e))?
+            .file_type();
+        if !kind.is_file() {
+            return Err(Error::io(
+                format!(
+                    "open {shown}: not a regular file ({}); a store is one",
+                    file_kind(kind)
+                ),
+                std::io::Error::from_raw_os_error(libc::EINVAL),
+            ));
+        }
         match lock.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
@@ -929,6 +944,24 @@ impl Drop for Store {
     fn drop(&mut self) {
         // `close` logs its own failure; a drop has no one else to tell.
         let _ = self.shut_down();
+    }
+}
+
+/// What a file that is not a regular file is, for messages.
+fn file_kind(kind: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if kind.is_block_device() {
+        "a block device"
+    } else if kind.is_char_device() {
+        "a character device"
+    } else if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_dir() {
+        "a directory"
+    } else {
+        "not a regular file"
     }
 }
 
