@@ -455,3 +455,127 @@ fn a_reader_follows_multi_stream_appends_a_format_upgrade_and_finds_events_by_id
     let first_new = writer.read_event(ea.event_id).unwrap();
     assert_eq!(reader.read_event(ea.event_id).unwrap(), first_new);
 }
+
+/// A store reached by two names (a symbolic link, a hard link) has one writer's side
+/// file and index file, whichever name each handle used: a side file left at one name
+/// by an earlier writer must never pass for the live writer's, which would hide every
+/// event acknowledged since and never wake its readers.
+#[test]
+fn a_store_reached_by_another_name_is_followed_through_the_live_writers_side_file() {
+    let t = temp_store();
+    let link = t.dir.path().join("by-link.store");
+    std::os::unix::fs::symlink(&t.path, &link).unwrap();
+    let hard = t.dir.path().join("by-hard-link.store");
+    let s = Uuid::new_v4();
+    {
+        // Earlier writers, by each name, leave side files at each.
+        for name in [&t.path, &link] {
+            let w = Store::open(name).unwrap();
+            w.append(s, ExpectedVersion::Any, vec![event("Early", b"")])
+                .unwrap();
+        }
+    }
+    std::fs::hard_link(&t.path, &hard).unwrap();
+    {
+        let w = Store::open(&hard).unwrap();
+        w.append(s, ExpectedVersion::Any, vec![event("Early", b"")])
+            .unwrap();
+    }
+    for (writer_name, reader_name) in [
+        (&link, &t.path),
+        (&t.path, &link),
+        (&hard, &t.path),
+        (&t.path, &hard),
+        (&hard, &link),
+    ] {
+        let writer = Store::open(writer_name).unwrap();
+        writer
+            .append(s, ExpectedVersion::Any, vec![event("Late", b"")])
+            .unwrap();
+        let expected = writer.global_position();
+        let what = format!("writer by {writer_name:?}, reader by {reader_name:?}");
+        match read_only(reader_name) {
+            Ok(reader) => {
+                assert_eq!(reader.global_position(), expected, "{what}");
+                std::thread::scope(|scope| {
+                    let h = scope.spawn(|| reader.wait(expected, Some(Duration::from_secs(20))));
+                    std::thread::sleep(Duration::from_millis(30));
+                    writer
+                        .append(s, ExpectedVersion::Any, vec![event("Later", b"")])
+                        .unwrap();
+                    assert_eq!(h.join().unwrap().unwrap(), expected + 1, "{what}: woken");
+                });
+            }
+            // Refusing is fine where two names cannot be told to be one (hard links),
+            // as long as the error says why.
+            Err(Error::Io { context, .. }) => {
+                assert!(
+                    reader_name == &hard || writer_name == &hard,
+                    "{what}: {context}"
+                );
+                assert!(context.contains("side file"), "{what}: {context}");
+            }
+            Err(e) => panic!("{what}: {e}"),
+        }
+        drop(writer);
+    }
+}
+
+/// A reader that was open before a writer's last (checkpointed, acknowledged) batch
+/// and catches up after it was damaged judges it as a new open does: damage
+/// (`CorruptRecord`), never a torn tail to stop before without a word. Before, the
+/// handle that was already open showed one event fewer than the log acknowledged, and
+/// no error, where a new handle refused the store.
+#[test]
+fn a_reader_catching_up_refuses_a_damaged_acknowledged_tail_as_an_open_does() {
+    let t = temp_store();
+    let s = Uuid::new_v4();
+    {
+        // Enough log for the writer to keep an index file.
+        let w = Store::open(&t.path).unwrap();
+        let first = (0..2000).map(|_| event("First", &[1; 1000])).collect();
+        w.append(s, ExpectedVersion::Any, first).unwrap();
+    }
+    let reader = read_only(&t.path).unwrap();
+    assert_eq!(reader.global_position(), 2000);
+    {
+        let w = Store::open(&t.path).unwrap();
+        let second = (0..1500).map(|_| event("Second", &[2; 1000])).collect();
+        w.append(s, ExpectedVersion::Any, second).unwrap();
+        // Closed cleanly: the index file's last manifest covers the second batch.
+    }
+    assert!(
+        std::fs::metadata(index_path(&t.path)).is_ok(),
+        "an index file"
+    );
+    // Rot in the last batch's last byte (its frame's checksum).
+    let len = std::fs::metadata(&t.path).unwrap().len();
+    let f = File::options()
+        .read(true)
+        .write(true)
+        .open(&t.path)
+        .unwrap();
+    let mut b = [0u8; 1];
+    std::os::unix::fs::FileExt::read_exact_at(&f, &mut b, len - 1).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, &[b[0] ^ 0x40], len - 1).unwrap();
+    drop(f);
+    let fresh = read_only(&t.path);
+    assert!(
+        matches!(fresh, Err(Error::CorruptRecord { .. })),
+        "a new handle: {fresh:?}"
+    );
+    let caught_up = reader.wait(2000, Some(Duration::ZERO));
+    match caught_up {
+        Err(Error::CorruptRecord {
+            position, detail, ..
+        }) => {
+            assert_eq!(position, 2000, "{detail}");
+            assert!(detail.contains("acknowledged"), "{detail}");
+        }
+        other => panic!("the open handle catching up: {other:?}"),
+    }
+}
+
+fn index_path(path: &std::path::Path) -> std::path::PathBuf {
+    eventstore::store::index_file_path(path)
+}

@@ -378,7 +378,17 @@ fn append_copied_keeps_ids_and_commit_times_and_later_appends_do_not_go_back() {
     assert!(matches!(err, Error::WrongExpectedVersion { .. }));
     assert_eq!(store.global_position(), 4);
     drop(store);
-    assert!(Store::open(&t.path).is_ok());
+    // Nor do appends of a later writer go back, behind a time it did not stamp.
+    let store = Store::open(&t.path).unwrap();
+    let reopened = store
+        .append(s, ExpectedVersion::Exact(3), vec![event("F", b"6")])
+        .unwrap();
+    assert!(
+        reopened[0].recorded_at >= later[0].recorded_at,
+        "{} then {} after a reopen",
+        later[0].recorded_at,
+        reopened[0].recorded_at
+    );
 }
 
 #[test]

@@ -198,3 +198,36 @@ fn a_commit_whose_fdatasync_failed_retried_on_a_fresh_handle_is_stored_once() {
 fn a_commit_whose_write_failed_retried_on_a_fresh_handle_is_stored_once() {
     retry_after_a_failed_commit(false);
 }
+
+/// A writer opens regular files only: a FIFO, a character device or a block device
+/// (whose length reads as 0, like a new store's) is refused with an error saying what
+/// it is, and nothing is written to it or created beside it.
+#[test]
+fn a_writer_refuses_what_is_not_a_regular_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo.store");
+    let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: mkfifo with a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+    let link = dir.path().join("null.store");
+    std::os::unix::fs::symlink("/dev/null", &link).unwrap();
+    for (path, kind) in [(&fifo, "a FIFO"), (&link, "a character device")] {
+        match Store::open(path) {
+            Err(Error::Io { context, .. }) => {
+                assert!(context.contains("not a regular file"), "{context}");
+                assert!(context.contains(kind), "{context}");
+            }
+            other => panic!("{}: {other:?}", path.display()),
+        }
+    }
+    let mut left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        ["fifo.store", "null.store"],
+        "nothing created beside them"
+    );
+}

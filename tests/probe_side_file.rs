@@ -424,11 +424,17 @@ fn a_fifo_in_place_of_the_side_file_hangs_nobody() {
     // SAFETY: mkfifo with a NUL-terminated path.
     assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
     // No writer: a reader opens (the answer comes, the open did not block on the FIFO).
-    let mut reader = Proc::start("reader", &path);
+    refused_beside_a_writer_without_a_side_file(&path);
+}
+
+/// With a store of one event whose side file the writer cannot use: a reader opens
+/// while no writer runs; beside a writer (which runs without a side file) it is
+/// refused with an error naming the side file, never shown unsynced data; after the
+/// writer, it sees every event.
+fn refused_beside_a_writer_without_a_side_file(path: &Path) {
+    let mut reader = Proc::start("reader", path);
     assert_eq!(reader.count(), Ok((1, 1)));
-    // A writer cannot use it as its side file: it runs without one, and readers beside
-    // it are refused with an error naming it (never shown unsynced data).
-    let mut writer = Proc::start("writer", &path);
+    let mut writer = Proc::start("writer", path);
     assert_eq!(writer.append(1), 2);
     let e = reader
         .count()
@@ -437,6 +443,35 @@ fn a_fifo_in_place_of_the_side_file_hangs_nobody() {
     writer.finish();
     assert_eq!(reader.count(), Ok((2, 2)));
     reader.finish();
+}
+
+/// A symbolic link planted where the side file goes (a shared directory) is never
+/// followed: the file it points to is left byte for byte as it was, the writer runs
+/// without a side file, and readers beside it are refused with an error naming it.
+#[test]
+fn a_symlink_in_place_of_the_side_file_is_not_followed() {
+    let _serial = serial();
+    let dir = scratch();
+    let path = dir.path().join("s.store");
+    let victim = dir.path().join("victim");
+    let precious: Vec<u8> = (0..8192u32).map(|i| (i * 7) as u8).collect();
+    std::fs::write(&victim, &precious).unwrap();
+    std::os::unix::fs::symlink(&victim, side(&path)).unwrap();
+    {
+        let s = Store::open(&path).unwrap();
+        s.append(Uuid::new_v4(), ExpectedVersion::Any, vec![support_event()])
+            .unwrap();
+    }
+    refused_beside_a_writer_without_a_side_file(&path);
+    assert_eq!(
+        std::fs::read(&victim).unwrap(),
+        precious,
+        "the link's target is untouched"
+    );
+    assert!(std::fs::symlink_metadata(side(&path))
+        .unwrap()
+        .file_type()
+        .is_symlink());
 }
 
 fn support_event() -> ProposedEvent {

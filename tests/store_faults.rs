@@ -276,3 +276,53 @@ fn failed_close_poisoning_and_recovery_cuts_reach_the_log_callback() {
     assert!(store.info().poisoned);
     eventstore::ffi::info::es_set_log_callback(None, std::ptr::null_mut());
 }
+
+/// The store file deleted, or cut short, by someone else while a writer has it open:
+/// appends are refused (the first with an I/O error naming the cause, then as a
+/// poisoned handle), never acknowledged into a file that vanishes on close or over a
+/// hole where acknowledged events were; reads of what the handle holds keep working.
+#[test]
+fn a_store_deleted_or_cut_under_its_writer_refuses_appends() {
+    let s = Uuid::new_v4();
+    let append =
+        |store: &Store| store.append(s, ExpectedVersion::Any, vec![event("E", b"payload")]);
+
+    // Deleted.
+    let t = temp_store();
+    let store = Store::open(&t.path).unwrap();
+    append(&store).unwrap();
+    std::fs::remove_file(&t.path).unwrap();
+    match append(&store) {
+        Err(Error::Io { context, .. }) => assert!(context.contains("deleted"), "{context}"),
+        other => panic!("an append to a deleted store: {other:?}"),
+    }
+    assert!(matches!(append(&store), Err(Error::Poisoned { .. })));
+    assert_eq!(all(&store).len(), 1, "reads still work");
+    store.close().unwrap();
+
+    // Cut below its events by another process (here: another descriptor).
+    let t = temp_store();
+    let store = Store::open(&t.path).unwrap();
+    for _ in 0..3 {
+        append(&store).unwrap();
+    }
+    File::options()
+        .write(true)
+        .open(&t.path)
+        .unwrap()
+        .set_len(100)
+        .unwrap();
+    match append(&store) {
+        Err(Error::Io { context, .. }) => {
+            assert!(context.contains("was cut to 100 bytes"), "{context}")
+        }
+        other => panic!("an append to a store cut short: {other:?}"),
+    }
+    assert!(matches!(append(&store), Err(Error::Poisoned { .. })));
+    drop(store);
+    assert_eq!(
+        std::fs::metadata(&t.path).unwrap().len(),
+        100,
+        "nothing was written past the cut, not even zeros"
+    );
+}

@@ -181,6 +181,7 @@ pub extern "C" fn es_subscription_next(
         // SAFETY: a live subscription from `es_subscribe`, used by this thread alone
         // (the caller's contract).
         let sub = unsafe { &mut (*subscription).sub };
+        sub.store().check_process()?;
         let result = read_into_arena(|visit| {
             let mut batch = EventBatch::default();
             sub.next_batch_visit(max_count, timeout, &mut batch, Some(visit))?;

@@ -19,7 +19,11 @@ use crate::store::{OpenOptions, Store};
 /// `*out_store` to a new handle.
 ///
 /// `path` is a NUL-terminated file name (bytes, as the OS takes them; relative to the
-/// current directory unless absolute). A new file gets its header and is fsynced,
+/// current directory at the time of the call, and made absolute then, so that a later
+/// `chdir` changes nothing). A symbolic link is followed to the store file,
+/// beside which the side file (`-shm`) and index file (`-index`) are kept, so that
+/// every symbolic name of a store shares them (a hard link does not: open a store by
+/// the name its writer uses). A new file gets its header and is fsynced,
 /// and its directory is fsynced. An existing file is recovered: a torn or corrupt
 /// tail left by a crash (no valid data after it) is cut off, which is logged
 /// (`es_set_log_callback`) and reported by `es_store_info_get`
@@ -35,7 +39,12 @@ use crate::store::{OpenOptions, Store};
 /// with `ES_ERR_LOCKED` and does not disturb the first handle. The lock is an `flock`
 /// on the open file: a child made by `fork()` shares it until the child calls `exec`
 /// (the descriptor is close-on-exec) or exits, so a close and reopen in the parent
-/// during that window can see `ES_ERR_LOCKED`. Read-only handles (`es_open_with` with
+/// during that window can see `ES_ERR_LOCKED`. A handle belongs to the process that
+/// opened it: in a child made by `fork()`, every call on an inherited handle (writer or
+/// read-only) fails with `ES_ERR_INVALID_ARGUMENT` naming `fork()`, and `es_close`
+/// there releases the copy without touching the files (the parent keeps its events,
+/// its lock and its index file); the child opens the store again if it needs it.
+/// Read-only handles (`es_open_with` with
 /// `ES_OPEN_READ_ONLY`) take no lock: any number of them may be open beside the
 /// writer, and they never make `es_open` fail. The writer keeps the side file
 /// `<path>-shm` (created with the store's permissions, never removed) through which
@@ -49,7 +58,8 @@ use crate::store::{OpenOptions, Store};
 ///
 /// Returns `ES_OK`; `ES_ERR_INVALID_ARGUMENT` when `path` or `out_store` is NULL;
 /// `ES_ERR_IO` when the file cannot be created, opened, read, or its torn tail
-/// truncated and synced (message: the path and the OS error); `ES_ERR_INVALID_HEADER`
+/// truncated and synced (message: the path and the OS error), or is not a regular file
+/// (a FIFO, a device: nothing is written to it); `ES_ERR_INVALID_HEADER`
 /// when the file is not an event store (message: the path and the cause: not a store
 /// at all, a store of a format version this library does not read and the versions
 /// it reads, or a damaged header checksum); `ES_ERR_CORRUPT_RECORD` (message: the byte
@@ -217,7 +227,11 @@ pub(crate) fn live<'a>(store: *const es_store) -> Result<&'a Store, Failure> {
     }
     // SAFETY: the handle is live, so its store has not been taken; the contract forbids
     // `es_close` to run meanwhile, so the reference stays valid for the call.
-    Ok(unsafe { &(*store).store })
+    let inner: &Store = unsafe { &(*store).store };
+    // A copy inherited through fork() is refused whole: reads too, since a lock held
+    // by a parent's thread at the fork would never be released in the child.
+    inner.check_process()?;
+    Ok(inner)
 }
 
 /// Appends `count` events to the stream `*stream_id` as one atomic batch, if the
@@ -254,7 +268,8 @@ pub(crate) fn live<'a>(store: *const es_store) -> Result<&'a Store, Failure> {
 /// `ES_ERR_WRONG_EXPECTED_VERSION` (see `es_last_conflict`); `ES_ERR_DUPLICATE_EVENT_ID`
 /// (message: the id); `ES_ERR_IO` when a write or fsync fails, which poisons the
 /// handle (the batch may or may not be present after reopening, whole, never in
-/// part); `ES_ERR_POISONED` after such a failure, until the store is reopened;
+/// part), and likewise, with nothing written, when the file was deleted or cut
+/// below its events by someone else while open; `ES_ERR_POISONED` after such a failure, until the store is reopened;
 /// `ES_ERR_INTERNAL`.
 #[no_mangle]
 pub extern "C" fn es_append(

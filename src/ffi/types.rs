@@ -177,7 +177,8 @@ pub struct es_event {
     /// 0-based version within its stream.
     pub stream_version: u64,
     /// Commit time in microseconds since the Unix epoch; the same for every event of
-    /// one append, and never decreasing along the log of one handle.
+    /// one append, and never decreasing along the log (a writer stamps no append earlier
+    /// than the last one stored, whatever the wall clock says).
     pub recorded_at_us: u64,
     /// The stream the event belongs to.
     pub stream_id: es_uuid,

@@ -302,6 +302,11 @@ pub struct Subscription<'a> {
 }
 
 impl Subscription<'_> {
+    /// The store it reads.
+    pub(crate) fn store(&self) -> &Store {
+        self.store
+    }
+
     /// The next global position it will examine: save it, and resume with
     /// `store.subscribe(saved, filter)`, neither repeating nor skipping an event.
     pub fn position(&self) -> u64 {

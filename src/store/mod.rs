@@ -9,6 +9,7 @@ mod copy;
 pub(crate) use copy::copy_bytes;
 mod dedup;
 mod follow;
+mod fork;
 pub mod ids;
 pub mod index;
 mod info;
@@ -65,7 +66,7 @@ pub fn index_file_path(path: &Path) -> PathBuf {
 /// instead, since the store's open rebuilds it from the log.
 pub fn move_index_file(from: &Path, to: &Path) {
     let (src, dst) = (index_file_path(from), index_file_path(to));
-    if std::fs::rename(&src, &dst).is_err() {
+    if ondisk::replaceable(&dst).is_err() || std::fs::rename(&src, &dst).is_err() {
         let _ = std::fs::remove_file(&src);
     }
 }
@@ -181,6 +182,10 @@ impl OpenOptions {
 }
 
 /// An open event store. Dropping it closes it (see [`Store::close`]).
+///
+/// A handle belongs to the process that opened it: in a child made by `fork()`, its
+/// copy refuses writes (`Error::InvalidArgument` naming `fork()`) and closing the copy
+/// leaves the files alone; open the store again in the child.
 pub struct Store {
     path: PathBuf,
     file: Box<dyn StorageFile>,
@@ -210,6 +215,9 @@ pub struct Store {
     /// Set once appends are refused (a failed write or sync, a panic): readable
     /// without waiting for the writer lock.
     poisoned: AtomicBool,
+    /// The process generation the handle was opened in (see `fork.rs`): a copy of it
+    /// in a child made by `fork()` refuses writes and leaves the files alone.
+    fork_generation: u64,
 }
 
 impl std::fmt::Debug for Store {
@@ -231,7 +239,17 @@ impl Store {
     }
 
     /// [`Store::open`] with options.
+    ///
+    /// A `path` that is a symbolic link is followed to the store file itself, whose
+    /// side file and index file lie beside it, so that every name of a store leads to
+    /// the same ones; a relative path is made absolute, so that a later `chdir` of the
+    /// process does not move where the index file is written. The handle reports that
+    /// path ([`Store::path`]).
     pub fn open_with(path: &Path, options: OpenOptions) -> Result<Store, Error> {
+        let followed = follow_links(path);
+        // An unreadable working directory leaves the path as given: the open then
+        // reports what it finds there.
+        let path = &std::path::absolute(&followed).unwrap_or(followed);
         if options.read_only {
             return Self::open_read_only(path, options);
         }
@@ -243,6 +261,21 @@ impl Store {
             .truncate(false)
             .open(path)
             .map_err(|e| Error::io(format!("open {shown}"), e))?;
+        // Only a regular file is a store: a block device's length reads as 0, which
+        // would make the open write a new store's header over whatever it holds.
+        let kind = lock
+            .metadata()
+            .map_err(|e| Error::io(format!("stat {shown}"), e))?
+            .file_type();
+        if !kind.is_file() {
+            return Err(Error::io(
+                format!(
+                    "open {shown}: not a regular file ({}); a store is one",
+                    file_kind(kind)
+                ),
+                std::io::Error::from_raw_os_error(libc::EINVAL),
+            ));
+        }
         match lock.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
@@ -423,7 +456,7 @@ impl Store {
             failed_merges: Mutex::new(Vec::new()),
         });
         checkpointer.ask_if(read_lock(&index).delta_log_bytes());
-        Ok(Store {
+        let store = Store {
             checkpointer: Some(checkpointer),
             follower: None,
             side,
@@ -442,13 +475,33 @@ impl Store {
             index,
             queue: Mutex::new(Queue::default()),
             closed: false,
+            fork_generation: fork::generation(),
             format_version: std::sync::atomic::AtomicU16::new(version),
             recovered_bytes_dropped,
             poisoned: AtomicBool::new(false),
-        })
+        };
+        store.resume_commit_times();
+        Ok(store)
     }
 
-    /// The path the store was opened with.
+    /// Commit times never go back along the log, across opens too: a writer stamps no
+    /// append earlier than the last event already stored (whose time a clock stepped
+    /// back, a restored VM or an imported log may have put ahead of the wall clock).
+    /// Best effort: a last event that cannot be read leaves the wall clock alone.
+    fn resume_commit_times(&self) {
+        let count = self.global_position();
+        if count == 0 {
+            return;
+        }
+        if let Ok(last) = self.read_all_batch(count - 1, 1) {
+            if let Some(event) = last.iter().next() {
+                lock(&self.writer).commit_times_from(event.recorded_at);
+            }
+        }
+    }
+
+    /// The store file's path: the one it was opened with, made absolute, with a
+    /// symbolic link followed (see [`Store::open_with`]).
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -851,6 +904,15 @@ impl Store {
             return Ok(());
         }
         self.closed = true;
+        if self.check_process().is_err() {
+            // A copy inherited through fork(): the parent still owns the files (its
+            // log may have grown past this copy's end, which a cut would destroy), and
+            // the index thread was not copied, so it cannot be stopped or joined.
+            if let Some(c) = self.checkpointer.as_mut() {
+                c.abandon();
+            }
+            return Ok(());
+        }
         if self.follower.is_some() {
             // A read-only handle never writes the file.
             return Ok(());
@@ -883,6 +945,44 @@ impl Drop for Store {
         // `close` logs its own failure; a drop has no one else to tell.
         let _ = self.shut_down();
     }
+}
+
+/// What a file that is not a regular file is, for messages.
+fn file_kind(kind: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if kind.is_block_device() {
+        "a block device"
+    } else if kind.is_char_device() {
+        "a character device"
+    } else if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_dir() {
+        "a directory"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// `path` with its last component's symbolic links followed (relative targets taken
+/// from the link's directory), as SQLite does for its journal and WAL: the files kept
+/// beside a store are named after the file, not after one of its names. Directories
+/// on the way need no resolving (their files are the same ones by any route). A loop
+/// or an unreadable link stops the walk; the open then reports what it finds there.
+fn follow_links(path: &Path) -> PathBuf {
+    let mut p = path.to_path_buf();
+    for _ in 0..40 {
+        let is_link = std::fs::symlink_metadata(&p).is_ok_and(|m| m.file_type().is_symlink());
+        let Some(target) = is_link.then(|| std::fs::read_link(&p).ok()).flatten() else {
+            break;
+        };
+        p = match p.parent() {
+            Some(dir) if target.is_relative() => dir.join(target),
+            _ => target,
+        };
+    }
+    p
 }
 
 /// Opens a file whose header a crash may have torn while upgrading it to version 2

@@ -132,19 +132,15 @@ impl Follower {
                 // A writer started during the scan: what it wrote may not be durable.
                 continue;
             } else if end < limit {
-                // What a writer's open would refuse to cut (`format.md`, rule 3 with an
-                // index file) is damage here too, not a torn tail to read around.
-                if let Some(why) = ondisk::acknowledged_past(path, file, limit, salt, end) {
-                    return Err(Error::CorruptRecord {
-                        position: builder.event_count(),
-                        offset: end,
-                        detail: format!(
-                            "{}; {why}: the bytes from here on are damaged acknowledged data, \
-                             not a torn write",
-                            torn.as_deref().unwrap_or("the batches end here")
-                        ),
-                    });
-                }
+                refuse_acknowledged_tail(
+                    path,
+                    file,
+                    limit,
+                    salt,
+                    end,
+                    builder.event_count(),
+                    &torn,
+                )?;
             }
             tail.end = end;
             tail.last_group = scanned.last_group;
@@ -219,6 +215,9 @@ impl Follower {
                 Bound::File(..) => {
                     if shared::writer_is_live(raw).map_err(|e| lock_error(path, e))? {
                         continue;
+                    }
+                    if end < limit {
+                        refuse_acknowledged_tail(path, file, limit, salt, end, count, &torn)?;
                     }
                 }
             }
@@ -368,7 +367,20 @@ impl Follower {
                     self.side_path.display()
                 )));
             }
-            return match side_file.read() {
+            let page = side_file.read();
+            if !side_file
+                .held_by_a_writer()
+                .map_err(|e| lock_error(path, e))?
+            {
+                // The live writer publishes into the side file of another name of the
+                // store (a hard link); this one is an earlier writer's, and stale.
+                return Err(refused(&format!(
+                    "{} is not the live writer's side file (it opened the store by another \
+                     name, such as a hard link: open it by the writer's name)",
+                    self.side_path.display()
+                )));
+            }
+            return match page {
                 Some(p) if p.salt == salt => Ok(Bound::Published(p)),
                 Some(_) => Err(refused(&format!(
                     "{} belongs to another store",
@@ -414,6 +426,32 @@ impl Follower {
                 e,
             )),
         }
+    }
+}
+
+/// What a writer's open would refuse to cut (`format.md`, rule 3 with an index file)
+/// is damage to a reader too, at open as when it catches up later: `CorruptRecord` at
+/// `end` (event `position`), not a torn tail to stop before.
+fn refuse_acknowledged_tail(
+    path: &Path,
+    file: &dyn StorageFile,
+    limit: u64,
+    salt: u64,
+    end: u64,
+    position: u64,
+    torn: &Option<String>,
+) -> Result<(), Error> {
+    match ondisk::acknowledged_past(path, file, limit, salt, end) {
+        None => Ok(()),
+        Some(why) => Err(Error::CorruptRecord {
+            position,
+            offset: end,
+            detail: format!(
+                "{}; {why}: the bytes from here on are damaged acknowledged data, not a \
+                 torn write",
+                torn.as_deref().unwrap_or("the batches end here")
+            ),
+        }),
     }
 }
 
@@ -592,6 +630,7 @@ impl super::Store {
             checkpointer: None,
             queue: std::sync::Mutex::new(super::Queue::default()),
             closed: false,
+            fork_generation: super::fork::generation(),
             format_version: std::sync::atomic::AtomicU16::new(format_version),
             // A read-only handle never cuts anything off.
             recovered_bytes_dropped: 0,
@@ -606,12 +645,26 @@ impl super::Store {
 
     /// Refuses writes on a read-only handle.
     pub(super) fn check_writable(&self) -> Result<(), Error> {
+        self.check_process()?;
         if self.is_read_only() {
             return Err(Error::ReadOnly {
                 path: self.path.clone(),
             });
         }
         Ok(())
+    }
+
+    /// Whether this handle belongs to this process: `InvalidArgument` for a copy
+    /// inherited by a child made by `fork()` (see `fork.rs`), which must open the store
+    /// again. Writes check it; the C ABI checks it on every call.
+    pub(crate) fn check_process(&self) -> Result<(), Error> {
+        if self.fork_generation == super::fork::generation() {
+            return Ok(());
+        }
+        Err(Error::InvalidArgument(format!(
+            "{}: this handle was opened by a parent process before fork(); a child process cannot use it: open the store again in the child",
+            self.path.display()
+        )))
     }
 
     /// Extends a read-only handle's index with what became visible (no-op for the

@@ -359,6 +359,13 @@ fn find_later_write(window: &mut Window<'_>, judged: &Judged) -> Result<Option<S
     let mut buf = Vec::new();
     let mut from = judged.damaged_at;
     while from < file_len {
+        // Holes read as zeros and hold no header: a file extended sparsely (by
+        // `truncate`, or a file system's crash) is searched in its data only.
+        match next_data(window.file, from) {
+            Some(next) if next >= file_len => break,
+            Some(next) => from = next.max(from),
+            None => {}
+        }
         // Each chunk is read with the next header's worth of bytes after it, so that a
         // header starting in this chunk is seen whole; a magic in that overlap belongs
         // to the next chunk, which starts there.
@@ -381,6 +388,25 @@ fn find_later_write(window: &mut Window<'_>, judged: &Judged) -> Result<Option<S
         from += own;
     }
     Ok(None)
+}
+
+/// The offset of the first byte at or after `from` that is not in a hole of the file
+/// (`lseek(SEEK_DATA)`; `u64::MAX` when only holes follow); `None` when that cannot be
+/// told (a wrapped file, a file system without the call): then nothing is skipped.
+fn next_data(file: &dyn StorageFile, from: u64) -> Option<u64> {
+    use std::os::fd::AsRawFd;
+    let f = file.as_file()?;
+    let at = i64::try_from(from).ok()?;
+    // SAFETY: lseek on an open descriptor; it moves the descriptor's offset, which no
+    // read of the store uses (they are all positioned).
+    let r = unsafe { libc::lseek(f.as_raw_fd(), at, libc::SEEK_DATA) };
+    if r >= 0 {
+        return Some(r as u64);
+    }
+    match std::io::Error::last_os_error().raw_os_error() {
+        Some(libc::ENXIO) => Some(u64::MAX),
+        _ => None,
+    }
 }
 
 /// Whether the batch header at the start of `bytes`, found at byte offset `at`, is

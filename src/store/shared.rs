@@ -43,6 +43,11 @@ const AT_WAKE: usize = 56;
 
 /// The byte of the store file on which a live writer holds an OFD write lock.
 pub const LIVE_MARK: i64 = 1 << 62;
+/// The byte of the *side file* on which its live writer holds an OFD write lock, so
+/// that a reader can tell the live writer's side file from a stale one left at another
+/// name of the same store (a hard link) by an earlier writer: the publishing mark on
+/// the store file says that the writer has a side file, not that it is this one.
+pub const SIDE_MARK: i64 = 1 << 62;
 
 /// The side file's path for a store at `path`.
 pub fn side_path(path: &Path) -> PathBuf {
@@ -189,16 +194,18 @@ fn map_page(file: File, writable: bool) -> io::Result<Mapping> {
 }
 
 /// Opens the side file at `path` for reading without blocking (a FIFO put there must
-/// not hang the open) and maps it; `None` when there is none, it is shorter than a
+/// not hang the open) or following a symbolic link, and maps it; `None` when there is none, it is shorter than a
 /// page (a writer is creating it), or it is not a regular file.
 fn map_for_reader(path: &Path) -> io::Result<Option<Mapping>> {
     let file = match OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NONBLOCK)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
         .open(path)
     {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        // A symbolic link, not followed: no side file, as for one that is no regular file.
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Ok(None),
         Err(e) => return Err(e),
     };
     let meta = file.metadata()?;
@@ -209,7 +216,10 @@ fn map_for_reader(path: &Path) -> io::Result<Option<Mapping>> {
 }
 
 /// Opens (creating it with `mode` and `owner` if needed) the side file at `path` for
-/// a writer, at least a page long, and maps it.
+/// a writer, at least a page long, and maps it. A symbolic link there is not followed
+/// (`ELOOP`: the writer runs without a side file): one planted in a shared directory
+/// would have the writer, perhaps root, grow and overwrite the file it points to; a
+/// store's own symbolic names are resolved before its side file is named.
 fn map_for_writer(path: &Path, mode: u32, owner: (u32, u32)) -> io::Result<Mapping> {
     let file = OpenOptions::new()
         .read(true)
@@ -217,7 +227,7 @@ fn map_for_writer(path: &Path, mode: u32, owner: (u32, u32)) -> io::Result<Mappi
         .create(true)
         .truncate(false)
         .mode(mode)
-        .custom_flags(libc::O_NONBLOCK)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
         .open(path)?;
     let own = file.metadata()?;
     if !own.is_file() {
@@ -225,6 +235,20 @@ fn map_for_writer(path: &Path, mode: u32, owner: (u32, u32)) -> io::Result<Mappi
             io::ErrorKind::InvalidInput,
             "not a regular file",
         ));
+    }
+    if own.len() > 0 {
+        // Someone else's file at the side file's name (another store named
+        // `<this store>-shm`, say) is never written: only a side file, or the zeros of
+        // one a writer died creating, is taken over.
+        let mut head = [0u8; 8];
+        let n = FileExt::read_at(&file, &mut head, 0)?;
+        if n == head.len() && head != MAGIC && head != [0; 8] || n < head.len() && head != [0; 8] {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "it holds something else than a side file (another store of that name?), \
+                 which is left untouched",
+            ));
+        }
     }
     if own.len() == 0 {
         // New: the store's permissions whatever the umask, and (when running as
@@ -241,10 +265,18 @@ fn map_for_writer(path: &Path, mode: u32, owner: (u32, u32)) -> io::Result<Mappi
         // Never shrunk: only grown to the page (another writer's readers may map it).
         file.set_len(PAGE as u64)?;
     }
+    // The side file's own mark: this file is the live writer's (see `SIDE_MARK`).
+    hold_mark(&file, SIDE_MARK, 1)?;
     map_page(file, true)
 }
 
 impl SideFile {
+    /// Whether a live writer holds this side file's mark (see [`SIDE_MARK`]): the
+    /// file now in use is that writer's own.
+    pub fn held_by_a_writer(&self) -> io::Result<bool> {
+        marked(&self.current().file, SIDE_MARK)
+    }
+
     fn current(&self) -> Arc<Mapping> {
         let maps = self.maps.lock().unwrap_or_else(|p| p.into_inner());
         Arc::clone(maps.last().expect("a side file has a mapping"))
@@ -455,10 +487,16 @@ impl SideFile {
 /// publishing mark, which tells readers that the side file at the path is this
 /// writer's (a stale one it could not open must not be trusted).
 pub fn hold_live_mark(store: &File, publishes: bool) -> io::Result<()> {
-    let mut lock = live_lock(libc::F_WRLCK, LIVE_MARK);
-    lock.l_len = if publishes { 2 } else { 1 };
+    hold_mark(store, LIVE_MARK, if publishes { 2 } else { 1 })
+}
+
+/// Takes an OFD write lock on `len` bytes at `at` of `file`, held until every
+/// descriptor of this open file is closed (or the process dies).
+fn hold_mark(file: &File, at: i64, len: i64) -> io::Result<()> {
+    let mut lock = live_lock(libc::F_WRLCK, at);
+    lock.l_len = len;
     // SAFETY: fcntl on an open descriptor with a valid `flock` structure.
-    let r = unsafe { libc::fcntl(store.as_raw_fd(), libc::F_OFD_SETLK, &mut lock) };
+    let r = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &mut lock) };
     if r == -1 {
         return Err(io::Error::last_os_error());
     }

@@ -4,7 +4,8 @@
  * RLIMIT_FSIZE), ES_ERR_INVALID_HEADER (a file of garbage), ES_ERR_CORRUPT_RECORD (a
  * flipped byte in a batch with a valid batch after it), ES_ERR_LOCKED (a second open
  * from this process, by another path, and from a child process), ES_ERR_POISONED
- * (appends after a failed write), plus recovery of a torn tail and of an interrupted
+ * (appends after a failed write), ES_ERR_INVALID_ARGUMENT for handles a child made by fork()
+ * inherited (and their close leaving the files alone), plus recovery of a torn tail and of an interrupted
  * creation; and reads that meet damage done underneath an open handle (ES_ERR_CORRUPT_RECORD,
  * ES_ERR_IO). Each failure must leave the file as it was and set es_last_error().
  *
@@ -355,6 +356,71 @@ static void test_poisoned(void) {
     es_close(store);
 }
 
+/* A child made by fork() has copies of its parent's handles. Every call on them is
+ * refused with ES_ERR_INVALID_ARGUMENT naming fork(), and es_close in the child
+ * releases its copies without touching the files: the parent's events appended after
+ * the fork (which a copy's append would overwrite and its close would cut off) and
+ * its lock stay. */
+static void test_forked_child(void) {
+    char path[4096];
+    es_store *store = NULL, *reader = NULL, *other = NULL;
+    es_uuid s = make_uuid(0x44, 4);
+    es_proposed_event before = make_event("BeforeFork", "1");
+    es_proposed_event after = make_event("AfterFork", "2");
+    int go[2];
+    pid_t child;
+    int wstatus = 0;
+    join_path(path, sizeof path, dir, "forked.store");
+    remove(path);
+
+    OK(es_open(path, &store));
+    OK(es_append(store, &s, ES_EXPECTED_NO_STREAM, &before, 1, NULL));
+    OK(es_open_with(path, ES_OPEN_READ_ONLY, &reader));
+    CHECK(pipe(go) == 0);
+    fflush(NULL);
+    child = fork();
+    CHECK(child >= 0);
+    if (child == 0) {
+        char byte;
+        uint64_t pos = 0;
+        es_events got;
+        if (read(go[0], &byte, 1) != 1) {
+            _exit(20);
+        }
+        if (es_append(store, &s, ES_EXPECTED_ANY, &before, 1, NULL) != ES_ERR_INVALID_ARGUMENT) {
+            _exit(21);
+        }
+        if (es_last_error() == NULL || strstr(es_last_error(), "fork()") == NULL) {
+            _exit(22);
+        }
+        if (es_read_all(store, 0, 10, &got) != ES_ERR_INVALID_ARGUMENT || got.len != 0) {
+            _exit(23);
+        }
+        if (es_wait(reader, 0, 0, &pos) != ES_ERR_INVALID_ARGUMENT) {
+            _exit(24);
+        }
+        es_close(reader);
+        es_close(store);
+        _exit(0);
+    }
+    OK(es_append(store, &s, 0, &after, 1, NULL));
+    CHECK(write(go[1], "g", 1) == 1);
+    CHECK(waitpid(child, &wstatus, 0) == child);
+    if (!WIFEXITED(wstatus) || WEXITSTATUS(wstatus) != 0) {
+        fprintf(stderr, "test_forked_child: the child ended with status %d\n", wstatus);
+    }
+    CHECK(WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0);
+    close(go[0]);
+    close(go[1]);
+
+    CHECK(es_global_position(store) == 2);
+    EXPECT(ES_ERR_LOCKED, es_open(path, &other));
+    OK(es_append(store, &s, 1, &after, 1, NULL));
+    es_close(reader);
+    es_close(store);
+    CHECK(count_events(path) == 3);
+}
+
 int main(int argc, char **argv) {
     if (argc != 2) {
         fprintf(stderr, "usage: %s DIR\n", argv[0]);
@@ -369,6 +435,7 @@ int main(int argc, char **argv) {
     test_damage_while_open();
     test_locked();
     test_poisoned();
+    test_forked_child();
     report_passed("test_errors");
     return 0;
 }

@@ -324,6 +324,22 @@ impl Checkpointer {
     }
 }
 
+impl Checkpointer {
+    /// Forgets the index thread without stopping it: in a child made by `fork()`,
+    /// which has a copy of this checkpointer but not the thread (joining it would wait
+    /// forever). Only its handle leaks; nothing is written.
+    pub fn abandon(&mut self) {
+        if let Some(t) = self
+            .thread
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            std::mem::forget(t);
+        }
+    }
+}
+
 impl Drop for Checkpointer {
     fn drop(&mut self) {
         if self

@@ -45,6 +45,43 @@ fn store_of(index: &Path) -> PathBuf {
     PathBuf::from(unsafe { std::ffi::OsStr::from_encoded_bytes_unchecked(stem) })
 }
 
+/// Whether the file at `path` may be removed or replaced by an index file: nothing is
+/// there, or an index file (its magic, or zeros in its place), an empty file, or no
+/// regular file (a FIFO, a
+/// symbolic link: removing or renaming over them touches no data). Anything else is
+/// someone's data under our name (a store the user called `<store>-index`) and is
+/// refused (`InvalidArgument`; the writer then runs without an index file).
+pub(crate) fn replaceable(path: &Path) -> Result<(), Error> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Ok(()),
+        Err(e) => return Err(Error::io(format!("open {}", path.display()), e)),
+    };
+    let meta = file
+        .metadata()
+        .map_err(|e| Error::io(format!("stat {}", path.display()), e))?;
+    if !meta.is_file() || meta.len() == 0 {
+        return Ok(());
+    }
+    let mut head = [0u8; 8];
+    let n = std::os::unix::fs::FileExt::read_at(&file, &mut head, 0).unwrap_or(0);
+    // An index file's magic, or zeros where it was (a lost or zeroed first page).
+    if n == head.len() && (head == format::MAGIC || head == [0; 8]) {
+        return Ok(());
+    }
+    Err(Error::InvalidArgument(format!(
+        "{} is not an index file (another store of that name?): it is left untouched, and \
+         this store keeps no index file there",
+        path.display()
+    )))
+}
+
 /// `<path>-index.tmp`, where a new index file is written before it is renamed over.
 fn tmp_of(index: &Path) -> PathBuf {
     let mut p = index.as_os_str().to_owned();
@@ -419,6 +456,9 @@ pub(crate) fn write_checkpoint(
     let fresh = w.file.is_none();
     if fresh {
         let tmp = tmp_of(&w.path);
+        // Another store named `<this store>-index` (or `.tmp`) is never replaced.
+        replaceable(&tmp)?;
+        replaceable(&w.path)?;
         // A new file, never whatever lies at the path (a FIFO would block the writes
         // and, through them, `close`; a symlink would be followed).
         match std::fs::remove_file(&tmp) {
