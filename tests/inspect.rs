@@ -922,3 +922,31 @@ fn append_copied_group_refuses_an_invalid_batch_and_a_read_only_handle() {
     ));
     assert_eq!(reader.global_position(), 1);
 }
+
+/// A failed group commit poisons the handle, as for every append: here the store
+/// file was deleted under its writer (the writer's check before each group write).
+#[test]
+fn append_copied_group_to_a_deleted_store_fails_and_poisons_the_handle() {
+    let t = temp_store();
+    let s = Uuid::from_u128(1);
+    let store = open_exact(&t.path);
+    store
+        .append_copied_group(&[copied(s, ExpectedVersion::NoStream, 1, &[event("A", b"1")])])
+        .unwrap();
+    fs::remove_file(&t.path).unwrap();
+    let next = [copied(s, ExpectedVersion::Exact(0), 2, &[event("A", b"2")])];
+    match store.append_copied_group(&next) {
+        Err(Error::Io { context, .. }) => assert!(context.contains("deleted"), "{context}"),
+        other => panic!("a group for a deleted store: {other:?}"),
+    }
+    assert!(matches!(
+        store.append_copied_group(&next),
+        Err(Error::Poisoned { .. })
+    ));
+    assert!(store.info().poisoned);
+    assert_eq!(
+        store.global_position(),
+        1,
+        "nothing of the group was indexed"
+    );
+}

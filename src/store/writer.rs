@@ -543,12 +543,16 @@ impl Writer {
             return Ok((first_position, 0));
         }
         let upgrade = multi && self.format_version < codec::FORMAT_VERSION;
-        let written = if upgrade {
-            self.upgrade_header(file, salt)
-        } else {
-            Ok(())
-        }
-        .and_then(|()| self.write_durably(file, group_start));
+        let written = self
+            .check_in_place(file, group_start)
+            .and_then(|()| {
+                if upgrade {
+                    self.upgrade_header(file, salt)
+                } else {
+                    Ok(())
+                }
+            })
+            .and_then(|()| self.write_durably(file, group_start));
         if let Err(e) = written {
             crate::log::log(
                 crate::log::Level::Error,
