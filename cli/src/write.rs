@@ -838,18 +838,15 @@ fn import_into(tmp: &Path, input_len: Option<u64>, progress: &Progress) -> Resul
     // the group commits on this one: the two overlap.
     let (send, chunks) = std::sync::mpsc::sync_channel(IMPORT_CHUNKS_AHEAD);
     let (give_back, spent) = std::sync::mpsc::channel();
-    let counts = std::thread::scope(|s| {
-        let parser = s.spawn(move || parse_input(send, spent));
-        let counts = commit_chunks(&store, tmp, input_len, progress, chunks, give_back);
-        // `chunks` is dropped: a parser still at work stops at its next send.
-        match parser.join() {
-            Ok(()) => counts,
-            Err(_) => Err(Fail::new(
-                EXIT_IO,
-                "the thread reading standard input failed (a bug)",
-            )),
-        }
-    })?;
+    let parser = std::thread::spawn(move || parse_input(send, spent));
+    // On a failure the parser is not waited for: it may be blocked reading an input
+    // that has not ended (a pipe held open), and the command ends with this thread.
+    // `chunks` is dropped: a parser still at work stops at its next send.
+    let counts = commit_chunks(&store, tmp, input_len, progress, chunks, give_back)?;
+    // It sent the end of the input: it has finished.
+    parser
+        .join()
+        .map_err(|_| Fail::new(EXIT_IO, "the thread reading standard input failed (a bug)"))?;
     store.close().map_err(|e| Fail::store(tmp, e))?;
     Ok(counts)
 }

@@ -1461,6 +1461,57 @@ fn import_far_into_a_long_input_keeps_line_numbers_and_leaves_nothing_on_failure
     }
 }
 
+/// A version conflict the store finds in the first group ends the import at once, also
+/// while its input is still open (a producer that has not finished): the parser thread,
+/// waiting for more input, is not waited for.
+#[test]
+fn import_fails_at_once_on_a_conflict_while_its_input_stays_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("i.store");
+    let (mut lines, placed) = many_lines(40_000);
+    lines[9] = lines[9].replace(
+        &format!("\"stream_version\":{}", placed[9].1),
+        "\"stream_version\":7",
+    );
+    let mut child = Command::new(EXE)
+        .args(["import", s(&dest)])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run eventstore");
+    let mut input = child.stdin.take().unwrap();
+    // More than a group, so that the first group is committed; the pipe stays open.
+    let text = lines.join("\n") + "\n";
+    let feeder = std::thread::spawn(move || {
+        let _ = input.write_all(text.as_bytes());
+        input
+    });
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() && start.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let finished = child.try_wait().unwrap().is_some();
+    if !finished {
+        let _ = child.kill();
+    }
+    let held = feeder.join().unwrap();
+    let out = child.wait_with_output().unwrap();
+    drop(held);
+    assert!(finished, "import still running with its input open");
+    fails(
+        &out,
+        2,
+        &[
+            "line 10: ",
+            "at version 7, expected 0",
+            "nothing was imported",
+        ],
+    );
+    assert!(!dest.exists());
+    only_files(dir.path(), &[]);
+}
+
 // ---------------------------------------------------------------------------------
 // verify, salvage, backup
 
