@@ -1468,7 +1468,7 @@ fn import_far_into_a_long_input_keeps_line_numbers_and_leaves_nothing_on_failure
 fn import_fails_at_once_on_a_conflict_while_its_input_stays_open() {
     let dir = tempfile::tempdir().unwrap();
     let dest = dir.path().join("i.store");
-    let (mut lines, placed) = many_lines(40_000);
+    let (mut lines, placed) = many_lines(25_000);
     lines[9] = lines[9].replace(
         &format!("\"stream_version\":{}", placed[9].1),
         "\"stream_version\":7",
@@ -1481,14 +1481,15 @@ fn import_fails_at_once_on_a_conflict_while_its_input_stays_open() {
         .spawn()
         .expect("run eventstore");
     let mut input = child.stdin.take().unwrap();
-    // More than a group, so that the first group is committed; the pipe stays open.
+    // More than a group (about 19,000 lines), so that the first group is committed,
+    // and less than two: the parser then waits for more input. The pipe stays open.
     let text = lines.join("\n") + "\n";
     let feeder = std::thread::spawn(move || {
         let _ = input.write_all(text.as_bytes());
         input
     });
     let start = Instant::now();
-    while child.try_wait().unwrap().is_none() && start.elapsed() < Duration::from_secs(60) {
+    while child.try_wait().unwrap().is_none() && start.elapsed() < Duration::from_secs(30) {
         std::thread::sleep(Duration::from_millis(20));
     }
     let finished = child.try_wait().unwrap().is_some();
