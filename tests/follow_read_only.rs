@@ -579,3 +579,34 @@ fn a_reader_catching_up_refuses_a_damaged_acknowledged_tail_as_an_open_does() {
 fn index_path(path: &std::path::Path) -> std::path::PathBuf {
     eventstore::store::index_file_path(path)
 }
+
+/// A store file replaced under a reader (a backup restored over it, the store
+/// recreated) is not followed silently: the old file no longer grows, so a reader that
+/// went on waiting on it would never see another event. Its next read or wait says
+/// that the file was replaced; a new handle follows the new file.
+#[test]
+fn a_reader_of_a_store_replaced_under_it_is_told_so() {
+    let t = temp_store();
+    let s = Uuid::new_v4();
+    {
+        let w = Store::open(&t.path).unwrap();
+        w.append(s, ExpectedVersion::Any, vec![event("Old", b"")])
+            .unwrap();
+    }
+    let reader = read_only(&t.path).unwrap();
+    assert_eq!(reader.global_position(), 1);
+    // A copy, renamed over the store (as a restore does), then written to.
+    let copy = t.dir.path().join("restored.store");
+    std::fs::copy(&t.path, &copy).unwrap();
+    std::fs::rename(&copy, &t.path).unwrap();
+    {
+        let w = Store::open(&t.path).unwrap();
+        w.append(s, ExpectedVersion::Any, vec![event("New", b"")])
+            .unwrap();
+    }
+    match reader.wait(1, Some(Duration::from_millis(200))) {
+        Err(Error::Io { context, .. }) => assert!(context.contains("replaced"), "{context}"),
+        other => panic!("the reader of the replaced file: {other:?}"),
+    }
+    assert_eq!(read_only(&t.path).unwrap().global_position(), 2);
+}

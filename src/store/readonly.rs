@@ -392,6 +392,23 @@ impl Follower {
                 ))),
             };
         }
+        // No writer on this file. When the path names another file now (the store was
+        // restored or recreated under it), following this one would wait forever on a
+        // file nobody writes any more: say so instead.
+        if let (Ok(here), Ok(now)) = (raw.metadata(), std::fs::metadata(path)) {
+            use std::os::unix::fs::MetadataExt;
+            if (here.dev(), here.ino()) != (now.dev(), now.ino()) {
+                return Err(Error::io(
+                    format!(
+                        "follow {}: the store file was replaced by another (restored or \
+                         recreated) since this handle opened it; open it again to follow \
+                         the new one",
+                        path.display()
+                    ),
+                    std::io::Error::from_raw_os_error(libc::ESTALE),
+                ));
+            }
+        }
         let meta_len = file
             .file_len()
             .map_err(|e| Error::io(format!("stat {}", path.display()), e))?;
