@@ -642,7 +642,24 @@ pub struct UnsealedBatch {
     bytes: Vec<u8>,
     count: u32,
     /// Events per stream, in order (one entry for a single-stream append).
-    parts: Vec<u32>,
+    parts: PartCounts,
+}
+
+/// Events per stream of a batch: most batches have one stream, kept without an
+/// allocation (a tool copying millions of small batches pays for each one).
+#[derive(Debug, Clone)]
+enum PartCounts {
+    One(u32),
+    Many(Vec<u32>),
+}
+
+impl PartCounts {
+    fn as_slice(&self) -> &[u32] {
+        match self {
+            PartCounts::One(n) => std::slice::from_ref(n),
+            PartCounts::Many(v) => v,
+        }
+    }
 }
 
 impl UnsealedBatch {
@@ -688,7 +705,10 @@ impl UnsealedBatch {
         Ok(UnsealedBatch {
             bytes,
             count: count as u32,
-            parts: parts.iter().map(|(_, e)| e.len() as u32).collect(),
+            parts: match parts {
+                [(_, e)] => PartCounts::One(e.len() as u32),
+                _ => PartCounts::Many(parts.iter().map(|(_, e)| e.len() as u32).collect()),
+            },
         })
     }
 
@@ -706,7 +726,7 @@ impl UnsealedBatch {
 
     /// Events per stream, in the order of the append.
     pub fn parts(&self) -> &[u32] {
-        &self.parts
+        self.parts.as_slice()
     }
 
     /// `(stream id, event id)` of every record, in order.
@@ -734,7 +754,7 @@ impl UnsealedBatch {
         first_versions: &[u64],
         mut on_record: impl FnMut(usize, usize),
     ) {
-        debug_assert_eq!(first_versions.len(), self.parts.len());
+        debug_assert_eq!(first_versions.len(), self.parts.as_slice().len());
         let base = out.len();
         out.extend_from_slice(&self.bytes);
         let b = &mut out[base..];
@@ -745,7 +765,7 @@ impl UnsealedBatch {
         put_u32(b, 40, header_crc);
         let mut at = BATCH_HEADER_LEN;
         let mut position = header.first_position;
-        for (&n, &first_version) in self.parts.iter().zip(first_versions) {
+        for (&n, &first_version) in self.parts.as_slice().iter().zip(first_versions) {
             for i in 0..u64::from(n) {
                 let len = le_u32(b, at) as usize;
                 let rec = &mut b[at..at + len];

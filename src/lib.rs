@@ -35,8 +35,8 @@ pub mod types;
 
 pub use error::{Error, HeaderCause};
 pub use store::{
-    BackupReport, CopiedBatch, EventBatch, Filter, IndexStats, OpenOptions, Store, StoreInfo,
-    StreamInfo, Subscription,
+    BackupReport, CopiedBatch, CopiedGroup, EventBatch, Filter, IndexStats, OpenOptions, Store,
+    StoreInfo, StreamInfo, Subscription,
 };
 pub use types::{
     AppendResult, ExpectedVersion, ProposedEvent, ProposedEventRef, RecordedEvent, StreamAppend,

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use common::{all, event, open_exact, temp_store};
+use common::{all, event, file_len, open_exact, temp_store};
 use eventstore::inspect::{self, Inspection, RangeKind};
 use eventstore::{
     CopiedBatch, Error, ExpectedVersion, HeaderCause, ProposedEvent, RecordedEvent, Store,
@@ -718,5 +718,235 @@ fn salvage_copies_the_intact_prefix_byte_for_byte() {
             .iter()
             .map(kept)
             .collect::<Vec<_>>()
+    );
+}
+
+/// One batch of `stream` for `append_copied_group`, expecting `expected`, stamped `at`.
+fn copied(
+    stream: Uuid,
+    expected: ExpectedVersion,
+    at: u64,
+    events: &[ProposedEvent],
+) -> CopiedBatch {
+    let refs: Vec<_> = events.iter().map(ProposedEvent::as_ref).collect();
+    CopiedBatch::new(stream, expected, at, &refs).unwrap()
+}
+
+#[test]
+fn append_copied_group_commits_every_batch_whole_with_its_own_commit_time() {
+    let t = temp_store();
+    let store = open_exact(&t.path);
+    let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
+    let future = 4_000_000_000_000_000u64;
+    let e1 = [event("A", b"1"), event("A", b"2")];
+    let e2 = [event("B", b"3")];
+    let e3 = [event("A", b"4")];
+    let (m1, m2) = ([event("A", b"5")], [event("B", b"6"), event("B", b"7")]);
+    let (r1, r2): (Vec<_>, Vec<_>) = (
+        m1.iter().map(ProposedEvent::as_ref).collect(),
+        m2.iter().map(ProposedEvent::as_ref).collect(),
+    );
+    let multi = CopiedBatch::multi(
+        future,
+        &[
+            eventstore::StreamAppend {
+                stream_id: a,
+                expected_version: ExpectedVersion::Exact(2),
+                events: &r1,
+            },
+            eventstore::StreamAppend {
+                stream_id: b,
+                expected_version: ExpectedVersion::Exact(0),
+                events: &r2,
+            },
+        ],
+    )
+    .unwrap();
+    let batches = vec![
+        copied(a, ExpectedVersion::NoStream, 1_000, &e1),
+        copied(b, ExpectedVersion::NoStream, 2_000, &e2),
+        // Checked against the batch before it in the same group.
+        copied(a, ExpectedVersion::Exact(1), 3_000, &e3),
+        multi,
+    ];
+    let group = store.append_copied_group(&batches).unwrap();
+    assert_eq!(
+        group,
+        eventstore::CopiedGroup {
+            first_position: 0,
+            events: 7
+        }
+    );
+    assert_eq!(store.global_position(), 7);
+    // Positions, stream versions, ids and commit times as given.
+    let got = all(&store);
+    let ids: Vec<Uuid> = e1
+        .iter()
+        .chain(&e2)
+        .chain(&e3)
+        .chain(&m1)
+        .chain(&m2)
+        .map(|e| e.event_id)
+        .collect();
+    assert_eq!(got.iter().map(|e| e.event_id).collect::<Vec<_>>(), ids);
+    assert_eq!(
+        got.iter()
+            .map(|e| (e.stream_id, e.stream_version, e.recorded_at))
+            .collect::<Vec<_>>(),
+        [
+            (a, 0, 1_000),
+            (a, 1, 1_000),
+            (b, 0, 2_000),
+            (a, 2, 3_000),
+            (a, 3, future),
+            (b, 1, future),
+            (b, 2, future)
+        ]
+    );
+    assert_eq!(store.read_event(ids[3]).unwrap().global_position, 3);
+    assert_eq!(store.batch_bounds(5), Some(4..7));
+    // Appends after it are never stamped earlier than its latest commit time, and
+    // find the versions it left.
+    let later = store
+        .append(b, ExpectedVersion::Exact(2), vec![event("C", b"8")])
+        .unwrap();
+    assert!(later[0].recorded_at >= future);
+    // Nothing to append is no error.
+    assert_eq!(
+        store.append_copied_group(&[]).unwrap(),
+        eventstore::CopiedGroup {
+            first_position: 8,
+            events: 0
+        }
+    );
+    drop(store);
+    // Four batches on disk as given, then the ordinary one.
+    let mut on_disk = Vec::new();
+    let scan = inspect::scan(&t.path, |b| {
+        on_disk.push((b.count, b.streams.len(), b.recorded_at));
+        Ok(())
+    })
+    .unwrap();
+    assert!(scan.is_clean());
+    assert_eq!(
+        on_disk[..4],
+        [(2, 1, 1_000), (1, 1, 2_000), (1, 1, 3_000), (3, 2, future)]
+    );
+    assert_eq!(on_disk.len(), 5);
+    let store = Store::open(&t.path).unwrap();
+    assert_eq!(store.global_position(), 8);
+}
+
+#[test]
+fn append_copied_group_writes_nothing_when_a_batch_in_the_middle_conflicts() {
+    let t = temp_store();
+    let store = open_exact(&t.path);
+    let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
+    store
+        .append(a, ExpectedVersion::NoStream, vec![event("A", b"0")])
+        .unwrap();
+    let len = file_len(&t.path);
+    // The second batch expects a stream that the log already has to be new.
+    let group = vec![
+        copied(b, ExpectedVersion::NoStream, 1, &[event("B", b"1")]),
+        copied(a, ExpectedVersion::NoStream, 2, &[event("A", b"2")]),
+        copied(b, ExpectedVersion::Exact(0), 3, &[event("B", b"3")]),
+    ];
+    match store.append_copied_group(&group) {
+        Err(Error::WrongExpectedVersion {
+            stream_id,
+            expected,
+            actual,
+        }) => {
+            assert_eq!(stream_id, a);
+            assert_eq!(expected, ExpectedVersion::NoStream);
+            assert_eq!(actual, Some(0));
+        }
+        other => panic!("expected a version conflict, got {other:?}"),
+    }
+    // The third expects a version that only an earlier batch of the group would make.
+    let group = vec![
+        copied(b, ExpectedVersion::NoStream, 1, &[event("B", b"1")]),
+        copied(b, ExpectedVersion::Exact(1), 2, &[event("B", b"2")]),
+    ];
+    match store.append_copied_group(&group) {
+        Err(Error::WrongExpectedVersion {
+            stream_id, actual, ..
+        }) => assert_eq!((stream_id, actual), (b, Some(0))),
+        other => panic!("expected a version conflict, got {other:?}"),
+    }
+    // Nothing of either group was written or indexed.
+    assert_eq!(store.global_position(), 1);
+    assert_eq!(file_len(&t.path), len);
+    assert!(matches!(
+        store.read_stream(b, 0, 10),
+        Err(Error::StreamNotFound { .. })
+    ));
+    // The store goes on: the same group, mended, commits.
+    let group = vec![
+        copied(b, ExpectedVersion::NoStream, 1, &[event("B", b"1")]),
+        copied(b, ExpectedVersion::Exact(0), 2, &[event("B", b"2")]),
+    ];
+    let done = store.append_copied_group(&group).unwrap();
+    assert_eq!((done.first_position, done.events), (1, 2));
+    drop(store);
+    let scan = inspect::scan(&t.path, |_| Ok(())).unwrap();
+    assert!(scan.is_clean());
+    assert_eq!(scan.events, 3);
+}
+
+#[test]
+fn append_copied_group_refuses_an_invalid_batch_and_a_read_only_handle() {
+    let t = temp_store();
+    let s = Uuid::from_u128(1);
+    // An invalid batch is refused when it is made, before any group.
+    assert!(matches!(
+        CopiedBatch::new(s, ExpectedVersion::NoStream, 1, &[]),
+        Err(Error::InvalidArgument(_))
+    ));
+    let empty_type = ProposedEvent {
+        event_type: String::new(),
+        ..event("A", b"x")
+    };
+    assert!(CopiedBatch::new(s, ExpectedVersion::NoStream, 1, &[empty_type.as_ref()]).is_err());
+    let store = open_exact(&t.path);
+    store
+        .append_copied_group(&[copied(s, ExpectedVersion::NoStream, 1, &[event("A", b"1")])])
+        .unwrap();
+    drop(store);
+    let reader = Store::open_with(&t.path, eventstore::OpenOptions::new().read_only()).unwrap();
+    let batch = copied(s, ExpectedVersion::Exact(0), 2, &[event("A", b"2")]);
+    assert!(matches!(
+        reader.append_copied_group(&[batch]),
+        Err(Error::ReadOnly { .. })
+    ));
+    assert_eq!(reader.global_position(), 1);
+}
+
+/// A failed group commit poisons the handle, as for every append: here the store
+/// file was deleted under its writer (the writer's check before each group write).
+#[test]
+fn append_copied_group_to_a_deleted_store_fails_and_poisons_the_handle() {
+    let t = temp_store();
+    let s = Uuid::from_u128(1);
+    let store = open_exact(&t.path);
+    store
+        .append_copied_group(&[copied(s, ExpectedVersion::NoStream, 1, &[event("A", b"1")])])
+        .unwrap();
+    fs::remove_file(&t.path).unwrap();
+    let next = [copied(s, ExpectedVersion::Exact(0), 2, &[event("A", b"2")])];
+    match store.append_copied_group(&next) {
+        Err(Error::Io { context, .. }) => assert!(context.contains("deleted"), "{context}"),
+        other => panic!("a group for a deleted store: {other:?}"),
+    }
+    assert!(matches!(
+        store.append_copied_group(&next),
+        Err(Error::Poisoned { .. })
+    ));
+    assert!(store.info().poisoned);
+    assert_eq!(
+        store.global_position(),
+        1,
+        "nothing of the group was indexed"
     );
 }

@@ -394,6 +394,26 @@ impl Building {
 
     /// The batch as it stands, encoded; the builder is empty afterwards.
     fn take(&mut self) -> std::result::Result<CopiedBatch, Error> {
+        let batch = match (&self.runs[..], self.used) {
+            // One event of one stream, the most common batch: no list is built.
+            ([r], 1) => CopiedBatch::multi(
+                self.recorded_at,
+                &[StreamAppend {
+                    stream_id: r.stream,
+                    expected_version: r.expected(),
+                    events: &[self.events[0].as_ref()],
+                }],
+            ),
+            _ => self.take_many(),
+        };
+        self.runs.clear();
+        self.used = 0;
+        self.bytes = 0;
+        batch
+    }
+
+    /// [`Building::take`] for a batch of several events or streams.
+    fn take_many(&self) -> std::result::Result<CopiedBatch, Error> {
         let refs: Vec<ProposedEventRef<'_>> = self.events[..self.used]
             .iter()
             .map(ProposedEvent::as_ref)
@@ -406,19 +426,22 @@ impl Building {
                 at += r.count;
                 StreamAppend {
                     stream_id: r.stream,
-                    expected_version: match r.first_version {
-                        0 => ExpectedVersion::NoStream,
-                        v => ExpectedVersion::Exact(v - 1),
-                    },
+                    expected_version: r.expected(),
                     events: &refs[at - r.count..at],
                 }
             })
             .collect();
-        let batch = CopiedBatch::multi(self.recorded_at, &runs);
-        self.runs.clear();
-        self.used = 0;
-        self.bytes = 0;
-        batch
+        CopiedBatch::multi(self.recorded_at, &runs)
+    }
+}
+
+impl RunStart {
+    /// The version the stream must be at before the run: the one before its first.
+    fn expected(&self) -> ExpectedVersion {
+        match self.first_version {
+            0 => ExpectedVersion::NoStream,
+            v => ExpectedVersion::Exact(v - 1),
+        }
     }
 }
 
@@ -442,11 +465,10 @@ struct Group {
 }
 
 impl Group {
-    /// Appends the batches, many per `fdatasync`.
+    /// Appends the batches as one group commit (one `fdatasync`), all or nothing.
     fn flush(&mut self, store: &Store, tmp: &Path) -> Result<()> {
-        let result = store.append_copied(std::mem::take(&mut self.batches));
-        self.bytes = 0;
-        let runs = std::mem::take(&mut self.runs);
+        let result = store.append_copied_group(&self.batches);
+        let runs = &self.runs;
         match result {
             Ok(_) => Ok(()),
             Err(Error::WrongExpectedVersion {
@@ -472,23 +494,44 @@ impl Group {
     }
 }
 
-/// The state of an import between lines.
-struct Import<'a> {
-    store: Store,
-    tmp: &'a Path,
-    input_len: Option<u64>,
+/// What the parser thread of an import hands to the committing thread.
+enum Chunk {
+    /// A group of batches ready for its group commit (about [`IMPORT_GROUP_BYTES`]),
+    /// with the input's bytes read and the events parsed so far.
+    Group {
+        group: Group,
+        read: u64,
+        events: u64,
+    },
+    /// The parser stopped at a bad line (or a failed read): `rest` holds the whole
+    /// batches of the lines before it, not yet committed.
+    Failed { rest: Group, error: Fail },
+    /// The input ended: `rest` is the last group; `events` and `batches` the totals.
+    End {
+        rest: Group,
+        events: u64,
+        batches: u64,
+    },
+}
+
+/// The state of an import's parser between lines: it checks each line, builds the
+/// batches and encodes them, and hands full groups to the committing thread.
+struct Import {
     b: Building,
     group: Group,
+    /// Groups the committing thread is done with, to be emptied and reused here: their
+    /// batches were made on this thread, where freeing them is cheaper.
+    spent: std::sync::mpsc::Receiver<Group>,
     /// Events and batches so far.
     position: u64,
     batches: u64,
-    reserved: bool,
     last_line: u64,
 }
 
-impl Import<'_> {
-    /// Takes one line: `n` is its number, `read` the input's bytes before it.
-    fn line(&mut self, n: u64, text: &str, read: u64) -> Result<()> {
+impl Import {
+    /// Takes one line: `n` is its number. Returns a group that is full and ready to be
+    /// committed, if this line began a batch after it.
+    fn line(&mut self, n: u64, text: &str) -> Result<Option<Group>> {
         let bad = |why: String| Fail::usage(format!("line {n}: {why}"));
         let line = input::parse(text).map_err(bad)?;
         let field = |name: &str, v: Option<u64>| {
@@ -550,6 +593,7 @@ impl Import<'_> {
                     && b.bytes + size <= IMPORT_GROUP_BYTES)
             }
         };
+        let mut full = None;
         if starts {
             if self.b.used > 0 {
                 // The new line's event waits in the pool's next slot: keep it there
@@ -558,8 +602,10 @@ impl Import<'_> {
                 self.close()?;
                 self.b.events.swap(parsed, 0);
                 if self.group.bytes >= IMPORT_GROUP_BYTES {
-                    self.reserve(read)?;
-                    self.group.flush(&self.store, self.tmp)?;
+                    // Handed on only when the line is taken: after this point the
+                    // line starts a batch, which no check below can fail.
+                    let next = self.spare();
+                    full = Some(std::mem::replace(&mut self.group, next));
                 }
             }
             let b = &mut self.b;
@@ -600,7 +646,20 @@ impl Import<'_> {
         b.bytes += size;
         self.last_line = n;
         self.position += 1;
-        Ok(())
+        Ok(full)
+    }
+
+    /// An empty group: one the committing thread has handed back, when there is one.
+    fn spare(&self) -> Group {
+        match self.spent.try_recv() {
+            Ok(mut group) => {
+                group.batches.clear();
+                group.runs.clear();
+                group.bytes = 0;
+                group
+            }
+            Err(_) => Group::default(),
+        }
     }
 
     /// Encodes the batch being built into the group.
@@ -622,42 +681,34 @@ impl Import<'_> {
         Ok(())
     }
 
-    /// Before the first group commit: sizes the index once for the whole import,
-    /// estimated from the lines per byte so far (a hint: it grows as needed beyond).
-    fn reserve(&mut self, read: u64) -> Result<()> {
-        if std::mem::replace(&mut self.reserved, true) {
-            return Ok(());
-        }
-        if let Some(len) = self.input_len {
-            let estimate = u128::from(self.position) * u128::from(len) / u128::from(read.max(1));
-            self.store
-                .reserve(u64::try_from(estimate).unwrap_or(u64::MAX))
-                .map_err(|e| Fail::store(self.tmp, e))?;
-        }
-        Ok(())
-    }
-
-    /// Commits what is left.
-    fn finish(&mut self) -> Result<()> {
+    /// The chunk that ends the input after `error`: the whole batches of the lines
+    /// before it, unless encoding the last of them fails (that failure comes first).
+    fn failed(&mut self, error: Fail) -> Chunk {
         if self.b.used > 0 {
-            self.close()?;
+            if let Err(e) = self.close() {
+                return Chunk::Failed {
+                    rest: Group::default(),
+                    error: e,
+                };
+            }
         }
-        self.group.flush(&self.store, self.tmp)
+        Chunk::Failed {
+            rest: std::mem::take(&mut self.group),
+            error,
+        }
     }
 }
 
-fn import_into(tmp: &Path, input_len: Option<u64>, progress: &Progress) -> Result<(u64, u64)> {
-    let store = Store::open_with(
-        tmp,
-        eventstore::OpenOptions::new()
-            .index_at_close_only()
-            .preallocate(false),
-    )
-    .map_err(|e| Fail::store(tmp, e))?;
+/// Groups parsed ahead of the group commit: two of about [`IMPORT_GROUP_BYTES`] each
+/// wait at most, so that parsing overlaps committing without holding the input.
+const IMPORT_CHUNKS_AHEAD: usize = 2;
+
+/// The parser thread of an import: reads standard input, checks and encodes every
+/// line, and sends groups of batches to `out` until the input ends or a line is bad.
+/// Stops early when the committing thread has hung up (it failed).
+fn parse_input(out: std::sync::mpsc::SyncSender<Chunk>, spent: std::sync::mpsc::Receiver<Group>) {
     let mut import = Import {
-        store,
-        tmp,
-        input_len,
+        spent,
         b: Building {
             first_position: 0,
             first_line: 0,
@@ -671,47 +722,131 @@ fn import_into(tmp: &Path, input_len: Option<u64>, progress: &Progress) -> Resul
         group: Group::default(),
         position: 0,
         batches: 0,
-        reserved: false,
         last_line: 0,
     };
     let mut lines = Lines::new();
     loop {
-        let read = lines.bytes;
         let next = match lines.next() {
-            Ok(Some((n, text))) => import.line(n, text, read),
+            Ok(Some((n, text))) => import.line(n, text),
             Ok(None) => break,
             Err(e) => Err(e),
         };
-        if let Err(e) = next {
-            // A version conflict the store would find in the lines before this one
-            // comes first: commit them (into the temporary file, discarded anyway).
-            let earlier = if import.b.used > 0 {
-                import
-                    .close()
-                    .and_then(|()| import.group.flush(&import.store, tmp))
-            } else {
-                import.group.flush(&import.store, tmp)
-            };
-            return Err(match earlier {
-                Err(conflict @ Fail::Exit { code: 2, .. }) => conflict,
-                _ => e,
-            });
-        }
-        if import.position.is_multiple_of(4096) {
-            progress.set(if input_len.is_some() {
-                read
-            } else {
-                import.position
-            });
+        let chunk = match next {
+            Ok(None) => continue,
+            Ok(Some(group)) => Chunk::Group {
+                group,
+                read: lines.bytes,
+                events: import.position,
+            },
+            Err(e) => {
+                let _ = out.send(import.failed(e));
+                return;
+            }
+        };
+        if out.send(chunk).is_err() {
+            return;
         }
     }
-    import.finish()?;
-    let Import {
-        store,
-        position,
-        batches,
-        ..
-    } = import;
+    let chunk = match import.b.used {
+        0 => Ok(()),
+        _ => import.close(),
+    }
+    .map_or_else(
+        |e| Chunk::Failed {
+            rest: Group::default(),
+            error: e,
+        },
+        |()| Chunk::End {
+            rest: std::mem::take(&mut import.group),
+            events: import.position,
+            batches: import.batches,
+        },
+    );
+    let _ = out.send(chunk);
+}
+
+/// The committing side of an import: appends the groups the parser sends, in order.
+/// Returns the events and batches imported. Dropping `chunks` (on an error) stops the
+/// parser.
+fn commit_chunks(
+    store: &Store,
+    tmp: &Path,
+    input_len: Option<u64>,
+    progress: &Progress,
+    chunks: std::sync::mpsc::Receiver<Chunk>,
+    spent: std::sync::mpsc::Sender<Group>,
+) -> Result<(u64, u64)> {
+    let mut reserved = false;
+    for chunk in chunks {
+        match chunk {
+            Chunk::Group {
+                mut group,
+                read,
+                events,
+            } => {
+                if !std::mem::replace(&mut reserved, true) {
+                    // Before the first group commit: sizes the index once for the whole
+                    // import, estimated from the lines per byte so far (a hint: it grows
+                    // as needed beyond).
+                    if let Some(len) = input_len {
+                        let estimate =
+                            u128::from(events) * u128::from(len) / u128::from(read.max(1));
+                        store
+                            .reserve(u64::try_from(estimate).unwrap_or(u64::MAX))
+                            .map_err(|e| Fail::store(tmp, e))?;
+                    }
+                }
+                group.flush(store, tmp)?;
+                progress.set(if input_len.is_some() { read } else { events });
+                // The parser may have finished: then the group is freed here.
+                let _ = spent.send(group);
+            }
+            Chunk::Failed { mut rest, error } => {
+                // A version conflict the store would find in the lines before the bad
+                // one comes first: commit them (into the temporary file, discarded
+                // anyway).
+                return Err(match rest.flush(store, tmp) {
+                    Err(conflict @ Fail::Exit { code: 2, .. }) => conflict,
+                    _ => error,
+                });
+            }
+            Chunk::End {
+                mut rest,
+                events,
+                batches,
+            } => {
+                rest.flush(store, tmp)?;
+                return Ok((events, batches));
+            }
+        }
+    }
+    Err(Fail::new(
+        EXIT_IO,
+        "the thread reading standard input stopped without an answer (a bug)",
+    ))
+}
+
+fn import_into(tmp: &Path, input_len: Option<u64>, progress: &Progress) -> Result<(u64, u64)> {
+    let store = Store::open_with(
+        tmp,
+        eventstore::OpenOptions::new()
+            .index_at_close_only()
+            .preallocate(false),
+    )
+    .map_err(|e| Fail::store(tmp, e))?;
+    // Parsing and encoding the lines runs on a thread of its own, a few groups ahead of
+    // the group commits on this one: the two overlap.
+    let (send, chunks) = std::sync::mpsc::sync_channel(IMPORT_CHUNKS_AHEAD);
+    let (give_back, spent) = std::sync::mpsc::channel();
+    let parser = std::thread::spawn(move || parse_input(send, spent));
+    // On a failure the parser is not waited for: it may be blocked reading an input
+    // that has not ended (a pipe held open), and the command ends with this thread.
+    // `chunks` is dropped: a parser still at work stops at its next send.
+    let counts = commit_chunks(&store, tmp, input_len, progress, chunks, give_back)?;
+    // It sent the end of the input: it has finished.
+    parser
+        .join()
+        .map_err(|_| Fail::new(EXIT_IO, "the thread reading standard input failed (a bug)"))?;
     store.close().map_err(|e| Fail::store(tmp, e))?;
-    Ok((position, batches))
+    Ok(counts)
 }

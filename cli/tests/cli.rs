@@ -1347,6 +1347,172 @@ fn import_refuses_bad_input_and_leaves_nothing() {
     fails(&es_in(&["import", s(&path)], &text), 2, &["already exists"]);
 }
 
+/// `n` exported lines (the `export` schema without `batch_position`: each event its
+/// own batch) over 97 streams, with payloads of about 100 bytes: about 220 bytes of
+/// batch per line, so that `import` commits a group (4 MiB) every 19,000 lines or so
+/// while its parser runs ahead. `stream_id` and `stream_version` of each line are returned too.
+fn many_lines(n: u64) -> (Vec<String>, Vec<(String, u64)>) {
+    let mut versions = [0u64; 97];
+    let mut lines = Vec::with_capacity(n as usize);
+    let mut placed = Vec::with_capacity(n as usize);
+    for i in 0..n {
+        let k = (i * 31 % 97) as usize;
+        let stream = format!("{:08x}-0000-0000-0000-{:012x}", 0x5eed, k);
+        let version = versions[k];
+        versions[k] += 1;
+        lines.push(format!(
+            "{{\"global_position\":{i},\"stream_id\":\"{stream}\",\"stream_version\":{version},\"event_id\":\"{:08x}-0000-4000-8000-{:012x}\",\"event_type\":\"Filler\",\"recorded_at\":{},\"payload\":{{\"i\":{i},\"note\":\"a payload of about a hundred bytes, to fill the groups of the import\"}},\"payload_encoding\":\"json\",\"metadata\":\"\",\"metadata_encoding\":\"text\"}}",
+            0xe7,
+            i + 1,
+            1_700_000_000_000_000 + i
+        ));
+        placed.push((stream, version));
+    }
+    (lines, placed)
+}
+
+/// Only `keep` (and nothing named like an import's temporary file) is in `dir`.
+fn only_files(dir: &Path, keep: &[&Path]) {
+    let left: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| !keep.contains(&p.as_path()))
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+/// The parser of `import` runs ahead of the group commits on a thread of its own: a
+/// bad line far into the input, found after several groups were committed and the
+/// next ones parsed, still fails the whole import with its line number, exit 2 and no
+/// `DEST`; a version conflict the store finds in a group committed before the bad
+/// line is named first; a long valid input is imported whole and in order.
+#[test]
+fn import_far_into_a_long_input_keeps_line_numbers_and_leaves_nothing_on_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("i.store");
+    let (lines, placed) = many_lines(60_000);
+    let input = |replace: &[(usize, String)]| {
+        let mut out = String::new();
+        for (i, l) in lines.iter().enumerate() {
+            match replace.iter().find(|r| r.0 == i) {
+                Some((_, r)) => out.push_str(r),
+                None => out.push_str(l),
+            }
+            out.push('\n');
+        }
+        out
+    };
+    // A new stream whose first event claims version 2: the store finds it when the
+    // group holding it is committed (the parser checks only runs within a batch).
+    let wrong_start = |i: usize| {
+        lines[i]
+            .replace(
+                &format!("\"stream_id\":\"{}\"", placed[i].0),
+                "\"stream_id\":\"0000beef-0000-0000-0000-000000000001\"",
+            )
+            .replace(
+                &format!("\"stream_version\":{}", placed[i].1),
+                "\"stream_version\":2",
+            )
+    };
+    let cases = [
+        (
+            vec![(49_999, "{\"global_position\":49999,broken".to_string())],
+            "line 50000: ",
+        ),
+        (
+            vec![(49_999, lines[49_998].clone())],
+            "line 50000: global_position 49998, expected 49999",
+        ),
+        (
+            vec![(49_999, wrong_start(49_999))],
+            "line 50000: stream 0000beef-0000-0000-0000-000000000001 at version 2, expected 0",
+        ),
+        // The conflict lies in a group committed long before the bad line.
+        (
+            vec![
+                (24_999, wrong_start(24_999)),
+                (49_999, "{broken".to_string()),
+            ],
+            "line 25000: stream 0000beef-0000-0000-0000-000000000001 at version 2, expected 0",
+        ),
+    ];
+    for (replace, needle) in cases {
+        let out = es_in(&["import", s(&dest)], &input(&replace));
+        fails(&out, 2, &[needle, "nothing was imported"]);
+        assert!(!dest.exists());
+        only_files(dir.path(), &[]);
+    }
+    // The valid input: every line, in order.
+    let out = es_in(&["import", "--json", s(&dest)], &input(&[]));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(json(&out)["events"], 60_000);
+    assert_eq!(json(&out)["batches"], 60_000);
+    let exported = json_lines(&es(&["export", s(&dest)]));
+    assert_eq!(exported.len(), 60_000);
+    for (i, (e, (stream, version))) in exported.iter().zip(&placed).enumerate() {
+        let want: Value = serde_json::from_str(&lines[i]).unwrap();
+        assert_eq!(e["global_position"], i as u64);
+        assert_eq!(e["stream_id"].as_str(), Some(stream.as_str()));
+        assert_eq!(e["stream_version"], *version);
+        for field in ["event_id", "recorded_at", "payload"] {
+            assert_eq!(e[field], want[field], "line {}", i + 1);
+        }
+    }
+}
+
+/// A version conflict the store finds in the first group ends the import at once, also
+/// while its input is still open (a producer that has not finished): the parser thread,
+/// waiting for more input, is not waited for.
+#[test]
+fn import_fails_at_once_on_a_conflict_while_its_input_stays_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("i.store");
+    let (mut lines, placed) = many_lines(25_000);
+    lines[9] = lines[9].replace(
+        &format!("\"stream_version\":{}", placed[9].1),
+        "\"stream_version\":7",
+    );
+    let mut child = Command::new(EXE)
+        .args(["import", s(&dest)])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run eventstore");
+    let mut input = child.stdin.take().unwrap();
+    // More than a group (about 19,000 lines), so that the first group is committed,
+    // and less than two: the parser then waits for more input. The pipe stays open.
+    let text = lines.join("\n") + "\n";
+    let feeder = std::thread::spawn(move || {
+        let _ = input.write_all(text.as_bytes());
+        input
+    });
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() && start.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let finished = child.try_wait().unwrap().is_some();
+    if !finished {
+        let _ = child.kill();
+    }
+    let held = feeder.join().unwrap();
+    let out = child.wait_with_output().unwrap();
+    drop(held);
+    assert!(finished, "import still running with its input open");
+    fails(
+        &out,
+        2,
+        &[
+            "line 10: ",
+            "at version 7, expected 0",
+            "nothing was imported",
+        ],
+    );
+    assert!(!dest.exists());
+    only_files(dir.path(), &[]);
+}
+
 // ---------------------------------------------------------------------------------
 // verify, salvage, backup
 

@@ -685,6 +685,61 @@ impl Index {
         Ok(())
     }
 
+    /// [`Index::push_append`] for a whole group of appends, in order: append `k` has
+    /// the runs `runs[ends[k - 1]..ends[k]]` (from 0 for the first); `locations` and
+    /// `ids` are every event's of the group. The caller has checked every run against
+    /// this index and the runs before it (the writer does, under its lock, with nothing
+    /// appended since), so nothing is checked again but in debug builds. The streams'
+    /// numbers are looked up in one loop first: with many streams each lookup misses
+    /// the cache, and independent lookups overlap their misses where lookups between
+    /// the updates of each append wait for each in turn.
+    pub fn push_appends(
+        &mut self,
+        runs: &[Run],
+        ends: &[usize],
+        locations: &[RecordLocation],
+        ids: impl Iterator<Item = Uuid>,
+    ) {
+        let first = self.event_count();
+        let n = locations.len();
+        if n == 0 {
+            return;
+        }
+        if self.delta.hashes_dropped && self.delta.ids.needs_growth(n) {
+            // As in `push_append`: a delta that cannot grow its table becomes a part.
+            let log_end = self.delta.log_end();
+            let old = std::mem::replace(&mut self.delta, Delta::new(self.keys, first, log_end));
+            self.parts.push(Part::Mem(Arc::new(old)));
+        }
+        let keys = self.keys;
+        self.delta.push_ids(ids.map(|id| keys.hash(&id)), n);
+        let known: Vec<Option<u32>> = runs
+            .iter()
+            .map(|r| self.by_id.get(&r.stream_id).copied())
+            .collect();
+        let mut position = first;
+        let mut last_append = first;
+        let mut start = 0;
+        for &end in ends {
+            last_append = position;
+            for (r, &number) in runs[start..end].iter().zip(&known[start..end]) {
+                // A stream new to the index may have appeared earlier in the group.
+                let number = number.unwrap_or_else(|| self.number_of(r.stream_id, position));
+                let meta = &mut self.streams[number as usize];
+                debug_assert_eq!(meta.count, r.first_version, "checked by the writer");
+                meta.count += r.count;
+                meta.last = position + r.count - 1;
+                self.delta
+                    .push_run(number, r.first_version, position, r.count);
+                position += r.count;
+            }
+            start = end;
+        }
+        debug_assert_eq!(position - first, n as u64);
+        self.delta.records.extend_from_slice(locations);
+        self.delta.last_append = last_append;
+    }
+
     /// The number of a stream, made for it (first event at `first`) if it is new.
     fn number_of(&mut self, id: Uuid, first: u64) -> u32 {
         match self.by_id.get(&id) {

@@ -34,7 +34,7 @@ use crate::codec::{self, FILE_HEADER_LEN};
 use crate::error::Error;
 use crate::types::{AppendResult, ExpectedVersion, ProposedEvent, ProposedEventRef, RecordedEvent};
 
-pub use self::copy::{BackupReport, CopiedBatch};
+pub use self::copy::{BackupReport, CopiedBatch, CopiedGroup};
 pub use self::follow::Subscription;
 use self::index::Index;
 pub use self::index::{IndexStats, StreamInfo};

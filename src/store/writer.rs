@@ -25,6 +25,7 @@ use uuid::Uuid;
 
 use crate::codec::{self, BatchHeader, UnsealedBatch};
 use crate::error::Error;
+use crate::store::copy::CopiedBatch;
 use crate::store::dedup::{self, GroupIds, Verdict};
 use crate::store::ids::MAX_POSITION;
 use crate::store::index::{Index, RecordLocation, Run, StreamIdHash};
@@ -441,6 +442,149 @@ impl Writer {
         for a in accepted {
             answer(out, a.answer, Ok(a.results));
         }
+    }
+
+    /// Commits `batches` (copied from another log: see `store/copy.rs`) as one group,
+    /// all or nothing: every batch is checked in order (expected versions against the
+    /// index and the batches before it, room in the log) before anything is written;
+    /// the first that fails fails the whole group, and nothing of it is written. No
+    /// answer slot, result or id list is made per batch: the group has one outcome.
+    /// Returns the position of the group's first event and its number of events.
+    pub fn commit_copies(
+        &mut self,
+        file: &dyn StorageFile,
+        salt: u64,
+        index: &std::sync::RwLock<Index>,
+        batches: &[CopiedBatch],
+    ) -> Result<(u64, u64), Error> {
+        if let Some(cause) = &self.poisoned {
+            return Err(Error::Poisoned {
+                cause: cause.clone(),
+            });
+        }
+        let group_start = self.end;
+        self.buf.clear();
+        let events: usize = batches.iter().map(|b| b.batch.count() as usize).sum();
+        let mut locations = Vec::with_capacity(events);
+        // Every run of the group, and where each batch's runs end.
+        let mut runs: Vec<Run> = Vec::with_capacity(batches.len());
+        let mut run_ends: Vec<usize> = Vec::with_capacity(batches.len());
+        let mut multi = false;
+        let first_position;
+        let mut next_position;
+        {
+            let index = index.read().unwrap_or_else(|p| p.into_inner());
+            first_position = index.event_count();
+            next_position = first_position;
+            let mut in_group: HashMap<Uuid, u64, StreamIdHash> = HashMap::default();
+            // As in `commit_group`: the lookups in one loop first overlap their misses.
+            let before: Vec<Option<u64>> = batches
+                .iter()
+                .flat_map(|b| b.parts.iter())
+                .map(|p| index.stream_version(&p.stream_id))
+                .collect();
+            let mut first_versions = Vec::new();
+            let mut looked_up = 0;
+            for b in batches {
+                let known = &before[looked_up..looked_up + b.parts.len()];
+                looked_up += b.parts.len();
+                first_versions.clear();
+                for (p, &known) in b.parts.iter().zip(known) {
+                    let actual = match in_group.get(&p.stream_id) {
+                        Some(&v) => Some(v),
+                        None => known,
+                    };
+                    if !p.expected.admits(actual) {
+                        self.buf.clear();
+                        return Err(Error::WrongExpectedVersion {
+                            stream_id: p.stream_id,
+                            expected: p.expected,
+                            actual,
+                        });
+                    }
+                    first_versions.push(actual.map_or(0, |v| v + 1));
+                }
+                let count = u64::from(b.batch.count());
+                if next_position + count - 1 > MAX_POSITION {
+                    self.buf.clear();
+                    return Err(Error::InvalidArgument(format!(
+                        "the log is full: it holds at most {} events",
+                        MAX_POSITION + 1
+                    )));
+                }
+                let header = BatchHeader {
+                    batch_len: b.batch.len() as u32,
+                    first_position: next_position,
+                    count: b.batch.count(),
+                    recorded_at: b.recorded_at,
+                    group_start,
+                };
+                b.batch
+                    .seal_into(&mut self.buf, salt, header, &first_versions, |at, len| {
+                        locations.push(RecordLocation::new(group_start + at as u64, len));
+                    });
+                for ((p, &n), &first_version) in
+                    b.parts.iter().zip(b.batch.parts()).zip(&first_versions)
+                {
+                    let n = u64::from(n);
+                    in_group.insert(p.stream_id, first_version + n - 1);
+                    runs.push(Run {
+                        stream_id: p.stream_id,
+                        first_version,
+                        count: n,
+                    });
+                }
+                multi |= b.parts.len() > 1;
+                run_ends.push(runs.len());
+                next_position += count;
+            }
+        }
+        if batches.is_empty() {
+            return Ok((first_position, 0));
+        }
+        let upgrade = multi && self.format_version < codec::FORMAT_VERSION;
+        let written = self
+            .check_in_place(file, group_start)
+            .and_then(|()| {
+                if upgrade {
+                    self.upgrade_header(file, salt)
+                } else {
+                    Ok(())
+                }
+            })
+            .and_then(|()| self.write_durably(file, group_start));
+        if let Err(e) = written {
+            crate::log::log(
+                crate::log::Level::Error,
+                &format!(
+                    "append to {} failed; the store is poisoned until reopened: {e}",
+                    self.path
+                ),
+            );
+            self.poisoned = Some(e.to_string());
+            return Err(e);
+        }
+        self.end = group_start + self.buf.len() as u64;
+        // Copied commit times may lie ahead of the clock: later appends never go back.
+        self.last_recorded_at = batches
+            .iter()
+            .map(|b| b.recorded_at)
+            .fold(self.last_recorded_at, u64::max);
+        {
+            let mut index = index.write().unwrap_or_else(|p| p.into_inner());
+            index.push_appends(
+                &runs,
+                &run_ends,
+                &locations,
+                batches
+                    .iter()
+                    .flat_map(|b| b.batch.record_ids().map(|(_, id)| id)),
+            );
+            index.push_types(locations.iter().map(|l| {
+                crate::codec::record_type_bytes(&self.buf[(l.offset() - group_start) as usize..])
+            }));
+        }
+        Ok((first_position, next_position - first_position))
     }
 
     /// Rewrites a version-1 header as version 2 (same salt) and syncs it, before the

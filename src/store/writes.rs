@@ -232,6 +232,12 @@ pub(crate) fn encode_appends(appends: &[StreamAppend<'_>]) -> Result<UnsealedBat
     let needs_ids = appends
         .iter()
         .any(|a| a.events.iter().any(|e| e.event_id.is_nil()));
+    if let [a] = appends {
+        if !needs_ids {
+            // The common case of one stream with its ids given: no list to build.
+            return UnsealedBatch::encode_multi(&[(a.stream_id, a.events)]);
+        }
+    }
     let filled: Vec<Vec<ProposedEventRef<'_>>>;
     let parts: Vec<(Uuid, &[ProposedEventRef<'_>])> = if needs_ids {
         filled = appends
