@@ -194,8 +194,9 @@ fn map_page(file: File, writable: bool) -> io::Result<Mapping> {
 }
 
 /// Opens the side file at `path` for reading without blocking (a FIFO put there must
-/// not hang the open) or following a symbolic link, and maps it; `None` when there is none, it is shorter than a
-/// page (a writer is creating it), or it is not a regular file.
+/// not hang the open) or following a symbolic link, and maps it; `None` when there is
+/// none, it is shorter than a page (a writer is creating it), or it is not a regular
+/// file.
 fn map_for_reader(path: &Path) -> io::Result<Option<Mapping>> {
     let file = match OpenOptions::new()
         .read(true)
@@ -242,7 +243,8 @@ fn map_for_writer(path: &Path, mode: u32, owner: (u32, u32)) -> io::Result<Mappi
         // one a writer died creating, is taken over.
         let mut head = [0u8; 8];
         let n = FileExt::read_at(&file, &mut head, 0)?;
-        if n == head.len() && head != MAGIC && head != [0; 8] || n < head.len() && head != [0; 8] {
+        let foreign = head != [0; 8] && !(n == head.len() && head == MAGIC);
+        if foreign {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 "it holds something else than a side file (another store of that name?), \
