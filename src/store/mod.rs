@@ -961,7 +961,7 @@ fn file_kind(kind: std::fs::FileType) -> &'static str {
     } else if kind.is_dir() {
         "a directory"
     } else {
-        "not a regular file"
+        "a file of another kind"
     }
 }
 
