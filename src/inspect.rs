@@ -852,8 +852,16 @@ pub fn salvage(
                 .find(|r| r.kind == RangeKind::Damage)
                 .map(|r| r.first_lost_position);
         }
-        std::fs::rename(&tmp, dest)
-            .map_err(|e| Error::io(format!("rename {} to {}", tmp.display(), dest.display()), e))?;
+        crate::store::io::rename_new(&tmp, dest).map_err(|e| {
+            Error::io(
+                format!(
+                    "rename {} to {} (a file appeared there meanwhile?)",
+                    tmp.display(),
+                    dest.display()
+                ),
+                e,
+            )
+        })?;
         crate::store::move_index_file(&tmp, dest);
         sync_parent(dest)?;
         Ok(SalvageReport {

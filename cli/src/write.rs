@@ -313,9 +313,16 @@ pub fn import(dest: &Path, json: bool, quiet: bool) -> Result<i32> {
         let _ = std::fs::remove_file(eventstore::store::index_file_path(&tmp));
         return Err(Fail::new(EXIT_IO, format!("the imported store did not check out ({} of {events} events); nothing was imported, check the disk", checked.events)));
     }
-    std::fs::rename(&tmp, dest).map_err(|e| {
+    // Never over a file that appeared at DEST meanwhile (a store an application made).
+    eventstore::store::io::rename_new(&tmp, dest).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
         let _ = std::fs::remove_file(eventstore::store::index_file_path(&tmp));
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            return Fail::usage(format!(
+                "{} appeared while the import was running: it is left as it is; nothing was imported",
+                dest.display()
+            ));
+        }
         Fail::new(
             EXIT_IO,
             format!("rename {} to {}: {e}", tmp.display(), dest.display()),

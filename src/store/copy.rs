@@ -432,8 +432,15 @@ impl Store {
                     ),
                 });
             }
-            std::fs::rename(&tmp, dest)
-                .map_err(|e| Error::io(format!("rename {} to {shown}", tmp.display()), e))?;
+            crate::store::io::rename_new(&tmp, dest).map_err(|e| {
+                Error::io(
+                    format!(
+                        "rename {} to {shown} (a file appeared there meanwhile?)",
+                        tmp.display()
+                    ),
+                    e,
+                )
+            })?;
             crate::inspect::sync_parent(dest)?;
             Ok(BackupReport { bytes: len, events })
         })();

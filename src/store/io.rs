@@ -105,3 +105,65 @@ pub fn write_all_at(file: &dyn StorageFile, mut buf: &[u8], mut offset: u64) -> 
 pub fn sync_dir(dir: &std::path::Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
+
+/// Renames `from` to `to` only if nothing is at `to` (`renameat2` with
+/// `RENAME_NOREPLACE`): a copy built under a temporary name (backup, salvage, import)
+/// never replaces a file that appeared at its destination meanwhile, such as a store an
+/// application created there, whose writer would then go on appending to a file no
+/// longer reachable by its name. `AlreadyExists` when something is there. On a file
+/// system without that call, `link` then `unlink` give the same guarantee; where
+/// neither exists, a plain rename after a last look.
+pub fn rename_new(from: &std::path::Path, to: &std::path::Path) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &std::path::Path| {
+        std::ffi::CString::new(p.as_os_str().as_bytes())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a path holds a NUL byte"))
+    };
+    let (src, dst) = (c(from)?, c(to)?);
+    // SAFETY: two NUL-terminated paths, relative to the working directory.
+    let r = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            src.as_ptr(),
+            libc::AT_FDCWD,
+            dst.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if r == 0 {
+        return Ok(());
+    }
+    let e = io::Error::last_os_error();
+    if !matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS)) {
+        return Err(e);
+    }
+    match std::fs::hard_link(from, to) {
+        Ok(()) => std::fs::remove_file(from),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(e),
+        Err(_) if std::fs::symlink_metadata(to).is_ok() => {
+            Err(io::Error::from_raw_os_error(libc::EEXIST))
+        }
+        Err(_) => std::fs::rename(from, to),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rename_new;
+
+    #[test]
+    fn rename_new_never_replaces_what_is_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        std::fs::write(&a, b"built").unwrap();
+        std::fs::write(&b, b"theirs").unwrap();
+        let e = rename_new(&a, &b).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::AlreadyExists, "{e}");
+        assert_eq!(std::fs::read(&a).unwrap(), b"built");
+        assert_eq!(std::fs::read(&b).unwrap(), b"theirs");
+        std::fs::remove_file(&b).unwrap();
+        rename_new(&a, &b).unwrap();
+        assert_eq!(std::fs::read(&b).unwrap(), b"built");
+        assert!(!a.exists());
+    }
+}
