@@ -2213,3 +2213,46 @@ fn import_and_salvage_killed_midway_leave_no_destination_and_the_source_as_it_wa
     let o = es(&["verify", "--quiet", s(&source)]);
     assert_eq!(code(&o), 0, "{}", stdout(&o));
 }
+
+/// A file that appears at DEST while `import` runs (a store an application made
+/// there) is never replaced by the finished import: the import fails, the file is left
+/// byte for byte, and no temporary file remains.
+#[test]
+fn import_never_replaces_a_dest_that_appeared_while_it_ran() {
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("i.store");
+    let (lines, _) = many_lines(100);
+    let mut child = Command::new(EXE)
+        .args(["import", s(&dest)])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run eventstore");
+    let mut input = child.stdin.take().unwrap();
+    input
+        .write_all((lines.join("\n") + "\n").as_bytes())
+        .unwrap();
+    // The import is under way (its temporary store exists) while its input is open.
+    let start = Instant::now();
+    while std::fs::read_dir(dir.path()).unwrap().count() == 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no temporary store"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::fs::write(&dest, b"an application's store").unwrap();
+    drop(input);
+    let out = child.wait_with_output().unwrap();
+    fails(
+        &out,
+        2,
+        &[
+            "appeared while the import was running",
+            "nothing was imported",
+        ],
+    );
+    assert_eq!(std::fs::read(&dest).unwrap(), b"an application's store");
+    only_files(dir.path(), &[&dest]);
+}
