@@ -22,14 +22,19 @@ fn es_in(args: &[&str], stdin: &str) -> Output {
     es_in_bytes(args, stdin.as_bytes())
 }
 
-fn es_in_bytes(args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = Command::new(EXE)
+/// The tool started with `args`, its standard streams piped.
+fn spawn_piped(args: &[&str]) -> std::process::Child {
+    Command::new(EXE)
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("run eventstore");
+        .expect("run eventstore")
+}
+
+fn es_in_bytes(args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = spawn_piped(args);
     let mut input = child.stdin.take().unwrap();
     let bytes = stdin.to_vec();
     let feeder = std::thread::spawn(move || {
@@ -283,13 +288,7 @@ struct WriterProcess {
 
 impl WriterProcess {
     fn start(path: &Path) -> WriterProcess {
-        let mut child = Command::new(EXE)
-            .args(["append", s(path), "--json", "--quiet"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = spawn_piped(&["append", s(path), "--json", "--quiet"]);
         WriterProcess {
             input: child.stdin.take(),
             acks: BufReader::new(child.stdout.take().unwrap()),
@@ -1473,13 +1472,7 @@ fn import_fails_at_once_on_a_conflict_while_its_input_stays_open() {
         &format!("\"stream_version\":{}", placed[9].1),
         "\"stream_version\":7",
     );
-    let mut child = Command::new(EXE)
-        .args(["import", s(&dest)])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run eventstore");
+    let mut child = spawn_piped(&["import", s(&dest)]);
     let mut input = child.stdin.take().unwrap();
     // More than a group (about 19,000 lines), so that the first group is committed,
     // and less than two: the parser then waits for more input. The pipe stays open.
@@ -2222,13 +2215,7 @@ fn import_never_replaces_a_dest_that_appeared_while_it_ran() {
     let dir = tempfile::tempdir().unwrap();
     let dest = dir.path().join("i.store");
     let (lines, _) = many_lines(100);
-    let mut child = Command::new(EXE)
-        .args(["import", s(&dest)])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run eventstore");
+    let mut child = spawn_piped(&["import", s(&dest)]);
     let mut input = child.stdin.take().unwrap();
     input
         .write_all((lines.join("\n") + "\n").as_bytes())

@@ -661,13 +661,7 @@ impl Index {
         }
         let first = self.event_count();
         let n = locations.len();
-        if self.delta.hashes_dropped && self.delta.ids.needs_growth(n) {
-            // A delta without its hashes cannot grow its table: it becomes a part
-            // (written by the next checkpoint) and a new delta takes the append.
-            let log_end = self.delta.log_end();
-            let old = std::mem::replace(&mut self.delta, Delta::new(self.keys, first, log_end));
-            self.parts.push(Part::Mem(Arc::new(old)));
-        }
+        self.make_room_for_ids(n);
         let keys = self.keys;
         self.delta.push_ids(ids.map(|id| keys.hash(&id)), n);
         let mut position = first;
@@ -683,6 +677,18 @@ impl Index {
         self.delta.records.extend(locations);
         self.delta.last_append = first;
         Ok(())
+    }
+
+    /// Before `n` more ids go into the delta: a delta without its hashes cannot grow
+    /// its table, so it becomes a part (written by the next checkpoint) and a new delta
+    /// takes the append.
+    fn make_room_for_ids(&mut self, n: usize) {
+        if self.delta.hashes_dropped && self.delta.ids.needs_growth(n) {
+            let first = self.event_count();
+            let log_end = self.delta.log_end();
+            let old = std::mem::replace(&mut self.delta, Delta::new(self.keys, first, log_end));
+            self.parts.push(Part::Mem(Arc::new(old)));
+        }
     }
 
     /// [`Index::push_append`] for a whole group of appends, in order: append `k` has
@@ -705,12 +711,7 @@ impl Index {
         if n == 0 {
             return;
         }
-        if self.delta.hashes_dropped && self.delta.ids.needs_growth(n) {
-            // As in `push_append`: a delta that cannot grow its table becomes a part.
-            let log_end = self.delta.log_end();
-            let old = std::mem::replace(&mut self.delta, Delta::new(self.keys, first, log_end));
-            self.parts.push(Part::Mem(Arc::new(old)));
-        }
+        self.make_room_for_ids(n);
         let keys = self.keys;
         self.delta.push_ids(ids.map(|id| keys.hash(&id)), n);
         let known: Vec<Option<u32>> = runs

@@ -383,25 +383,7 @@ impl Writer {
         }
         let upgrade = self.format_version < codec::FORMAT_VERSION
             && accepted.iter().any(|a| a.runs.len() > 1);
-        let written = self
-            .check_in_place(file, group_start)
-            .and_then(|()| {
-                if upgrade {
-                    self.upgrade_header(file, salt)
-                } else {
-                    Ok(())
-                }
-            })
-            .and_then(|()| self.write_durably(file, group_start));
-        if let Err(e) = written {
-            crate::log::log(
-                crate::log::Level::Error,
-                &format!(
-                    "append to {} failed; the store is poisoned until reopened: {e}",
-                    self.path
-                ),
-            );
-            self.poisoned = Some(e.to_string());
+        if let Err(e) = self.write_group(file, salt, group_start, upgrade) {
             for (slot, _) in repeats {
                 answer(out, slot, Err(e.duplicate()));
             }
@@ -543,27 +525,7 @@ impl Writer {
             return Ok((first_position, 0));
         }
         let upgrade = multi && self.format_version < codec::FORMAT_VERSION;
-        let written = self
-            .check_in_place(file, group_start)
-            .and_then(|()| {
-                if upgrade {
-                    self.upgrade_header(file, salt)
-                } else {
-                    Ok(())
-                }
-            })
-            .and_then(|()| self.write_durably(file, group_start));
-        if let Err(e) = written {
-            crate::log::log(
-                crate::log::Level::Error,
-                &format!(
-                    "append to {} failed; the store is poisoned until reopened: {e}",
-                    self.path
-                ),
-            );
-            self.poisoned = Some(e.to_string());
-            return Err(e);
-        }
+        self.write_group(file, salt, group_start, upgrade)?;
         self.end = group_start + self.buf.len() as u64;
         // Copied commit times may lie ahead of the clock: later appends never go back.
         self.last_recorded_at = batches
@@ -585,6 +547,40 @@ impl Writer {
             }));
         }
         Ok((first_position, next_position - first_position))
+    }
+
+    /// Writes the group encoded in `self.buf` at `group_start` and makes it durable,
+    /// after checking that the file is still in place and upgrading the header first
+    /// when the group needs format version 2. A failure poisons the writer (logged):
+    /// the caller answers every request of the group with it.
+    fn write_group(
+        &mut self,
+        file: &dyn StorageFile,
+        salt: u64,
+        group_start: u64,
+        upgrade: bool,
+    ) -> Result<(), Error> {
+        let written = self
+            .check_in_place(file, group_start)
+            .and_then(|()| {
+                if upgrade {
+                    self.upgrade_header(file, salt)
+                } else {
+                    Ok(())
+                }
+            })
+            .and_then(|()| self.write_durably(file, group_start));
+        if let Err(e) = &written {
+            crate::log::log(
+                crate::log::Level::Error,
+                &format!(
+                    "append to {} failed; the store is poisoned until reopened: {e}",
+                    self.path
+                ),
+            );
+            self.poisoned = Some(e.to_string());
+        }
+        written
     }
 
     /// Rewrites a version-1 header as version 2 (same salt) and syncs it, before the
