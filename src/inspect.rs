@@ -815,7 +815,8 @@ pub fn salvage(
                             u128::from(kept_events) * u128::from(total) / u128::from(scanned);
                         store.reserve(u64::try_from(estimate).unwrap_or(u64::MAX))?;
                     }
-                    store.append_copied(std::mem::take(&mut pending))?;
+                    store.append_copied_group(&pending)?;
+                    pending.clear();
                     pending_bytes = 0;
                 }
                 progress((total + b.offset + b.len) / 2, total);
@@ -823,7 +824,7 @@ pub fn salvage(
             })?;
         }
         let inspection = first;
-        store.append_copied(pending)?;
+        store.append_copied_group(&pending)?;
         store.close()?;
         // The temporary store's side file: nobody follows it.
         crate::store::shared::remove_side_file(&tmp);
